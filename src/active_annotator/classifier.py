@@ -1,0 +1,404 @@
+"""Random-forest pixel classifier with the scikit-learn estimator contract.
+
+Axes: an image is ``(*stack, *spatial)`` plus an optional channel axis given by
+``channel_axis``. ``spatial`` has ``features.ndim`` axes (1, 2 or 3); any
+leading axes beyond that are *stack* axes, processed plane by plane (e.g. a
+time-lapse of 2-D images, or a volume the user wants treated as 2-D slices).
+Labels have the shape ``(*stack, *spatial)``: 0 means unlabelled, any other
+integer is a class, kept as given.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .errors import Cancelled, InputError, LabelError, ModelMismatchError, NotFittedError
+from .features import FeatureSet, compute, compute_at, padded, tile_slices
+from .forest import Forest
+
+ProgressCallback = Callable[[int, int], None]
+StopCallback = Callable[[], bool]
+
+
+def split_axes(image_shape, spatial_ndim: int, channel_axis: int | None):
+    """Return ``(stack_shape, spatial_shape, n_channels)`` for an image shape.
+
+    Raises :class:`InputError` if the image has fewer non-channel axes than
+    ``spatial_ndim``.
+    """
+    shape = list(image_shape)
+    n_ch = 1
+    if channel_axis is not None:
+        if not -len(shape) <= channel_axis < len(shape):
+            raise InputError(
+                f"channel_axis={channel_axis} is out of range for an image of shape "
+                f"{tuple(image_shape)}."
+            )
+        n_ch = shape.pop(channel_axis)
+    if len(shape) < spatial_ndim:
+        raise InputError(
+            f"The feature set is {spatial_ndim}-D but the image has only {len(shape)} "
+            f"non-channel axes (shape {tuple(image_shape)}, channel_axis={channel_axis}). "
+            f"Use FeatureSet.default(ndim={len(shape)}) or check channel_axis."
+        )
+    n_stack = len(shape) - spatial_ndim
+    return tuple(shape[:n_stack]), tuple(shape[n_stack:]), n_ch
+
+
+def _channels_last_view(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """``(*stack, *spatial, C)`` view (C=1 added when there is no channel axis)."""
+    if channel_axis is None:
+        return image[..., np.newaxis]
+    return np.moveaxis(image, channel_axis, -1)
+
+
+def check_labels(labels, expected_shape) -> np.ndarray:
+    """Validate a label array; return it as a numpy array.
+
+    Raises :class:`LabelError` with the fix when the shape, dtype or values are wrong.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise LabelError(
+            f"Labels must be integers (0 = unlabelled, 1..K = classes), got dtype "
+            f"{labels.dtype}. Convert with labels.astype(numpy.uint8)."
+        )
+    if labels.shape != tuple(expected_shape):
+        raise LabelError(
+            f"Labels have shape {labels.shape} but the image's non-channel shape is "
+            f"{tuple(expected_shape)}. Paint the labels on this image, or set "
+            "channel_axis if the image has channels."
+        )
+    if labels.size and labels.min() < 0:
+        raise LabelError(
+            f"Labels contain negative values (min {labels.min()}); use 0 for "
+            "unlabelled and positive integers for classes."
+        )
+    return labels
+
+
+class PixelClassifier:
+    """Random forest on multiscale filter features, one prediction per pixel.
+
+    Parameters
+    ----------
+    features : FeatureSet, optional
+        Which features; default ``FeatureSet.default(ndim=2)``.
+    n_estimators : int
+        Number of trees.
+    max_depth : int or None
+        Maximum tree depth; None grows trees until leaves are pure.
+    min_samples_leaf : int
+        Minimum labelled pixels per leaf.
+    max_features : {"sqrt", "log2"}, int, float or None
+        Features considered per split, as in scikit-learn.
+    class_weight : {"balanced", None}
+        "balanced" weights classes inversely to their labelled pixel counts.
+    random_state : int or None
+        Seed for repeatable forests.
+    n_jobs : int
+        Threads for training (-1: all cores).
+    tile_shape : int or None
+        Prediction tile edge in pixels per axis (memory is bounded by the
+        tile); default 262144 in 1-D, 512 in 2-D, 96 in 3-D.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Class values seen in the labels, sorted; the rows of ``predict_proba``.
+    n_channels_in_ : int
+    n_features_in_ : int
+    feature_names_in_ : list of str
+    forest_ : Forest
+    feature_importances_ : ndarray (n_features_in_,)
+
+    Examples
+    --------
+    >>> clf = PixelClassifier(FeatureSet.default(ndim=2)).fit(image, labels)  # doctest: +SKIP
+    >>> proba = clf.predict_proba(image)          # (n_classes, *spatial), float32
+    >>> segmentation = clf.predict(image)         # class values as painted
+    """
+
+    def __init__(
+        self,
+        features: FeatureSet | None = None,
+        n_estimators: int = 100,
+        max_depth: int | None = None,
+        min_samples_leaf: int = 1,
+        max_features="sqrt",
+        class_weight: str | None = None,
+        random_state: int | None = 0,
+        n_jobs: int = -1,
+        tile_shape: int | None = None,
+    ):
+        self.features = features
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.tile_shape = tile_shape
+
+    # -- scikit-learn conventions -------------------------------------------
+    _param_names = (
+        "features", "n_estimators", "max_depth", "min_samples_leaf", "max_features",
+        "class_weight", "random_state", "n_jobs", "tile_shape",
+    )
+
+    def get_params(self, deep: bool = False) -> dict:
+        return {k: getattr(self, k) for k in self._param_names}
+
+    def set_params(self, **params) -> PixelClassifier:
+        for k, v in params.items():
+            if k not in self._param_names:
+                raise InputError(f"Unknown parameter {k!r}; valid: {list(self._param_names)}.")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k != "features")
+        return f"PixelClassifier(features={self.feature_set!r}, {args})"
+
+    @property
+    def feature_set(self) -> FeatureSet:
+        return self.features if self.features is not None else FeatureSet.default(ndim=2)
+
+    def _check_fitted(self):
+        if not hasattr(self, "forest_"):
+            raise NotFittedError("This PixelClassifier is not trained yet; call fit(image, labels) first.")
+
+    def _check_params(self):
+        if not (isinstance(self.n_estimators, (int, np.integer)) and 1 <= self.n_estimators <= 10000):
+            raise InputError(f"n_estimators must be an integer from 1 to 10000, got {self.n_estimators!r}.")
+        if self.max_depth is not None and not (isinstance(self.max_depth, (int, np.integer)) and self.max_depth >= 1):
+            raise InputError(f"max_depth must be None or a positive integer, got {self.max_depth!r}.")
+
+    # -- training --------------------------------------------------------------
+    def training_data(self, image, labels, channel_axis: int | None = None,
+                      on_progress: ProgressCallback | None = None,
+                      should_stop: StopCallback | None = None):
+        """Features and class values at the labelled pixels.
+
+        Returns
+        -------
+        X : float32 (n_labelled, n_features), y : (n_labelled,) label values,
+        n_channels : int
+        """
+        fs = self.feature_set
+        image = np.asarray(image)
+        stack, spatial, n_ch = split_axes(image.shape, fs.ndim, channel_axis)
+        labels = check_labels(labels, stack + spatial)
+        if not np.any(labels):
+            raise LabelError(
+                "There are no labels yet: paint at least two classes (values 1, 2, ...) "
+                "before training."
+            )
+        img = _channels_last_view(image, channel_axis)
+        Xs, ys = [], []
+        planes = list(np.ndindex(*stack)) if stack else [()]
+        planes = [p for p in planes if np.any(labels[p])]
+        for i, p in enumerate(planes):
+            if should_stop is not None and should_stop():
+                raise Cancelled("Training was cancelled.")
+            lab = labels[p]
+            mask = lab > 0
+            Xs.append(compute_at(img[p], fs, mask, channel_axis=-1))
+            ys.append(lab[mask])
+            if on_progress:
+                on_progress(i + 1, len(planes))
+        return np.concatenate(Xs), np.concatenate(ys), n_ch
+
+    def fit(self, image, labels, channel_axis: int | None = None,
+            on_progress: ProgressCallback | None = None,
+            should_stop: StopCallback | None = None) -> PixelClassifier:
+        """Train on the labelled pixels of ``image``.
+
+        Parameters
+        ----------
+        image : array ``(*stack, *spatial)`` with an optional channel axis
+        labels : integer array ``(*stack, *spatial)``; 0 = unlabelled
+        channel_axis : int or None
+        on_progress : callable(done, total), optional
+        should_stop : callable() -> bool, optional; when it returns True the
+            work stops with :class:`~active_annotator.errors.Cancelled`.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X, y, n_ch = self.training_data(image, labels, channel_axis, on_progress, should_stop)
+        return self.fit_features(X, y, n_channels=n_ch, labels_dtype=np.asarray(labels).dtype,
+                                 should_stop=should_stop)
+
+    def fit_features(self, X, y, n_channels: int = 1, labels_dtype=np.uint8,
+                     should_stop: StopCallback | None = None) -> PixelClassifier:
+        """Train on precomputed features ``X`` (n, n_features) and class values ``y``."""
+        from sklearn.ensemble import RandomForestClassifier
+
+        self._check_params()
+        classes = np.unique(y)
+        if classes.size < 2:
+            raise LabelError(
+                f"Only one class is labelled (value {classes[0] if classes.size else 'none'}); "
+                "paint at least two classes, e.g. 1 = background and 2 = object."
+            )
+        fs = self.feature_set
+        if X.shape[1] != fs.n_features(n_channels):
+            raise InputError(f"X has {X.shape[1]} features, the feature set makes {fs.n_features(n_channels)}.")
+        if should_stop is not None and should_stop():
+            raise Cancelled("Training was cancelled.")
+        rf = RandomForestClassifier(
+            n_estimators=int(self.n_estimators),
+            max_depth=self.max_depth,
+            min_samples_leaf=self.min_samples_leaf,
+            max_features=self.max_features,
+            class_weight=self.class_weight,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+        )
+        rf.fit(X, y)
+        self.classes_ = rf.classes_
+        self.n_channels_in_ = int(n_channels)
+        self.n_features_in_ = int(X.shape[1])
+        self.feature_names_in_ = fs.names(n_channels)
+        self.labels_dtype_ = np.dtype(labels_dtype)
+        self.forest_ = Forest.from_sklearn(rf)
+        self.feature_importances_ = rf.feature_importances_.astype(np.float64)
+        self.n_training_pixels_ = int(X.shape[0])
+        return self
+
+    # -- prediction --------------------------------------------------------------
+    def _tile(self, ndim: int) -> tuple[int, ...]:
+        if self.tile_shape:
+            return (int(self.tile_shape),) * ndim
+        return {1: (1 << 18,), 2: (512, 512), 3: (96, 96, 96)}[ndim]
+
+    def check_image(self, image_shape, channel_axis):
+        """Raise :class:`ModelMismatchError` if an image does not fit the trained model."""
+        self._check_fitted()
+        fs = self.feature_set
+        try:
+            stack, spatial, n_ch = split_axes(image_shape, fs.ndim, channel_axis)
+        except InputError as e:
+            raise ModelMismatchError(str(e)) from None
+        if n_ch != self.n_channels_in_:
+            raise ModelMismatchError(
+                f"The model was trained on images with {self.n_channels_in_} channel(s), "
+                f"but this image has {n_ch} (shape {tuple(image_shape)}, channel_axis="
+                f"{channel_axis}). Use an image with the same channels, or retrain."
+            )
+        return stack, spatial
+
+    def predict_proba_features(self, feats: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n_classes, *spatial)`` float32 from a precomputed feature stack."""
+        self._check_fitted()
+        f = feats.reshape(feats.shape[0], -1)
+        p = self.forest_.predict_proba(f)
+        return np.ascontiguousarray(p.T.astype(np.float32)).reshape((-1,) + feats.shape[1:])
+
+    def predict_proba(self, image, channel_axis: int | None = None,
+                      on_progress: ProgressCallback | None = None,
+                      should_stop: StopCallback | None = None,
+                      region: tuple[slice, ...] | None = None) -> np.ndarray:
+        """Class probabilities for every pixel.
+
+        Parameters
+        ----------
+        image : array ``(*stack, *spatial)`` with an optional channel axis
+        channel_axis : int or None
+        on_progress, should_stop : see :meth:`fit`
+        region : tuple of slices over ``(*stack, *spatial)``, optional
+            Predict only this region (e.g. what is on screen); the result then
+            has the region's shape. Context outside it is still used.
+
+        Returns
+        -------
+        proba : float32 ``(n_classes, *stack, *spatial)``, rows in ``classes_`` order.
+        """
+        return self._predict(image, channel_axis, on_progress, should_stop, region, proba=True)
+
+    def predict(self, image, channel_axis: int | None = None,
+                on_progress: ProgressCallback | None = None,
+                should_stop: StopCallback | None = None,
+                region: tuple[slice, ...] | None = None) -> np.ndarray:
+        """Class value of every pixel, ``(*stack, *spatial)``, in the labels' dtype."""
+        return self._predict(image, channel_axis, on_progress, should_stop, region, proba=False)
+
+    def _predict(self, image, channel_axis, on_progress, should_stop, region, proba):
+        image = np.asarray(image) if not hasattr(image, "__array_function__") else image
+        stack, spatial = self.check_image(image.shape, channel_axis)
+        fs = self.feature_set
+        full = stack + spatial
+        if region is None:
+            region = tuple(slice(0, n) for n in full)
+        region = tuple(slice(*s.indices(n)[:2]) for s, n in zip(region, full))
+        if len(region) != len(full) or any(s.stop <= s.start for s in region):
+            raise InputError(f"region {region} does not select pixels of an image of shape {full}.")
+        out_shape = tuple(s.stop - s.start for s in region)
+        n_cls = len(self.classes_)
+        if proba:
+            out = np.empty((n_cls,) + out_shape, np.float32)
+        else:
+            out = np.empty(out_shape, self.labels_dtype_)
+        img = _channels_last_view(image, channel_axis)
+        nst = len(stack)
+        planes = list(np.ndindex(*[s.stop - s.start for s in region[:nst]])) if nst else [()]
+        sp_region = region[nst:]
+        tiles = [
+            tuple(slice(s.start + r.start, s.stop + r.start) for s, r in zip(t, sp_region))
+            for t in tile_slices(out_shape[nst:], self._tile(fs.ndim))
+        ]
+        total = len(planes) * len(tiles)
+        done = 0
+        for p in planes:
+            p_img = tuple(i + r.start for i, r in zip(p, region[:nst]))
+            plane = img[p_img]
+            for t in tiles:
+                if should_stop is not None and should_stop():
+                    raise Cancelled("Prediction was cancelled.")
+                outer, inner = padded(t, spatial, fs.halo)
+                block = np.asarray(plane[outer])
+                feats = compute(block, fs, channel_axis=-1)
+                feats = feats[(slice(None),) + inner]
+                f2 = feats.reshape(feats.shape[0], -1)
+                prob = self.forest_.predict_proba(f2)  # (n, K) float64
+                o = tuple(slice(s.start - r.start, s.stop - r.start) for s, r in zip(t, sp_region))
+                tshape = feats.shape[1:]
+                if proba:
+                    out[(slice(None),) + p + o] = prob.T.reshape((n_cls,) + tshape)
+                else:
+                    out[p + o] = self.classes_[np.argmax(prob, axis=1)].reshape(tshape)
+                done += 1
+                if on_progress:
+                    on_progress(done, total)
+        return out
+
+    # -- persistence -----------------------------------------------------------
+    def save(self, path) -> None:
+        """Save to a safe, versioned model file (see :mod:`active_annotator.persistence`)."""
+        from .persistence import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path) -> PixelClassifier:
+        """Load a model file written by :meth:`save`; never unpickles."""
+        from .persistence import load_model
+
+        return load_model(path)
+
+    def feature_importances(self) -> dict[str, float]:
+        """Impurity-based importance of each named feature, largest first."""
+        self._check_fitted()
+        order = np.argsort(self.feature_importances_)[::-1]
+        return {self.feature_names_in_[i]: float(self.feature_importances_[i]) for i in order}
+
+
+__all__ = ["PixelClassifier", "split_axes", "check_labels"]

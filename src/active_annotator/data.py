@@ -1,0 +1,52 @@
+"""Bundled sample data (see ``sample_data/README.md`` for sources and licences).
+
+Each loader returns plain numpy arrays, so scripts, tests and the napari
+plugin share them.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+
+def sample_dir() -> Path:
+    """Folder holding the bundled sample files (inside the installed package)."""
+    here = resources.files("active_annotator") / "sample_data"
+    return Path(str(here))
+
+
+def _read(name: str) -> np.ndarray:
+    import tifffile
+
+    path = sample_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Sample file {name} is missing from {sample_dir()}; reinstall napari-active-annotator."
+        )
+    return tifffile.imread(path)
+
+
+def nuclei2d() -> dict[str, np.ndarray]:
+    """Fluorescence nuclei, 512x512 uint16, with starter labels and ground truth.
+
+    Returns a dict with ``image`` (uint16), ``labels`` (uint8 starter strokes:
+    1 = background, 2 = nucleus), ``truth`` (uint8 dense mask, same classes)
+    and ``objects`` (uint16 instance labels of the annotated nuclei).
+    """
+    return {
+        "image": _read("nuclei2d.tif"),
+        "labels": _read("nuclei2d_labels.tif"),
+        "truth": _read("nuclei2d_truth.tif"),
+        "objects": _read("nuclei2d_objects.tif"),
+    }
+
+
+def nuclei3d() -> dict[str, np.ndarray]:
+    """Fluorescence nuclei volume (31, 61, 57) uint16 with a dense ground truth.
+
+    Returns ``image`` and ``truth`` (1 = background, 2 = nucleus).
+    """
+    return {"image": _read("nuclei3d.tif"), "truth": _read("nuclei3d_truth.tif")}

@@ -1,0 +1,169 @@
+"""Saving and loading models in a safe, versioned format.
+
+A pixel-classifier file (suffix ``.aamodel``) is a zip archive of ``.npy``
+arrays as written by :func:`numpy.savez_compressed`:
+
+* ``meta``: UTF-8 JSON bytes (uint8 array) with ``format``, ``schema_version``,
+  the feature set, class values, channel count, training parameters;
+* ``feature``, ``threshold``, ``left``, ``right``, ``value``, ``roots``:
+  the forest's node arrays (see :class:`~active_annotator.forest.Forest`);
+* ``importances``: impurity feature importances.
+
+Loading never unpickles (``numpy.load(..., allow_pickle=False)`` refuses
+object arrays) and executes nothing; every shape and index is checked
+(:meth:`Forest.validate`) before use, and sizes are checked against limits
+before arrays are read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelFileError
+from .features import FeatureSet
+from .forest import Forest
+
+MODEL_FORMAT = "napari-active-annotator.pixel-classifier"
+SCHEMA_VERSION = 1
+MODEL_SUFFIX = ".aamodel"
+MAX_MODEL_BYTES = 2 << 30  # 2 GiB uncompressed per array: far above any real forest
+_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "importances")
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def save_model(clf, path) -> Path:
+    """Write a fitted :class:`PixelClassifier` to ``path`` (atomically).
+
+    The suffix ``.aamodel`` is added when missing. Returns the path written.
+    """
+    clf._check_fitted()
+    path = Path(path)
+    if path.suffix != MODEL_SUFFIX:
+        path = path.with_name(path.name + MODEL_SUFFIX)
+    params = clf.get_params()
+    params.pop("features")
+    meta = {
+        "format": MODEL_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "package_version": _package_version(),
+        "features": clf.feature_set.to_dict(),
+        "classes": [int(c) for c in clf.classes_],
+        "labels_dtype": np.dtype(clf.labels_dtype_).str,
+        "n_channels": clf.n_channels_in_,
+        "n_features": clf.n_features_in_,
+        "feature_names": list(clf.feature_names_in_),
+        "n_training_pixels": getattr(clf, "n_training_pixels_", None),
+        "params": params,
+    }
+    arrays = clf.forest_.arrays()
+    arrays["importances"] = np.asarray(clf.feature_importances_, np.float64)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8), **arrays
+            )
+        os.replace(tmp, path)  # readers see the old file or the new one, never half
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise ModelFileError(f"Model file {str(path)!r} does not exist.")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = {i.filename: i for i in zf.infolist()}
+            expected = {f"{n}.npy" for n in ("meta",) + _ARRAYS}
+            missing = expected - set(infos)
+            if missing:
+                raise ModelFileError(
+                    f"{str(path)!r} is not a complete pixel-classifier file: missing "
+                    f"{sorted(missing)}. Was it written by napari-active-annotator?"
+                )
+            for name, info in infos.items():
+                if info.file_size > MAX_MODEL_BYTES:
+                    raise ModelFileError(f"{str(path)!r}: entry {name} is implausibly large.")
+        with np.load(path, allow_pickle=False) as npz:
+            return {n: npz[n] for n in ("meta",) + _ARRAYS}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+        raise ModelFileError(
+            f"{str(path)!r} is not a readable model file ({type(e).__name__}: {e}). "
+            "It may be truncated, corrupt, or not a napari-active-annotator model "
+            "(object arrays and pickles are refused)."
+        ) from None
+
+
+def load_model(path):
+    """Load a pixel classifier saved by :func:`save_model`.
+
+    Raises :class:`~active_annotator.errors.ModelFileError` for anything that
+    is not a valid model file of a known schema version.
+    """
+    from .classifier import PixelClassifier
+
+    path = Path(path)
+    a = _read_arrays(path)
+    try:
+        meta = json.loads(bytes(a["meta"].astype(np.uint8)).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{str(path)!r}: metadata is not valid JSON ({e}).") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{str(path)!r} is not a pixel-classifier file (format field missing).")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ModelFileError(
+            f"{str(path)!r} has schema version {version!r}; this version of "
+            f"napari-active-annotator reads version {SCHEMA_VERSION}. "
+            "Upgrade the package (pip install -U napari-active-annotator) or retrain."
+        )
+    try:
+        fs = FeatureSet.from_dict(meta["features"])
+        classes = np.asarray(meta["classes"], dtype=np.int64)
+        n_ch = int(meta["n_channels"])
+        n_feat = int(meta["n_features"])
+        labels_dtype = np.dtype(str(meta["labels_dtype"]))
+        params = dict(meta.get("params", {}))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{str(path)!r}: metadata field invalid or missing ({e}).") from None
+    if not np.issubdtype(labels_dtype, np.integer):
+        raise ModelFileError(f"{str(path)!r}: labels dtype {labels_dtype} is not an integer type.")
+    if n_ch < 1 or n_feat != fs.n_features(n_ch):
+        raise ModelFileError(
+            f"{str(path)!r}: {n_feat} features do not match the feature set "
+            f"({fs.n_features(n_ch)} for {n_ch} channel(s))."
+        )
+    forest = Forest(
+        feature=a["feature"], threshold=a["threshold"], left=a["left"], right=a["right"],
+        value=a["value"], roots=a["roots"], n_features=n_feat,
+    ).validate()
+    if forest.n_classes != classes.size or np.unique(classes).size != classes.size:
+        raise ModelFileError(f"{str(path)!r}: class list does not match the forest's outputs.")
+    imp = a["importances"]
+    if imp.dtype != np.float64 or imp.shape != (n_feat,):
+        raise ModelFileError(f"{str(path)!r}: feature importances have the wrong shape.")
+    allowed = set(PixelClassifier._param_names) - {"features"}
+    clf = PixelClassifier(features=fs, **{k: v for k, v in params.items() if k in allowed})
+    clf.classes_ = classes.astype(labels_dtype)
+    clf.n_channels_in_ = n_ch
+    clf.n_features_in_ = n_feat
+    clf.feature_names_in_ = fs.names(n_ch)
+    clf.labels_dtype_ = labels_dtype
+    clf.forest_ = forest
+    clf.feature_importances_ = imp
+    clf.n_training_pixels_ = meta.get("n_training_pixels")
+    return clf
