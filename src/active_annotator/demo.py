@@ -1,0 +1,221 @@
+"""``active-annotator demo``: the main job on the bundled sample image.
+
+Two ways to run it:
+
+* ``active-annotator demo`` opens napari with the 2-D nuclei sample, its
+  starter strokes in an "annotations" layer, the ground truth (hidden) and the
+  "Pixel classifier" widget docked and trained once, so a prediction and its
+  uncertainty show at once. Paint more strokes where the uncertainty is high
+  and press Train again.
+* ``active-annotator demo --headless`` does the same training and prediction
+  without a display and writes ``prediction.tif``, ``probabilities.tif``,
+  ``uncertainty.tif``, the trained model (``model.aamodel``) and an
+  ``overview.png`` to ``--output``, then prints a short summary that includes
+  the Jaccard index of the nucleus class against the ground truth.
+
+napari and Qt are imported only inside the GUI branch, so the headless demo
+runs on a machine without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+GUI_INSTALL_HINT = (
+    "The interactive demo needs napari and a Qt binding. Install them with\n"
+    '    pip install "napari-active-annotator[gui]"\n'
+    "or run the demo without a display:\n"
+    "    active-annotator demo --headless"
+)
+
+#: Class value of nuclei in the sample's labels and ground truth (1 = background).
+NUCLEUS = 2
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``demo`` subcommand to the ``active-annotator`` parser."""
+    p = subparsers.add_parser(
+        "demo",
+        help="open napari on the bundled nuclei sample, trained once (or --headless)",
+        description=(
+            "Train a pixel classifier on the starter labels of the bundled 2-D nuclei "
+            "image and show the prediction and its uncertainty in napari. With --headless, "
+            "write the prediction, probabilities, uncertainty and a PNG overview instead."
+        ),
+    )
+    p.add_argument("--headless", action="store_true",
+                   help="no window: train, predict and write files to --output")
+    p.add_argument("--output", type=Path, default=Path("active-annotator-demo"), metavar="DIR",
+                   help="folder for the headless results (default: ./active-annotator-demo)")
+    p.add_argument("--n-estimators", type=int, default=100, metavar="N",
+                   help="trees in the random forest of the headless demo (default: 100)")
+    p.add_argument("--max-depth", type=int, default=None, metavar="D",
+                   help="maximum tree depth of the headless demo (default: unlimited)")
+    p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
+                   help="GUI only: close the window SECONDS after the first prediction shows "
+                        "(for scripted checks); exit status 1 if none shows within --timeout")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="with --quit-after: give up if the first training has not finished "
+                        "after this long (default: 300)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of the subcommand; returns the exit status."""
+    if args.headless:
+        return run_headless(args.output, n_estimators=args.n_estimators, max_depth=args.max_depth)
+    return run_gui(quit_after=args.quit_after, timeout=args.timeout)
+
+
+# -- headless ------------------------------------------------------------------
+def jaccard(prediction: np.ndarray, truth: np.ndarray, value: int = NUCLEUS) -> float:
+    """Intersection over union of the pixels equal to ``value`` in both arrays."""
+    a, b = prediction == value, truth == value
+    union = np.count_nonzero(a | b)
+    return float(np.count_nonzero(a & b) / union) if union else 1.0
+
+
+class _Bar:
+    """Adapts a tqdm bar to the core's ``on_progress(done, total)`` callbacks."""
+
+    def __init__(self, bar, stage: str):
+        self.bar, self.stage = bar, stage
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar.total != total or self.bar.desc != self.stage:
+            self.bar.reset(total=total)
+            self.bar.set_description(self.stage)
+        self.bar.n = done
+        self.bar.refresh()
+
+
+def run_headless(output: Path, n_estimators: int = 100, max_depth: int | None = None) -> int:
+    """Train on the sample's starter labels, predict, write results to ``output``."""
+    import tifffile
+    from tqdm import tqdm
+
+    from . import data
+    from .classifier import PixelClassifier
+    from .features import FeatureSet
+    from .uncertainty import entropy
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    sample = data.nuclei2d()
+    image, labels, truth = sample["image"], sample["labels"], sample["truth"]
+
+    clf = PixelClassifier(FeatureSet.default(ndim=2), n_estimators=n_estimators,
+                          max_depth=max_depth, random_state=0)
+    with tqdm(total=1, desc="features at labels", unit="step", leave=False) as bar:
+        t0 = time.perf_counter()
+        clf.fit(image, labels, on_progress=_Bar(bar, "features at labels"))
+        t_fit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        proba = clf.predict_proba(image, on_progress=_Bar(bar, "predicting tiles"))
+        t_predict = time.perf_counter() - t0
+    prediction = clf.classes_[np.argmax(proba, axis=0)].astype(labels.dtype)
+    uncertainty = entropy(proba)
+    score = jaccard(prediction, truth)
+
+    tifffile.imwrite(output / "prediction.tif", prediction, compression="zlib")
+    tifffile.imwrite(output / "probabilities.tif", proba, compression="zlib")
+    tifffile.imwrite(output / "uncertainty.tif", uncertainty, compression="zlib")
+    clf.save(output / "model.aamodel")
+    _overview(output / "overview.png", image, labels, prediction, uncertainty, score)
+
+    counts = ", ".join(f"{int(c)}: {int(np.count_nonzero(labels == c))}" for c in clf.classes_)
+    print("active-annotator demo (headless) on the nuclei2d sample")
+    print(f"  image            {image.shape} {image.dtype}")
+    print(f"  classes          {[int(c) for c in clf.classes_]} (1 = background, 2 = nucleus)")
+    print(f"  labelled pixels  {int(np.count_nonzero(labels))} of {labels.size} ({counts})")
+    print(f"  features         {clf.n_features_in_} ({', '.join(clf.feature_set.families)})")
+    print(f"  training         {t_fit:.2f} s ({n_estimators} trees)")
+    print(f"  prediction       {t_predict:.2f} s")
+    print(f"  mean uncertainty {float(uncertainty.mean()):.3f} (entropy, 0 = certain, 1 = uniform)")
+    print(f"  Jaccard          {score:.3f} (nucleus vs ground truth)")
+    print(f"  wrote            {output}/: prediction.tif, probabilities.tif, uncertainty.tif, "
+          "model.aamodel, overview.png")
+    return 0
+
+
+def _overview(path: Path, image, labels, prediction, uncertainty, score: float) -> None:
+    """Four panels: image, starter labels, prediction, uncertainty."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # no display needed, whatever the environment says
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    classes = ListedColormap([(0, 0, 0, 0), (0.25, 0.55, 1.0, 1.0), (1.0, 0.35, 0.1, 1.0)])
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.6), constrained_layout=True)
+    lo, hi = np.percentile(image, (0.5, 99.8))
+    for ax in axes:
+        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+        ax.set_axis_off()
+    axes[0].set_title("image (nuclei2d)")
+    axes[1].imshow(np.ma.masked_equal(labels, 0), cmap=classes, vmin=0, vmax=2,
+                   interpolation="nearest")
+    axes[1].set_title(f"starter labels ({int(np.count_nonzero(labels))} px)")
+    axes[2].imshow(prediction, cmap=classes, vmin=0, vmax=2, alpha=0.45, interpolation="nearest")
+    axes[2].set_title("prediction (orange = nucleus)")
+    im = axes[3].imshow(uncertainty, cmap="magma", vmin=0, vmax=1)
+    axes[3].set_title("uncertainty (entropy): label here next")
+    fig.colorbar(im, ax=axes[3], fraction=0.046)
+    fig.suptitle(f"active-annotator demo: random forest on starter labels, "
+                 f"Jaccard vs ground truth = {score:.3f}")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# -- GUI -------------------------------------------------------------------------
+def run_gui(quit_after: float | None = None, timeout: float = 300.0) -> int:
+    """Open napari with the sample and the docked widget, trained once."""
+    try:
+        import napari
+        from qtpy.QtCore import QTimer
+    except ImportError as e:  # napari, Qt binding or qtpy missing
+        print(f"active-annotator demo: {e}\n{GUI_INSTALL_HINT}", file=sys.stderr)
+        return 1
+
+    from . import data
+
+    sample = data.nuclei2d()
+    viewer = napari.Viewer(title="napari-active-annotator demo")
+    viewer.add_image(sample["image"], name="nuclei2d")
+    viewer.add_labels(sample["truth"], name="ground truth", visible=False)
+    viewer.add_labels(sample["labels"], name="annotations")
+    _dock, widget = viewer.window.add_plugin_dock_widget(
+        "napari-active-annotator", "Pixel classifier"
+    )
+
+    state = {"trained": False}
+
+    def on_trained(*_):
+        if state["trained"]:
+            return
+        state["trained"] = True
+        if quit_after is not None:
+            QTimer.singleShot(int(max(quit_after, 0) * 1000), viewer.close)
+
+    trained = getattr(widget, "trained", None)
+    if trained is not None:
+        trained.connect(on_trained)
+    if quit_after is not None:
+        def give_up():
+            if not state["trained"]:
+                print(f"active-annotator demo: no prediction after {timeout:.0f} s; closing.",
+                      file=sys.stderr)
+                viewer.close()
+        QTimer.singleShot(int(timeout * 1000), give_up)
+    # start training once the event loop runs, so the window shows first
+    QTimer.singleShot(0, widget.train)
+    napari.run()
+    if quit_after is not None and not state["trained"]:
+        return 1
+    return 0
