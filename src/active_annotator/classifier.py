@@ -381,11 +381,14 @@ class PixelClassifier:
         return out
 
     # -- persistence -----------------------------------------------------------
-    def save(self, path) -> None:
-        """Save to a safe, versioned model file (see :mod:`active_annotator.persistence`)."""
+    def save(self, path):
+        """Save to a safe, versioned model file (see :mod:`active_annotator.persistence`).
+
+        Returns the path written (``.aamodel`` is appended when missing).
+        """
         from .persistence import save_model
 
-        save_model(self, path)
+        return save_model(self, path)
 
     @classmethod
     def load(cls, path) -> PixelClassifier:
