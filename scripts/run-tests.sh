@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The project's test command, for a fresh Debian/Ubuntu machine (run as root,
+# or as a user with sudo): installs the system libraries napari needs on a
+# virtual display, the CPU build of torch, the package with its [dev] extra,
+# then runs the whole test suite under Xvfb. Extra arguments go to pytest,
+# e.g. `bash scripts/run-tests.sh -m "not slow"` or `... tests/test_demo.py`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+echo "== system packages: Xvfb, Mesa (software OpenGL) and the X/Qt libraries napari needs"
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+    xvfb xauth libgl1 libgl1-mesa-dri libglx-mesa0 libegl1 libglib2.0-0 libfontconfig1 \
+    libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
+    libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 \
+    libxcb-xkb1 libdbus-1-3 >/dev/null
+
+echo "== torch (CPU build) first, so that the [cnn] extra does not pull a multi-GB CUDA build"
+python3 -m pip install --quiet "torch==2.13.0"
+
+echo "== napari-active-annotator with its [dev] extra (editable)"
+python3 -m pip install --quiet -e ".[dev]"
+
+echo "== pytest under Xvfb"
+log="$(mktemp)"
+set +e
+xvfb-run -a -s "-screen 0 1280x1024x24" \
+    python3 -m pytest -W error::FutureWarning "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+summary="$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* =+$' "$log" | tail -n 1 || true)"
+rm -f "$log"
+echo "== pytest summary: ${summary:-(none printed)}"
+if [ "$status" -eq 5 ]; then
+    echo "== FAILED: pytest collected no tests (exit code 5)"
+    exit 1
+fi
+if [ "$status" -ne 0 ]; then
+    echo "== FAILED: pytest exit code $status"
+else
+    echo "== OK"
+fi
+exit "$status"
