@@ -1,0 +1,430 @@
+"""Project folders that never lose an annotation.
+
+A project is a folder with the suffix ``.aaproject``::
+
+    NAME.aaproject/
+        project.json            schema version, images, settings, history, suggestions
+        annotations/IMAGE.zarr  the saved labels of each image (zarr array)
+        autosave/IMAGE.zarr     labels written in the background after each stroke
+        models/                 classifier (.aamodel) and CNN files
+        images/IMAGE.zarr       small images embedded in the project
+        session.lock            present while a session has the project open
+
+Why this is safe:
+
+* zarr's local store writes every chunk to a temporary file and renames it
+  into place, so a chunk on disk is always a complete old or new version;
+  killing the process mid-write loses at most the strokes not yet written.
+* ``project.json`` is written to a temporary file and renamed.
+* A ``session.lock`` left behind means the last session did not close
+  cleanly; :meth:`Project.crashed` reports it and the autosaved labels can be
+  restored with :meth:`Project.restore_autosave`.
+* Every path stored in ``project.json`` for files inside the project is
+  checked to stay inside the project folder; sizes are checked before arrays
+  are allocated. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AnnotatorError, InputError, ModelFileError
+
+PROJECT_FORMAT = "napari-active-annotator.project"
+PROJECT_SCHEMA_VERSION = 1
+PROJECT_SUFFIX = ".aaproject"
+MAX_LABEL_VOXELS = 1 << 36  # 64 G voxels: refuse shapes no machine could hold
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
+
+
+class ProjectError(AnnotatorError):
+    """A project folder that cannot be read or written (with what to do)."""
+
+
+def safe_name(name: str) -> str:
+    """A file-system-safe version of a layer name (letters, digits, ``_.-``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.\-]+", "_", str(name)).strip("._") or "image"
+    return cleaned[:100]
+
+
+def inside(root: Path, relative: str) -> Path:
+    """Resolve ``relative`` under ``root``; refuse paths that would leave it."""
+    if not isinstance(relative, str) or not relative or os.path.isabs(relative) or "\\" in relative:
+        raise ModelFileError(f"Project path {relative!r} must be a relative path inside the project.")
+    root_r = root.resolve()
+    p = (root_r / relative).resolve()
+    if p != root_r and root_r not in p.parents:
+        raise ModelFileError(
+            f"Project path {relative!r} points outside the project folder; the file may "
+            "have been tampered with. Refusing to follow it."
+        )
+    return p
+
+
+# -- annotations ------------------------------------------------------------------
+
+
+class AnnotationStore:
+    """An integer label array in a zarr store on disk.
+
+    Parameters
+    ----------
+    path : path of the ``.zarr`` folder
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    @staticmethod
+    def _chunks(shape) -> tuple[int, ...]:
+        # ~1 MiB chunks of uint16 keep each autosave write small and local
+        edge = {1: 1 << 19, 2: 512, 3: 64}.get(len(shape), 64)
+        return tuple(min(int(n), edge if i >= len(shape) - 3 else 1) for i, n in enumerate(shape))
+
+    def create(self, shape, dtype=np.uint16, attrs: dict | None = None, overwrite=False):
+        """Create an empty (all 0) label array; returns self."""
+        import zarr
+
+        shape = tuple(int(n) for n in shape)
+        if not shape or any(n < 1 for n in shape) or int(np.prod(shape, dtype=np.float64)) > MAX_LABEL_VOXELS:
+            raise InputError(f"Cannot create annotations of shape {shape}.")
+        dtype = np.dtype(dtype)
+        if not np.issubdtype(dtype, np.integer):
+            raise InputError(f"Annotations must have an integer dtype, got {dtype}.")
+        try:
+            arr = zarr.create_array(
+                str(self.path), shape=shape, dtype=dtype, chunks=self._chunks(shape),
+                fill_value=0, overwrite=overwrite,
+            )
+            arr.attrs.update(attrs or {})
+        except OSError as e:
+            raise ProjectError(_write_hint(self.path, e)) from None
+        return self
+
+    def exists(self) -> bool:
+        return (self.path / "zarr.json").is_file()
+
+    def _open(self, mode="r"):
+        import zarr
+
+        try:
+            arr = zarr.open_array(str(self.path), mode=mode)
+        except Exception as e:  # zarr raises several types for broken stores
+            raise ModelFileError(
+                f"The annotation store {str(self.path)!r} cannot be opened ({type(e).__name__}: {e})."
+            ) from None
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ModelFileError(f"The annotation store {str(self.path)!r} is not an integer array.")
+        if int(np.prod(arr.shape, dtype=np.float64)) > MAX_LABEL_VOXELS:
+            raise ModelFileError(f"The annotation store {str(self.path)!r} declares an implausible shape {arr.shape}.")
+        return arr
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._open().shape)
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self._open().attrs)
+
+    def read(self) -> np.ndarray:
+        """The whole label array as numpy."""
+        return np.asarray(self._open()[...])
+
+    def write(self, labels, region: tuple[slice, ...] | None = None) -> None:
+        """Write ``labels`` (the full array) to disk, only ``region`` when given.
+
+        Each chunk is replaced atomically by zarr. Raises :class:`ProjectError`
+        (read-only store, full disk) without touching ``labels``.
+        """
+        labels = np.asarray(labels)
+        if not self.exists():
+            self.create(labels.shape, labels.dtype)
+        arr = self._open("r+")
+        if tuple(arr.shape) != labels.shape:
+            raise InputError(
+                f"Labels of shape {labels.shape} do not fit the annotation store "
+                f"{str(self.path)!r} of shape {tuple(arr.shape)}."
+            )
+        if region is None:
+            region = tuple(slice(0, n) for n in labels.shape)
+        try:
+            arr[region] = labels[region].astype(arr.dtype, copy=False)
+        except OSError as e:
+            raise ProjectError(_write_hint(self.path, e)) from None
+
+
+def _write_hint(path: Path, e: Exception) -> str:
+    import errno
+
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        why = "the disk is full"
+    elif isinstance(e, PermissionError) or e.errno in (errno.EACCES, errno.EROFS):
+        why = "the location is read-only"
+    else:
+        why = f"{type(e).__name__}: {e}"
+    return (
+        f"Could not save annotations to {str(path)!r}: {why}. Your labels are still in "
+        "memory; save the project to another folder (Save project as...)."
+    )
+
+
+# -- the project ----------------------------------------------------------------
+
+
+@dataclass
+class ImageRef:
+    """An image of the project: embedded (inside) or referenced by path (outside)."""
+
+    name: str
+    source: str  # path relative to the project (embedded) or absolute (external)
+    embedded: bool
+    channel_axis: int | None = None
+    spatial_ndim: int = 2
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "source": self.source, "embedded": self.embedded,
+                "channel_axis": self.channel_axis, "spatial_ndim": self.spatial_ndim}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ImageRef:
+        try:
+            ch = d.get("channel_axis")
+            ref = cls(name=str(d["name"]), source=str(d["source"]), embedded=bool(d["embedded"]),
+                      channel_axis=None if ch is None else int(ch),
+                      spatial_ndim=int(d.get("spatial_ndim", 2)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"Invalid image entry in project.json: {d!r} ({e}).") from None
+        if not _NAME.match(safe_name(ref.name)) or ref.spatial_ndim not in (1, 2, 3):
+            raise ModelFileError(f"Invalid image entry in project.json: {d!r}.")
+        return ref
+
+
+@dataclass
+class Project:
+    """A project folder; see the module docstring for its layout."""
+
+    path: Path
+    images: list[ImageRef] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    suggestions: dict = field(default_factory=dict)
+    classes: dict = field(default_factory=dict)  # class value -> name
+
+    EMBED_LIMIT = 64 << 20  # images up to 64 MiB are copied into the project
+
+    # -- creation / opening -----------------------------------------------------
+    @classmethod
+    def create(cls, path, overwrite: bool = False) -> Project:
+        path = Path(path)
+        if path.suffix != PROJECT_SUFFIX:
+            path = path.with_name(path.name + PROJECT_SUFFIX)
+        if path.exists() and not overwrite and any(path.iterdir()):
+            raise ProjectError(f"{str(path)!r} already exists; open it, or choose another name.")
+        try:
+            for sub in ("annotations", "autosave", "models", "images"):
+                (path / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ProjectError(f"Cannot create the project folder {str(path)!r}: {e}.") from None
+        proj = cls(path=path)
+        proj.save()
+        return proj
+
+    @classmethod
+    def open(cls, path) -> Project:
+        """Read ``project.json``; raise :class:`ModelFileError` if it is invalid."""
+        path = Path(path)
+        meta_path = path / "project.json"
+        if not meta_path.is_file():
+            raise ModelFileError(f"{str(path)!r} is not a project folder (no project.json).")
+        if meta_path.stat().st_size > 64 << 20:
+            raise ModelFileError(f"{str(meta_path)!r} is implausibly large; refusing to read it.")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ModelFileError(
+                f"{str(meta_path)!r} is corrupt ({e}). The annotations in "
+                f"{str(path / 'annotations')!r} can still be opened on their own."
+            ) from None
+        if not isinstance(meta, dict) or meta.get("format") != PROJECT_FORMAT:
+            raise ModelFileError(f"{str(meta_path)!r} is not a napari-active-annotator project.")
+        version = meta.get("schema_version")
+        if not isinstance(version, int) or version > PROJECT_SCHEMA_VERSION:
+            raise ModelFileError(
+                f"{str(path)!r} was written by a newer napari-active-annotator (project schema "
+                f"{version!r}, this version reads up to {PROJECT_SCHEMA_VERSION}). Upgrade with "
+                "pip install -U napari-active-annotator."
+            )
+        try:
+            images = [ImageRef.from_dict(d) for d in meta.get("images", [])]
+            settings = dict(meta.get("settings", {}))
+            history = list(meta.get("history", []))
+            suggestions = dict(meta.get("suggestions", {}))
+            classes = {str(k): str(v) for k, v in dict(meta.get("classes", {})).items()}
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"{str(meta_path)!r} has an invalid field ({e}).") from None
+        proj = cls(path=path, images=images, settings=settings, history=history,
+                   suggestions=suggestions, classes=classes)
+        for ref in images:
+            if ref.embedded:
+                inside(path, ref.source)
+        return proj
+
+    def to_dict(self) -> dict:
+        return {
+            "format": PROJECT_FORMAT,
+            "schema_version": PROJECT_SCHEMA_VERSION,
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "images": [r.to_dict() for r in self.images],
+            "settings": self.settings,
+            "history": self.history,
+            "suggestions": self.suggestions,
+            "classes": self.classes,
+        }
+
+    def save(self) -> None:
+        """Write ``project.json`` atomically (temporary file, then rename)."""
+        tmp = self.path / f".project.json.{os.getpid()}.tmp"
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1, default=_json_default), encoding="utf-8")
+            os.replace(tmp, self.path / "project.json")
+        except OSError as e:
+            if tmp.exists():
+                tmp.unlink()
+            raise ProjectError(_write_hint(self.path / "project.json", e)) from None
+
+    # -- images ---------------------------------------------------------------
+    def add_image(self, name: str, image=None, source_path=None, channel_axis=None,
+                  spatial_ndim: int = 2) -> ImageRef:
+        """Register an image: embed it when small, else reference ``source_path``."""
+        import zarr
+
+        key = safe_name(name)
+        if any(r.name == key for r in self.images):
+            self.images = [r for r in self.images if r.name != key]
+        if image is not None and np.asarray(image).nbytes <= self.EMBED_LIMIT:
+            rel = f"images/{key}.zarr"
+            arr = np.asarray(image)
+            z = zarr.create_array(str(inside(self.path, rel)), shape=arr.shape, dtype=arr.dtype,
+                                  overwrite=True)
+            z[...] = arr
+            ref = ImageRef(key, rel, True, channel_axis, spatial_ndim)
+        elif source_path is not None:
+            ref = ImageRef(key, str(Path(source_path).resolve()), False, channel_axis, spatial_ndim)
+        else:
+            raise InputError(
+                f"Image {name!r} is larger than {self.EMBED_LIMIT >> 20} MiB: give the path of "
+                "its file (source_path) so the project can refer to it instead of copying it."
+            )
+        self.images.append(ref)
+        return ref
+
+    def load_image(self, name: str):
+        """The image array (numpy for embedded, lazily opened for external files)."""
+        ref = self._ref(name)
+        if ref.embedded:
+            import zarr
+
+            return np.asarray(zarr.open_array(str(inside(self.path, ref.source)), mode="r")[...])
+        src = Path(ref.source)
+        if not src.exists():
+            raise ProjectError(
+                f"The image {ref.name!r} refers to {str(src)!r}, which no longer exists. "
+                "Move the file back or open the image yourself and add it again."
+            )
+        if src.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return tifffile.imread(src)
+        if src.suffix.lower() == ".npy":
+            return np.load(src, allow_pickle=False, mmap_mode="r")
+        import zarr
+
+        return zarr.open_array(str(src), mode="r")
+
+    def _ref(self, name: str) -> ImageRef:
+        key = safe_name(name)
+        for r in self.images:
+            if r.name == key:
+                return r
+        raise InputError(f"The project has no image {name!r}; it has {[r.name for r in self.images]}.")
+
+    # -- annotations -----------------------------------------------------------
+    def annotations(self, name: str) -> AnnotationStore:
+        return AnnotationStore(inside(self.path, f"annotations/{safe_name(name)}.zarr"))
+
+    def autosave_store(self, name: str) -> AnnotationStore:
+        return AnnotationStore(inside(self.path, f"autosave/{safe_name(name)}.zarr"))
+
+    def save_annotations(self, name: str, labels, region=None) -> None:
+        """The explicit save: annotations/NAME.zarr (and the autosave copy)."""
+        self.annotations(name).write(labels, region)
+        self.autosave_store(name).write(labels, region)
+
+    def autosave(self, name: str, labels, region=None) -> None:
+        """Background save after a stroke: autosave/NAME.zarr, chunk-atomic."""
+        self.autosave_store(name).write(labels, region)
+
+    def load_annotations(self, name: str, prefer_autosave: bool = False) -> np.ndarray | None:
+        store = self.autosave_store(name) if prefer_autosave else self.annotations(name)
+        if not store.exists():
+            store = self.annotations(name) if prefer_autosave else self.autosave_store(name)
+        return store.read() if store.exists() else None
+
+    def model_path(self, filename: str) -> Path:
+        return inside(self.path, f"models/{safe_name(filename)}")
+
+    # -- sessions and crash recovery ---------------------------------------------
+    @property
+    def _lock(self) -> Path:
+        return self.path / "session.lock"
+
+    def crashed(self) -> bool:
+        """True when the last session did not close (its lock file is still there)."""
+        return self._lock.exists()
+
+    def begin_session(self) -> None:
+        self._lock.write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+
+    def end_session(self) -> None:
+        if self._lock.exists():
+            self._lock.unlink()
+
+    def unsaved_autosaves(self) -> list[str]:
+        """Images whose autosaved labels differ from the explicitly saved ones."""
+        out = []
+        for ref in self.images:
+            auto = self.autosave_store(ref.name)
+            if not auto.exists():
+                continue
+            saved = self.annotations(ref.name)
+            if not saved.exists() or not np.array_equal(saved.read(), auto.read()):
+                out.append(ref.name)
+        return out
+
+    def restore_autosave(self, name: str) -> np.ndarray:
+        """Adopt the autosaved labels of ``name`` as the saved ones; return them."""
+        labels = self.autosave_store(name).read()
+        self.annotations(name).write(labels)
+        return labels
+
+    def remove(self) -> None:  # pragma: no cover - convenience for scripts
+        shutil.rmtree(self.path)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
