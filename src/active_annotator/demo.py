@@ -183,18 +183,15 @@ def run_gui(quit_after: float | None = None, timeout: float = 300.0) -> int:
         print(f"active-annotator demo: {e}\n{GUI_INSTALL_HINT}", file=sys.stderr)
         return 1
 
-    from . import data
-
-    sample = data.nuclei2d()
     viewer = napari.Viewer(title="napari-active-annotator demo")
-    viewer.add_image(sample["image"], name="nuclei2d")
-    viewer.add_labels(sample["truth"], name="ground truth", visible=False)
-    viewer.add_labels(sample["labels"], name="annotations")
+    # the same layers as File > Open Sample > napari-active-annotator > Nuclei 2D:
+    # image, "annotations" (starter strokes) and "ground truth" (hidden)
+    viewer.open_sample("napari-active-annotator", "nuclei2d")
     _dock, widget = viewer.window.add_plugin_dock_widget(
         "napari-active-annotator", "Pixel classifier"
     )
 
-    state = {"trained": False}
+    state = {"trained": False, "error": None}
 
     def on_trained(*_):
         if state["trained"]:
@@ -203,17 +200,22 @@ def run_gui(quit_after: float | None = None, timeout: float = 300.0) -> int:
         if quit_after is not None:
             QTimer.singleShot(int(max(quit_after, 0) * 1000), viewer.close)
 
-    trained = getattr(widget, "trained", None)
-    if trained is not None:
-        trained.connect(on_trained)
+    def on_failed(message=""):
+        state["error"] = message
+        print(f"active-annotator demo: training failed: {message}", file=sys.stderr)
+        if quit_after is not None:
+            viewer.close()
+
+    widget.trained.connect(on_trained)
+    widget.failed.connect(on_failed)
     if quit_after is not None:
         def give_up():
-            if not state["trained"]:
+            if not state["trained"] and state["error"] is None:
                 print(f"active-annotator demo: no prediction after {timeout:.0f} s; closing.",
                       file=sys.stderr)
                 viewer.close()
         QTimer.singleShot(int(timeout * 1000), give_up)
-    # start training once the event loop runs, so the window shows first
+    # train once the event loop runs, so the window is already on screen
     QTimer.singleShot(0, widget.train)
     napari.run()
     if quit_after is not None and not state["trained"]:
