@@ -1,0 +1,696 @@
+"""The "Pixel classifier" dock widget.
+
+Reads the chosen image and annotations layers, runs one core call
+(:meth:`PixelClassifier.fit` then :meth:`~PixelClassifier.predict_proba`) in a
+napari ``thread_worker``, and writes the "prediction", "probabilities" and
+"uncertainty" layers back on the main thread. No numerical work lives here.
+
+No ``from __future__ import annotations`` in this module: napari injects the
+viewer only when the constructor's annotation is the class itself.
+"""
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import napari
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from active_annotator import FAMILIES, FeatureSet, PixelClassifier, entropy
+from active_annotator import load_model as _load_model_file
+from active_annotator import save_model as _save_model_file
+from active_annotator.errors import AnnotatorError, Cancelled, InputError
+
+PREDICTION = "prediction"
+PROBABILITIES = "probabilities"
+UNCERTAINTY = "uncertainty"
+ANNOTATIONS = "annotations"
+OUTPUT_LAYERS = (PREDICTION, PROBABILITIES, UNCERTAINTY)
+NEW_ANNOTATIONS = f"(new '{ANNOTATIONS}' layer)"
+
+# (text shown, channel_axis passed to the core)
+CHANNEL_CHOICES = (
+    ("none (single channel)", None),
+    ("last axis (RGB / channels last)", -1),
+    ("first axis (channels first)", 0),
+)
+# (text shown, key); "2d" and "planes" both use 2-D filters, "planes" says
+# that leading axes are independent planes rather than a mistake
+SPATIAL_CHOICES = (
+    ("2D image", "2d"),
+    ("3D volume (3D filters)", "3d"),
+    ("2D per plane (stack of images)", "planes"),
+)
+FAMILY_TEXT = {
+    "original": ("Original intensity", "The pixel value itself (per channel)."),
+    "gaussian": ("Gaussian smoothing", "Local mean brightness at each scale."),
+    "dog": ("Difference of Gaussians", "Band-pass: edges and blobs between consecutive scales."),
+    "log": ("Laplacian of Gaussian", "Blob detector: bright or dark spots of about the scale's size."),
+    "hessian": ("Hessian eigenvalues", "Local curvature: ridges, valleys, corners and texture."),
+}
+DEFAULT_SIGMAS = "1, 2, 4, 8"
+
+
+@dataclass
+class _Job:
+    """One train-and-predict (or predict-only) request and its inputs, frozen at request time."""
+
+    kind: str  # "train" or "predict"
+    image: object
+    labels: object  # a private copy of the annotations (None for predict-only)
+    channel_axis: object
+    classifier: PixelClassifier
+    scale: tuple
+    translate: tuple
+    notify: bool = True
+    stop: threading.Event = field(default_factory=threading.Event)
+    worker: object = None
+
+
+@dataclass
+class _Outcome:
+    classifier: PixelClassifier = None
+    prediction: np.ndarray = None
+    probabilities: np.ndarray = None
+    uncertainty: np.ndarray = None
+    error: str = ""
+    cancelled: bool = False
+    seconds: float = 0.0
+
+
+def _run_job(job: _Job, report):
+    """Worker body: fit (train jobs), predict probabilities, derive the outputs.
+
+    Yields once per stage (the progress bar has three steps). Expected
+    failures come back as an :class:`_Outcome` with a message rather than as
+    exceptions, so the widget can show the core's own words.
+    """
+    start = time.perf_counter()
+    clf = job.classifier
+    try:
+        if job.kind == "train":
+            clf.fit(job.image, job.labels, channel_axis=job.channel_axis,
+                    on_progress=lambda d, t: report(job, "Training: features of labelled planes", d, t),
+                    should_stop=job.stop.is_set)
+        yield "predicting"
+        proba = clf.predict_proba(job.image, channel_axis=job.channel_axis,
+                                  on_progress=lambda d, t: report(job, "Predicting tiles", d, t),
+                                  should_stop=job.stop.is_set)
+        yield "uncertainty"
+        uncertainty = entropy(proba)
+        # the most likely class, in the user's label values (as predict() would give)
+        prediction = clf.classes_[np.argmax(proba, axis=0)].astype(clf.labels_dtype_)
+        yield "done"
+    except Cancelled:
+        return _Outcome(cancelled=True)
+    except AnnotatorError as e:
+        return _Outcome(error=str(e))
+    return _Outcome(classifier=clf, prediction=prediction, probabilities=proba,
+                    uncertainty=uncertainty, seconds=time.perf_counter() - start)
+
+
+class PixelClassifierWidget(QWidget):
+    """Paint a few pixels per class, train a random forest, see its prediction.
+
+    Signals
+    -------
+    predicted : emitted after the output layers were written (train or predict).
+    trained : emitted after a training job wrote the output layers.
+    failed(str) : emitted with the message shown when a request fails.
+    cancelled : emitted when the running job is cancelled.
+    """
+
+    trained = Signal()
+    predicted = Signal()
+    failed = Signal(str)
+    cancelled = Signal()
+    _progress = Signal(object, str, int, int)
+
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.classifier = None
+        self._job = None
+        self._workers = set()
+        self._watched_annotations = None
+
+        self._build()
+        self._live_timer = QTimer(self)
+        self._live_timer.setSingleShot(True)
+        self._live_timer.setInterval(500)
+        self._live_timer.timeout.connect(self._live_retrain)
+        self._progress.connect(self._on_progress)
+
+        layers = self.viewer.layers
+        layers.events.inserted.connect(self._on_layers_changed)
+        layers.events.removed.connect(self._on_layers_changed)
+        for layer in layers:
+            layer.events.name.connect(self._refresh_layer_choices)
+        self._refresh_layer_choices()
+
+    # -- layout ------------------------------------------------------------------
+    def _build(self):
+        outer = QVBoxLayout(self)
+
+        data_box = QGroupBox("Data")
+        form = QFormLayout(data_box)
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("The image to classify.")
+        self.image_combo.currentTextChanged.connect(self._on_image_changed)
+        form.addRow("Image", self.image_combo)
+
+        self.annotations_combo = QComboBox()
+        self.annotations_combo.setToolTip(
+            "Labels layer with your strokes: 0 = unlabelled, 1, 2, ... = classes.\n"
+            "Training only reads it, never changes it.")
+        self.annotations_combo.currentTextChanged.connect(self._watch_annotations)
+        self.new_annotations_button = QPushButton("New")
+        self.new_annotations_button.setToolTip(
+            f"Add an empty '{ANNOTATIONS}' Labels layer matching the image and select it.")
+        self.new_annotations_button.clicked.connect(self.new_annotations)
+        row = QHBoxLayout()
+        row.addWidget(self.annotations_combo, 1)
+        row.addWidget(self.new_annotations_button)
+        form.addRow("Annotations", row)
+
+        self.channel_combo = QComboBox()
+        for text, _ in CHANNEL_CHOICES:
+            self.channel_combo.addItem(text)
+        self.channel_combo.setToolTip(
+            "Which axis of the image holds colour channels, if any.\n"
+            "Guessed from the layer (RGB flag, a short first axis); check it.")
+        form.addRow("Channel axis", self.channel_combo)
+
+        self.spatial_combo = QComboBox()
+        for text, _ in SPATIAL_CHOICES:
+            self.spatial_combo.addItem(text)
+        self.spatial_combo.setToolTip(
+            "2D image: one 2-D image.\n"
+            "3D volume: filters run in 3-D (z, y, x); any leading axes are separate volumes.\n"
+            "2D per plane: every 2-D plane of a stack (time, z) is filtered on its own.")
+        form.addRow("Spatial dims", self.spatial_combo)
+        outer.addWidget(data_box)
+
+        feat_box = QGroupBox("Features")
+        grid = QGridLayout(feat_box)
+        self.family_checks = {}
+        for i, fam in enumerate(FAMILIES):
+            text, tip = FAMILY_TEXT.get(fam, (fam, ""))
+            box = QCheckBox(text)
+            box.setChecked(True)
+            box.setToolTip(tip)
+            self.family_checks[fam] = box
+            grid.addWidget(box, i // 2, i % 2)
+        row = (len(FAMILIES) + 1) // 2
+        grid.addWidget(QLabel("Scales (sigmas, px)"), row, 0)
+        self.sigmas_edit = QLineEdit(DEFAULT_SIGMAS)
+        self.sigmas_edit.setToolTip(
+            "Gaussian widths in pixels, increasing, separated by commas.\n"
+            "Cover the size of the structures you label: a nucleus 20 px wide wants up to 8.")
+        grid.addWidget(self.sigmas_edit, row, 1)
+        outer.addWidget(feat_box)
+
+        forest_box = QGroupBox("Random forest")
+        form = QFormLayout(forest_box)
+        self.trees_spin = QSpinBox()
+        self.trees_spin.setRange(1, 2000)
+        self.trees_spin.setValue(100)
+        self.trees_spin.setToolTip("More trees: smoother probabilities, slower training and prediction.")
+        form.addRow("Number of trees", self.trees_spin)
+        self.depth_spin = QSpinBox()
+        self.depth_spin.setRange(0, 200)
+        self.depth_spin.setValue(0)
+        self.depth_spin.setSpecialValueText("unlimited")
+        self.depth_spin.setToolTip("Maximum depth of each tree; 0 = grow until leaves are pure.")
+        form.addRow("Max depth", self.depth_spin)
+        outer.addWidget(forest_box)
+
+        buttons = QGridLayout()
+        self.train_button = QPushButton("Train")
+        self.train_button.setToolTip(
+            "Train on the annotations and predict the whole image.\n"
+            "Pressing again while it runs restarts with the current strokes.")
+        self.train_button.clicked.connect(self.train)
+        self.predict_button = QPushButton("Predict")
+        self.predict_button.setToolTip("Apply the current (trained or loaded) model to the chosen image.")
+        self.predict_button.clicked.connect(self.predict)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running training or prediction.")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        self.live_check = QCheckBox("Live")
+        self.live_check.setToolTip("Retrain automatically half a second after each finished brush stroke.")
+        self.live_check.toggled.connect(self._on_live_toggled)
+        buttons.addWidget(self.train_button, 0, 0)
+        buttons.addWidget(self.predict_button, 0, 1)
+        buttons.addWidget(self.cancel_button, 0, 2)
+        buttons.addWidget(self.live_check, 0, 3)
+        self.save_button = QPushButton("Save model…")
+        self.save_button.setToolTip("Save the trained classifier (.aamodel: safe, never unpickled).")
+        self.save_button.clicked.connect(self._save_dialog)
+        self.load_button = QPushButton("Load model…")
+        self.load_button.setToolTip("Load a saved classifier and apply it to the chosen image.")
+        self.load_button.clicked.connect(self._load_dialog)
+        buttons.addWidget(self.save_button, 1, 0, 1, 2)
+        buttons.addWidget(self.load_button, 1, 2, 1, 2)
+        outer.addLayout(buttons)
+
+        self.status = QLabel("Paint at least two classes in the annotations layer, then press Train.")
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        outer.addWidget(self.status)
+        outer.addStretch(1)
+
+    # -- layer choices -------------------------------------------------------------
+    def _on_layers_changed(self, event=None):
+        if event is not None and getattr(event, "type", "") == "inserted":
+            event.value.events.name.connect(self._refresh_layer_choices)
+        self._refresh_layer_choices()
+
+    def _refresh_layer_choices(self, event=None):
+        images = [ly.name for ly in self.viewer.layers
+                  if isinstance(ly, napari.layers.Image) and ly.name not in OUTPUT_LAYERS]
+        labels = [ly.name for ly in self.viewer.layers
+                  if isinstance(ly, napari.layers.Labels) and ly.name not in OUTPUT_LAYERS]
+        self._set_items(self.image_combo, images, default=images[0] if images else None)
+        default = ANNOTATIONS if ANNOTATIONS in labels else NEW_ANNOTATIONS
+        self._set_items(self.annotations_combo, [NEW_ANNOTATIONS] + labels, default=default)
+
+    @staticmethod
+    def _set_items(combo, names, default):
+        current = combo.currentText()
+        if [combo.itemText(i) for i in range(combo.count())] == names:
+            return
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(names)
+        keep = current if current in names else default
+        combo.setCurrentIndex(names.index(keep) if keep in names else -1)
+        combo.blockSignals(False)
+        if combo.currentText() != current:
+            combo.currentTextChanged.emit(combo.currentText())
+
+    def _layer(self, name, kind):
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            if isinstance(layer, kind):
+                return layer
+        return None
+
+    @property
+    def image_layer(self):
+        """The chosen image layer, or None."""
+        return self._layer(self.image_combo.currentText(), napari.layers.Image)
+
+    @property
+    def annotations_layer(self):
+        """The chosen annotations layer, or None when a new one is to be created."""
+        return self._layer(self.annotations_combo.currentText(), napari.layers.Labels)
+
+    def _on_image_changed(self, name):
+        layer = self._layer(name, napari.layers.Image)
+        if layer is not None:
+            channel_axis, spatial = _guess_axes(layer)
+            self.set_axes(channel_axis, spatial)
+
+    def set_axes(self, channel_axis, spatial):
+        """Choose the channel axis (None, -1 or 0) and spatial mode ("2d", "3d", "planes")."""
+        self.channel_combo.setCurrentIndex([c for _, c in CHANNEL_CHOICES].index(channel_axis))
+        self.spatial_combo.setCurrentIndex([s for _, s in SPATIAL_CHOICES].index(spatial))
+
+    @property
+    def channel_axis(self):
+        return CHANNEL_CHOICES[self.channel_combo.currentIndex()][1]
+
+    @property
+    def spatial_mode(self):
+        return SPATIAL_CHOICES[self.spatial_combo.currentIndex()][1]
+
+    # -- gathering inputs ----------------------------------------------------------
+    def feature_set(self) -> FeatureSet:
+        """The FeatureSet the controls describe; raises InputError with a fix if they are invalid."""
+        text = self.sigmas_edit.text().replace(";", ",")
+        try:
+            sigmas = tuple(float(s) for s in text.replace(" ", ",").split(",") if s.strip())
+        except ValueError:
+            raise InputError(
+                f"Scales must be numbers separated by commas, e.g. {DEFAULT_SIGMAS!r}; got {text!r}."
+            ) from None
+        families = tuple(f for f, box in self.family_checks.items() if box.isChecked())
+        ndim = 3 if self.spatial_mode == "3d" else 2
+        return FeatureSet(sigmas=sigmas, families=families, ndim=ndim)
+
+    def _image_and_geometry(self):
+        layer = self.image_layer
+        if layer is None:
+            raise InputError("There is no image layer: open an image (or File > Open Sample) first.")
+        if layer.multiscale:
+            raise InputError(f"'{layer.name}' is a multiscale image; open its full-resolution level "
+                             "as a plain image to classify it.")
+        image = layer.data
+        ca = self.channel_axis
+        if layer.rgb and ca != -1:
+            raise InputError(f"'{layer.name}' is an RGB image: choose channel axis "
+                             "'last axis (RGB / channels last)'.")
+        shape = list(image.shape)
+        scale, translate = list(layer.scale), list(layer.translate)
+        if ca is not None:
+            if len(shape) < 2:
+                raise InputError(f"'{layer.name}' has shape {tuple(shape)}: no axis left after the channels.")
+            del shape[ca]
+            if not layer.rgb:  # napari already leaves the RGB axis out of scale/translate
+                del scale[ca]
+                del translate[ca]
+        n = len(shape)
+        mode = self.spatial_mode
+        if mode == "2d" and n != 2:
+            raise InputError(
+                f"'{layer.name}' has {n} non-channel axes (shape {tuple(image.shape)}). Choose "
+                "'3D volume' or '2D per plane' under Spatial dims, or set the channel axis.")
+        if mode in ("3d", "planes") and n < 3:
+            raise InputError(
+                f"'{layer.name}' has only {n} non-channel axes (shape {tuple(image.shape)}): "
+                "choose '2D image' under Spatial dims.")
+        return layer, image, ca, tuple(shape), tuple(scale), tuple(translate)
+
+    def _make_classifier(self) -> PixelClassifier:
+        depth = self.depth_spin.value()
+        return PixelClassifier(features=self.feature_set(), n_estimators=self.trees_spin.value(),
+                               max_depth=depth or None)
+
+    def new_annotations(self):
+        """Add an empty "annotations" Labels layer with the image's non-channel shape."""
+        try:
+            image_layer, _, _, shape, scale, translate = self._image_and_geometry()
+        except AnnotatorError as e:
+            self._fail(str(e))
+            return None
+        name = ANNOTATIONS if ANNOTATIONS not in self.viewer.layers else f"{ANNOTATIONS} [{image_layer.name}]"
+        layer = self.viewer.add_labels(np.zeros(shape, np.uint8), name=name, scale=scale,
+                                       translate=translate)
+        self.annotations_combo.setCurrentText(layer.name)
+        layer.mode = "paint"
+        self._set_status(f"Added '{layer.name}': paint class 1 (e.g. background) and class 2 "
+                         "(e.g. objects), then press Train.")
+        return layer
+
+    # -- actions ---------------------------------------------------------------------
+    def train(self, *_, notify=True):
+        """Train on the annotations and predict the image, in a worker thread.
+
+        A request while another job runs cancels that job and starts this one.
+        """
+        try:
+            _, image, ca, shape, scale, translate = self._image_and_geometry()
+            clf = self._make_classifier()
+            labels_layer = self.annotations_layer
+            if labels_layer is None:
+                labels_layer = self.new_annotations()
+                if labels_layer is None:
+                    return
+            labels = np.array(labels_layer.data, copy=True)  # the user may paint on while we train
+            if labels.shape != shape:
+                raise InputError(
+                    f"Annotations '{labels_layer.name}' have shape {labels.shape} but the image's "
+                    f"non-channel shape is {shape}. Choose the matching annotations layer or channel "
+                    "axis, or press New to make one.")
+        except AnnotatorError as e:
+            self._fail(str(e), notify=notify)
+            return
+        self._start(_Job("train", image, labels, ca, clf, scale, translate, notify=notify))
+
+    def predict(self, *_):
+        """Apply the current model to the chosen image, in a worker thread."""
+        if self.classifier is None:
+            self._fail("There is no model yet: press Train, or Load model.")
+            return
+        try:
+            _, image, ca, shape, scale, translate = self._image_and_geometry()
+            self.classifier.check_image(image.shape, ca)
+        except AnnotatorError as e:
+            self._fail(str(e))
+            return
+        self._start(_Job("predict", image, None, ca, self.classifier, scale, translate))
+
+    def cancel(self, *_):
+        """Stop the running job; its results are discarded and the layers stay as they were."""
+        job = self._job
+        if job is None:
+            return
+        self._stop(job)
+        self._job = None
+        self.cancel_button.setEnabled(False)
+        self._set_status("Cancelled.")
+        self.cancelled.emit()
+
+    @property
+    def busy(self) -> bool:
+        """True while any worker (also a cancelled one winding down) is running."""
+        return bool(self._workers)
+
+    def save_model(self, path):
+        """Save the current classifier to ``path`` (suffix .aamodel added); return the path or None."""
+        if self.classifier is None:
+            self._fail("There is no trained model to save: press Train first.")
+            return None
+        try:
+            written = _save_model_file(self.classifier, path)
+        except (AnnotatorError, OSError) as e:
+            self._fail(f"Could not save the model: {e}")
+            return None
+        self._set_status(f"Saved the model to {written}.")
+        return Path(written)
+
+    def load_model(self, path):
+        """Load a classifier from ``path``, check it fits the chosen image, and predict.
+
+        On a bad file or a model that does not fit the image, the current
+        model, controls and layers are kept and the reason is shown.
+        Returns True when the model was loaded.
+        """
+        try:
+            clf = _load_model_file(path)
+        except (AnnotatorError, OSError) as e:
+            self._fail(f"Could not load the model: {e}")
+            return False
+        layer = self.image_layer
+        if layer is not None:
+            mode = self.spatial_mode
+            if clf.feature_set.ndim == 3:
+                mode = "3d"
+            elif mode == "3d":
+                mode = "planes"
+            try:
+                clf.check_image(layer.data.shape, self.channel_axis)
+            except AnnotatorError as e:
+                self._fail(f"The model in {Path(path).name} does not fit '{layer.name}': {e}")
+                return False
+        self.classifier = clf
+        self._show_settings(clf)
+        if layer is not None:
+            self.spatial_combo.setCurrentIndex([s for _, s in SPATIAL_CHOICES].index(mode))
+            self._set_status(f"Loaded {Path(path).name}; predicting '{layer.name}'…")
+            self.predict()
+        else:
+            self._set_status(f"Loaded {Path(path).name}; open an image and press Predict.")
+        return True
+
+    def _show_settings(self, clf):
+        fs = clf.feature_set
+        for fam, box in self.family_checks.items():
+            box.setChecked(fam in fs.families)
+        self.sigmas_edit.setText(", ".join(f"{s:g}" for s in fs.sigmas))
+        self.trees_spin.setValue(int(clf.n_estimators))
+        self.depth_spin.setValue(int(clf.max_depth or 0))
+
+    def _save_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Save pixel classifier", "classifier.aamodel",
+                                              "Pixel classifier (*.aamodel)")
+        if path:
+            self.save_model(path)
+
+    def _load_dialog(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Load pixel classifier", "",
+                                              "Pixel classifier (*.aamodel)")
+        if path:
+            self.load_model(path)
+
+    # -- live mode ---------------------------------------------------------------------
+    def _watch_annotations(self, *_):
+        old = self._watched_annotations
+        if old is not None:
+            try:
+                old.events.paint.disconnect(self._on_paint)
+            except (RuntimeError, ValueError, TypeError):
+                pass
+        layer = self.annotations_layer
+        self._watched_annotations = layer
+        if layer is not None:
+            layer.events.paint.connect(self._on_paint)
+
+    def _on_paint(self, event=None):
+        if self.live_check.isChecked():
+            self._live_timer.start()  # restarts: a burst of strokes trains once
+
+    def _on_live_toggled(self, on):
+        if on:
+            self._live_timer.start()
+        else:
+            self._live_timer.stop()
+
+    def _live_retrain(self):
+        # no pop-up while the user is still painting the first classes
+        self.train(notify=False)
+
+    # -- workers -------------------------------------------------------------------------
+    def _start(self, job):
+        if self._job is not None:
+            self._stop(self._job)  # replace, don't queue
+        self._job = job
+        verb = "Training" if job.kind == "train" else "Predicting"
+        worker = create_worker(_run_job, job, self._report,
+                               _progress={"total": 3, "desc": f"Pixel classifier: {verb.lower()}"})
+        job.worker = worker
+        worker.returned.connect(lambda outcome, job=job: self._on_returned(job, outcome))
+        worker.errored.connect(lambda exc, job=job: self._on_errored(job, exc))
+        worker.finished.connect(lambda worker=worker: self._on_finished(worker))
+        self._workers.add(worker)
+        self.cancel_button.setEnabled(True)
+        self._set_status(f"{verb}…")
+        worker.start()
+
+    @staticmethod
+    def _stop(job):
+        job.stop.set()  # the core checks this between planes and tiles
+        if job.worker is not None:
+            job.worker.quit()  # and the generator stops at its next yield
+
+    def _report(self, job, stage, done, total):
+        # called in the worker thread: a queued signal hands it to the main thread
+        try:
+            self._progress.emit(job, stage, done, total)
+        except RuntimeError:  # widget already deleted
+            pass
+
+    def _on_progress(self, job, stage, done, total):
+        if job is self._job:
+            self._set_status(f"{stage} {done}/{total}…")
+
+    def _on_returned(self, job, outcome):
+        if job is not self._job:
+            return  # stale: cancelled or replaced
+        self._job = None
+        self.cancel_button.setEnabled(False)
+        if outcome.cancelled:
+            self._set_status("Cancelled.")
+            self.cancelled.emit()
+            return
+        if outcome.error:
+            self._fail(outcome.error, notify=job.notify)
+            return
+        self.classifier = outcome.classifier
+        self._write_outputs(job, outcome)
+        clf = outcome.classifier
+        classes = ", ".join(str(c) for c in clf.classes_)
+        what = (f"Trained on {clf.n_training_pixels_} labelled pixels (classes {classes})"
+                if job.kind == "train" else f"Predicted classes {classes}")
+        self._set_status(f"{what} in {outcome.seconds:.1f} s. Paint where the prediction "
+                         "is wrong or uncertain and train again.")
+        self.predicted.emit()
+        if job.kind == "train":
+            self.trained.emit()
+
+    def _on_errored(self, job, exc):
+        # an unexpected bug (expected errors come back as outcomes); napari already
+        # shows the traceback as a notification
+        if job is self._job:
+            self._job = None
+            self.cancel_button.setEnabled(False)
+            self._set_status(f"Error: {type(exc).__name__}: {exc}")
+            self.failed.emit(str(exc))
+
+    def _on_finished(self, worker):
+        self._workers.discard(worker)
+
+    # -- output layers ---------------------------------------------------------------------
+    def _write_outputs(self, job, outcome):
+        scale, translate = job.scale, job.translate
+        keep_active = self.viewer.layers.selection.active
+        classes = [int(c) for c in outcome.classifier.classes_]
+        self._put_layer(PREDICTION, "labels", outcome.prediction, scale, translate,
+                        opacity=0.5)
+        self._put_layer(PROBABILITIES, "image", outcome.probabilities, (1.0, *scale), (0.0, *translate),
+                        visible=False, colormap="viridis", contrast_limits=(0.0, 1.0),
+                        metadata={"classes": classes})
+        self._put_layer(UNCERTAINTY, "image", outcome.uncertainty, scale, translate,
+                        colormap="magma", contrast_limits=(0.0, 1.0), blending="additive",
+                        opacity=0.6)
+        # keep the annotations on top and selected so painting can go on
+        annotations = self.annotations_layer
+        if annotations is not None:
+            layers = self.viewer.layers
+            layers.move(layers.index(annotations.name), len(layers))
+            self.viewer.layers.selection.active = annotations
+        elif keep_active is not None:
+            self.viewer.layers.selection.active = keep_active
+
+    def _put_layer(self, name, kind, data, scale, translate, **kwargs):
+        """Update the output layer's data in place, or add it the first time."""
+        layer_type = napari.layers.Labels if kind == "labels" else napari.layers.Image
+        layer = self._layer(name, layer_type)
+        if layer is not None and layer.data.ndim == data.ndim:
+            layer.data = data
+            layer.scale, layer.translate = scale, translate
+            if "metadata" in kwargs:
+                layer.metadata.update(kwargs["metadata"])
+            return layer
+        if name in self.viewer.layers:  # wrong type or dimensionality: replace it
+            self.viewer.layers.remove(name)
+        add = self.viewer.add_labels if kind == "labels" else self.viewer.add_image
+        return add(data, name=name, scale=scale, translate=translate, **kwargs)
+
+    # -- messages --------------------------------------------------------------------------
+    def _set_status(self, text):
+        self.status.setText(text)
+
+    def _fail(self, message, notify=True):
+        self._set_status(f"Error: {message}")
+        if notify:
+            show_error(message)
+        self.failed.emit(message)
+
+
+def _guess_axes(layer):
+    """A first guess of (channel_axis, spatial mode) from a layer; the user can change it."""
+    if layer.rgb:
+        return -1, ("2d" if layer.data.ndim == 3 else "planes")
+    shape = layer.data.shape
+    ndim = len(shape)
+    if ndim <= 2:
+        return None, "2d"
+    few_channels = shape[0] <= 5 and shape[0] < min(shape[1:])
+    if ndim == 3:
+        return (0, "2d") if few_channels else (None, "3d")
+    if ndim == 4:
+        return (0, "3d") if few_channels else (None, "3d")
+    return (0, "planes") if few_channels else (None, "planes")
