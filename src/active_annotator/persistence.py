@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -81,26 +82,31 @@ def save_model(clf, path) -> Path:
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    return _read_npz(path, ("meta",) + _ARRAYS, "pixel-classifier")
+
+
+def _read_npz(path: Path, names, what: str) -> dict[str, np.ndarray]:
+    """Read the named arrays of a model zip, refusing pickles and oversized entries."""
     if not path.is_file():
         raise ModelFileError(f"Model file {str(path)!r} does not exist.")
     try:
         with zipfile.ZipFile(path) as zf:
             infos = {i.filename: i for i in zf.infolist()}
-            expected = {f"{n}.npy" for n in ("meta",) + _ARRAYS}
+            expected = {f"{n}.npy" for n in names}
             missing = expected - set(infos)
             if missing:
                 raise ModelFileError(
-                    f"{str(path)!r} is not a complete pixel-classifier file: missing "
+                    f"{str(path)!r} is not a complete {what} file: missing "
                     f"{sorted(missing)}. Was it written by napari-active-annotator?"
                 )
             for name, info in infos.items():
                 if info.file_size > MAX_MODEL_BYTES:
                     raise ModelFileError(f"{str(path)!r}: entry {name} is implausibly large.")
         with np.load(path, allow_pickle=False) as npz:
-            return {n: npz[n] for n in ("meta",) + _ARRAYS}
+            return {n: npz[n] for n in names}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as e:
         raise ModelFileError(
             f"{str(path)!r} is not a readable model file ({type(e).__name__}: {e}). "
             "It may be truncated, corrupt, or not a napari-active-annotator model "
@@ -166,4 +172,120 @@ def load_model(path):
     clf.forest_ = forest
     clf.feature_importances_ = imp
     clf.n_training_pixels_ = meta.get("n_training_pixels")
+    return clf
+
+
+# --------------------------------------------------------------------------- object classifier
+
+OBJECT_FORMAT = "napari-active-annotator.object-classifier"
+OBJECT_SCHEMA_VERSION = 1
+OBJECT_SUFFIX = ".aaobjects"
+_OBJECT_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "importances",
+                  "permutation_importances", "permutation_importances_std", "fill_values")
+
+
+def _write_npz(path: Path, meta: dict, arrays: dict) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8), **arrays
+            )
+        os.replace(tmp, path)  # readers see the old file or the new one, never half
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_object_classifier(clf, path, class_names: dict | None = None) -> Path:
+    """Write a fitted :class:`~active_annotator.objects.ObjectClassifier` (atomically).
+
+    Same safe format as :func:`save_model` (zip of ``.npy`` arrays + JSON
+    ``meta``, format ``napari-active-annotator.object-classifier``); the suffix
+    ``.aaobjects`` is added when missing. ``class_names`` (class value -> name)
+    is stored for display. Returns the path written.
+    """
+    clf._check_fitted()
+    path = Path(path)
+    if path.suffix != OBJECT_SUFFIX:
+        path = path.with_name(path.name + OBJECT_SUFFIX)
+    meta = {
+        "format": OBJECT_FORMAT,
+        "schema_version": OBJECT_SCHEMA_VERSION,
+        "package_version": _package_version(),
+        "classes": [int(c) for c in clf.classes_],
+        "class_names": {str(int(k)): str(v) for k, v in (class_names or {}).items()},
+        "feature_names": list(clf.feature_names_in_),
+        "n_training_objects": getattr(clf, "n_training_objects_", None),
+        "params": clf.get_params(),
+    }
+    arrays = clf.forest_.arrays()
+    arrays["importances"] = np.asarray(clf.feature_importances_, np.float64)
+    arrays["permutation_importances"] = np.asarray(clf.permutation_importances_, np.float64)
+    arrays["permutation_importances_std"] = np.asarray(clf.permutation_importances_std_, np.float64)
+    arrays["fill_values"] = np.asarray(clf.fill_values_, np.float64)
+    return _write_npz(path, meta, arrays)
+
+
+def load_object_classifier(path):
+    """Load an object classifier saved by :func:`save_object_classifier`.
+
+    Every array is checked (:meth:`Forest.validate`, shapes, dtypes) before
+    use; raises :class:`~active_annotator.errors.ModelFileError` otherwise.
+    The stored class names are in ``clf.class_names_`` (dict value -> name).
+    """
+    from .objects import ObjectClassifier
+
+    path = Path(path)
+    a = _read_npz(path, ("meta",) + _OBJECT_ARRAYS, "object-classifier")
+    try:
+        meta = json.loads(bytes(a["meta"].astype(np.uint8)).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{str(path)!r}: metadata is not valid JSON ({e}).") from None
+    if not isinstance(meta, dict) or meta.get("format") != OBJECT_FORMAT:
+        raise ModelFileError(
+            f"{str(path)!r} is not an object-classifier file (format field missing or "
+            "different); a pixel classifier (.aamodel) loads with load_model."
+        )
+    version = meta.get("schema_version")
+    if version != OBJECT_SCHEMA_VERSION:
+        raise ModelFileError(
+            f"{str(path)!r} has schema version {version!r}; this version of "
+            f"napari-active-annotator reads version {OBJECT_SCHEMA_VERSION}. "
+            "Upgrade the package (pip install -U napari-active-annotator) or retrain."
+        )
+    try:
+        classes = np.asarray([int(c) for c in meta["classes"]], dtype=np.int64)
+        names = [str(n) for n in meta["feature_names"]]
+        params = dict(meta.get("params", {}))
+        class_names = {int(k): str(v) for k, v in dict(meta.get("class_names", {})).items()}
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{str(path)!r}: metadata field invalid or missing ({e}).") from None
+    n_feat = len(names)
+    if n_feat < 1 or len(set(names)) != n_feat:
+        raise ModelFileError(f"{str(path)!r}: measurement names are missing or repeated.")
+    forest = Forest(
+        feature=a["feature"], threshold=a["threshold"], left=a["left"], right=a["right"],
+        value=a["value"], roots=a["roots"], n_features=n_feat,
+    ).validate()
+    if forest.n_classes != classes.size or np.unique(classes).size != classes.size:
+        raise ModelFileError(f"{str(path)!r}: class list does not match the forest's outputs.")
+    for key in _OBJECT_ARRAYS[6:]:
+        arr = a[key]
+        if arr.dtype != np.float64 or arr.shape != (n_feat,):
+            raise ModelFileError(f"{str(path)!r}: array '{key}' has the wrong shape or type.")
+    if not np.all(np.isfinite(a["fill_values"])):
+        raise ModelFileError(f"{str(path)!r}: fill values must be finite.")
+    clf = ObjectClassifier(**{k: v for k, v in params.items() if k in ObjectClassifier._param_names})
+    clf.forest_ = forest
+    clf.classes_ = classes
+    clf.feature_names_in_ = names
+    clf.n_features_in_ = n_feat
+    clf.fill_values_ = a["fill_values"]
+    clf.feature_importances_ = a["importances"]
+    clf.permutation_importances_ = a["permutation_importances"]
+    clf.permutation_importances_std_ = a["permutation_importances_std"]
+    clf.n_training_objects_ = meta.get("n_training_objects")
+    clf.class_names_ = class_names
     return clf

@@ -196,6 +196,8 @@ class ImageRef:
 
     @classmethod
     def from_dict(cls, d: dict) -> ImageRef:
+        if not isinstance(d, dict):
+            raise ModelFileError(f"Invalid image entry in project.json: {d!r} (expected an object).")
         try:
             ch = d.get("channel_axis")
             ref = cls(name=str(d["name"]), source=str(d["source"]), embedded=bool(d["embedded"]),
@@ -263,6 +265,8 @@ class Project:
                 f"{version!r}, this version reads up to {PROJECT_SCHEMA_VERSION}). Upgrade with "
                 "pip install -U napari-active-annotator."
             )
+        if not isinstance(meta.get("images", []), list):
+            raise ModelFileError(f"{str(meta_path)!r}: 'images' must be a list.")
         try:
             images = [ImageRef.from_dict(d) for d in meta.get("images", [])]
             settings = dict(meta.get("settings", {}))

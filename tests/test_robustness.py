@@ -1,0 +1,156 @@
+"""Property-based tests: random shapes, dtypes and corrupt bytes raise our own errors.
+
+Each property runs the code in-process: a crash of the interpreter would fail
+the whole run, and hypothesis' deadline catches hangs.
+"""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from active_annotator import AnnotatorError, FeatureSet, PixelClassifier, compute
+from active_annotator.persistence import load_model
+from active_annotator.project import AnnotationStore, Project
+
+SETTINGS = settings(max_examples=40, deadline=5000,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+dtypes = st.sampled_from([np.uint8, np.uint16, np.int32, np.float32, np.float64, np.int8, bool])
+
+
+@SETTINGS
+@given(
+    shape=st.lists(st.integers(1, 12), min_size=1, max_size=3),
+    dtype=dtypes,
+    sigmas=st.lists(st.floats(0.3, 6.0), min_size=1, max_size=3, unique=True),
+    data=st.data(),
+)
+def test_feature_engine_on_random_arrays(shape, dtype, sigmas, data):
+    arr = data.draw(hnp.arrays(dtype, shape))
+    if shape == [2] and dtype is np.float64:
+        arr = np.array([1e35, 0.0])  # finite, but overflows float32 filters
+    fs = FeatureSet(sigmas=tuple(sorted(sigmas)), ndim=len(shape))
+    usable = not np.issubdtype(arr.dtype, np.floating) or (
+        np.isfinite(arr).all() and np.abs(arr).max() <= 1e30
+    )
+    try:
+        f = compute(arr, fs)
+    except AnnotatorError as e:
+        assert not usable and ("NaN" in str(e) or "too large" in str(e))
+        return
+    assert usable
+    assert np.isfinite(f).all()
+    assert f.shape == (fs.n_features(1), *shape) and f.dtype == np.float32
+
+
+@SETTINGS
+@given(ndim=st.integers(1, 3), image_ndim=st.integers(0, 4), channel_axis=st.sampled_from([None, 0, -1, 5]))
+def test_feature_engine_shape_errors_are_ours(ndim, image_ndim, channel_axis):
+    arr = np.zeros((3,) * image_ndim, np.float32)
+    fs = FeatureSet(sigmas=(1.0,), ndim=ndim)
+    try:
+        compute(arr, fs, channel_axis=channel_axis)
+    except AnnotatorError:
+        return
+    spatial = image_ndim - (channel_axis is not None)
+    assert spatial == ndim
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    img = rng.random((24, 24)).astype(np.float32)
+    lab = np.zeros((24, 24), np.uint8)
+    lab[2:5, 2:10], lab[15:18, 10:20] = 1, 2
+    clf = PixelClassifier(FeatureSet(sigmas=(1.0,), ndim=2), n_estimators=3, max_depth=4).fit(img, lab)
+    path = clf.save(tmp_path_factory.mktemp("m") / "m")
+    return path.read_bytes()
+
+
+@SETTINGS
+@given(data=st.data())
+def test_model_loader_on_corrupt_bytes(model_bytes, tmp_path, data):
+    raw = bytearray(model_bytes)
+    kind = data.draw(st.sampled_from(["flip", "truncate", "random"]))
+    if kind == "flip":
+        for _ in range(data.draw(st.integers(1, 20))):
+            i = data.draw(st.integers(0, len(raw) - 1))
+            raw[i] = data.draw(st.integers(0, 255))
+    elif kind == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    else:
+        raw = bytearray(data.draw(st.binary(max_size=2000)))
+    p = tmp_path / "x.aamodel"
+    p.write_bytes(bytes(raw))
+    try:
+        clf = load_model(p)
+    except AnnotatorError:
+        return
+    # a flip that left the model valid (e.g. in a threshold) must still predict safely
+    out = clf.predict(np.zeros((8, 8), np.float32))
+    assert out.shape == (8, 8)
+
+
+@SETTINGS
+@given(arrays=st.dictionaries(
+    st.sampled_from(["meta", "feature", "threshold", "left", "right", "value", "roots", "importances"]),
+    hnp.arrays(st.sampled_from([np.int32, np.float64, np.uint8, np.int64]),
+               hnp.array_shapes(max_dims=2, max_side=6)),
+    min_size=1))
+def test_model_loader_on_structurally_wrong_arrays(tmp_path, arrays):
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    p = tmp_path / "y.aamodel"
+    p.write_bytes(buf.getvalue())
+    with pytest.raises(AnnotatorError):
+        load_model(p)
+
+
+@SETTINGS
+@given(text=st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
+                      st.recursive(st.none() | st.integers() | st.text(max_size=8),
+                                   lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                                   max_leaves=10).map(lambda o: __import__("json").dumps(
+                                       {"format": "napari-active-annotator.project", "schema_version": 1, "images": o}))))
+def test_project_reader_on_hostile_json(tmp_path, text):
+    folder = tmp_path / "p.aaproject"
+    folder.mkdir(exist_ok=True)
+    (folder / "project.json").write_text(text, encoding="utf-8", errors="surrogateescape")
+    try:
+        Project.open(folder)
+    except AnnotatorError:
+        pass
+
+
+@SETTINGS
+@given(junk=st.binary(max_size=500))
+def test_annotation_store_with_corrupt_metadata(tmp_path, junk):
+    import uuid
+
+    path = tmp_path / f"{uuid.uuid4().hex}.zarr"
+    store = AnnotationStore(path)
+    store.write(np.ones((4, 4), np.uint8))
+    (path / "zarr.json").write_bytes(junk)
+    try:
+        store.read()
+    except AnnotatorError:
+        pass
+
+
+def test_zip_bomb_sized_entry_is_refused(tmp_path, monkeypatch):
+    import active_annotator.persistence as pers
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in ("meta", "feature", "threshold", "left", "right", "value", "roots", "importances"):
+            zf.writestr(f"{name}.npy", b"\0" * 4096)
+    p = tmp_path / "bomb.aamodel"
+    p.write_bytes(buf.getvalue())
+    monkeypatch.setattr(pers, "MAX_MODEL_BYTES", 1024)  # a small limit stands in for 2 GiB
+    with pytest.raises(AnnotatorError, match="implausibly large"):
+        load_model(p)
