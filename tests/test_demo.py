@@ -85,3 +85,15 @@ def test_gui_demo_trains_once_and_quits(tmp_path):
         capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_starter_labels_are_reproduced_by_their_script():
+    """sample_data/README.md says how the starter strokes were made; keep that true."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_sample_labels.py"
+    make = runpy.run_path(str(script))["starter_labels"]
+    sample = data.nuclei2d()
+    np.testing.assert_array_equal(make(sample["objects"], sample["truth"]), sample["labels"])
+    np.testing.assert_array_equal(sample["truth"], np.where(sample["objects"] > 0, 2, 1))
