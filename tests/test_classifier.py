@@ -150,6 +150,8 @@ def test_sample_image_segments_well_from_starter_labels():
         (np.zeros((16, 16), np.uint8), "shape"),
         (np.zeros((32, 32), np.float32), "integers"),
         (np.full((32, 32), -1, np.int16), "negative"),
+        (np.pad(np.array([[1, 2**40]], np.int64), ((0, 31), (0, 30))), "larger than"),
+        (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) + 1, "instance labels"),
     ],
 )
 def test_bad_labels_raise_label_error(labels, match):
@@ -167,6 +169,13 @@ def test_image_errors_are_specific():
         PixelClassifier(FAST).fit(img, labels)
     with pytest.raises(InputError, match="non-channel axes"):
         PixelClassifier(FeatureSet(ndim=3)).fit(np.zeros((8, 8)), labels)
+
+
+def test_image_smaller_than_largest_sigma_is_refused_with_a_fix():
+    lab = np.zeros((6, 40), np.uint8)
+    lab[0, 0], lab[5, 30] = 1, 2
+    with pytest.raises(InputError, match=r"smaller than sigma 8.*sigmas=\(1.0, 2.0, 4.0\)"):
+        PixelClassifier(FeatureSet.default(ndim=2)).fit(np.zeros((6, 40)), lab)
 
 
 def test_predict_before_fit_and_channel_mismatch():

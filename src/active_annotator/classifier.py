@@ -47,11 +47,32 @@ def split_axes(image_shape, spatial_ndim: int, channel_axis: int | None):
     return tuple(shape[:n_stack]), tuple(shape[n_stack:]), n_ch
 
 
+def check_size(spatial, fs: FeatureSet) -> None:
+    """Refuse images smaller than the largest scale (features would be meaningless)."""
+    if any(n == 0 for n in spatial):
+        raise InputError(f"The image is empty (spatial shape {tuple(spatial)}).")
+    smallest = min(spatial)
+    big = [s for s in fs.sigmas if s > smallest] if fs.families != ("original",) else []
+    if big:
+        ok = [s for s in fs.sigmas if s <= smallest]
+        raise InputError(
+            f"The image is only {smallest} pixel(s) along its shortest spatial axis "
+            f"(shape {tuple(spatial)}), smaller than sigma {big[0]:g}. "
+            + (f"Use sigmas up to {ok[-1]:g} for an image this small, e.g. "
+               f"FeatureSet(sigmas={tuple(ok)})." if ok else
+               "Use a larger image, or FeatureSet(families=('original',)) without filters.")
+        )
+
+
 def _channels_last_view(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
     """``(*stack, *spatial, C)`` view (C=1 added when there is no channel axis)."""
     if channel_axis is None:
         return image[..., np.newaxis]
     return np.moveaxis(image, channel_axis, -1)
+
+
+MAX_CLASS_VALUE = 2**31 - 1
+MAX_CLASSES = 1000
 
 
 def check_labels(labels, expected_shape) -> np.ndarray:
@@ -77,6 +98,12 @@ def check_labels(labels, expected_shape) -> np.ndarray:
         raise LabelError(
             f"Labels contain negative values (min {labels.min()}); use 0 for "
             "unlabelled and positive integers for classes."
+        )
+    if labels.size and int(labels.max()) > MAX_CLASS_VALUE:
+        raise LabelError(
+            f"Label value {int(labels.max())} is larger than {MAX_CLASS_VALUE}; classes are "
+            "small positive integers. Renumber them 1..K, e.g. "
+            "numpy.unique(labels, return_inverse=True)."
         )
     return labels
 
@@ -193,6 +220,7 @@ class PixelClassifier:
         fs = self.feature_set
         image = np.asarray(image)
         stack, spatial, n_ch = split_axes(image.shape, fs.ndim, channel_axis)
+        check_size(spatial, fs)
         labels = check_labels(labels, stack + spatial)
         if not np.any(labels):
             raise LabelError(
@@ -249,6 +277,12 @@ class PixelClassifier:
                 f"Only one class is labelled (value {classes[0] if classes.size else 'none'}); "
                 "paint at least two classes, e.g. 1 = background and 2 = object."
             )
+        if classes.size > MAX_CLASSES:
+            raise LabelError(
+                f"{classes.size} different label values were painted; at most {MAX_CLASSES} "
+                "classes are supported. Were instance labels (one value per object) given "
+                "instead of class labels?"
+            )
         fs = self.feature_set
         if X.shape[1] != fs.n_features(n_channels):
             raise InputError(f"X has {X.shape[1]} features, the feature set makes {fs.n_features(n_channels)}.")
@@ -288,6 +322,7 @@ class PixelClassifier:
             stack, spatial, n_ch = split_axes(image_shape, fs.ndim, channel_axis)
         except InputError as e:
             raise ModelMismatchError(str(e)) from None
+        check_size(spatial, fs)
         if n_ch != self.n_channels_in_:
             raise ModelMismatchError(
                 f"The model was trained on images with {self.n_channels_in_} channel(s), "
@@ -404,4 +439,4 @@ class PixelClassifier:
         return {self.feature_names_in_[i]: float(self.feature_importances_[i]) for i in order}
 
 
-__all__ = ["PixelClassifier", "split_axes", "check_labels"]
+__all__ = ["PixelClassifier", "split_axes", "check_labels", "check_size"]
