@@ -208,7 +208,7 @@ def test_stack_processed_as_2d_planes(viewer, qtbot):
     run(qtbot, widget, widget.train_button.click)
 
     assert widget.classifier.feature_set.ndim == 2
-    assert widget.classifier.feature_set.names()[-1] == "hessian1_s8.0"  # 2 eigenvalues: 2-D
+    assert widget.classifier.feature_set.names()[-1] == "hessian1_s8.0_c0"  # two eigenvalues: 2-D
     prediction = viewer.layers["prediction"].data
     assert prediction.shape == (31, 61, 57)
     assert viewer.layers["probabilities"].data.shape == (2, 31, 61, 57)

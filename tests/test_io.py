@@ -1,0 +1,146 @@
+"""Sample-data commands and the ``.aalabels`` annotation store (reader and writer)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from active_annotator import data
+from active_annotator_napari import _io, _sample_data
+
+
+def _plugins_discovered():
+    """A bare ViewerModel does not load plugins; discover them the way napari does at start."""
+    npe2 = pytest.importorskip("npe2")
+    npe2.PluginManager.instance().discover()
+
+
+# -- sample data ------------------------------------------------------------------------
+def test_nuclei2d_sample_gives_image_starter_annotations_and_hidden_truth():
+    (image, image_meta, image_type), (labels, labels_meta, labels_type), (truth, truth_meta, truth_type) = (
+        _sample_data.nuclei2d()
+    )
+    d = data.nuclei2d()
+    assert image_type == "image" and labels_type == "labels" == truth_type
+    np.testing.assert_array_equal(image, d["image"])
+    np.testing.assert_array_equal(labels, d["labels"])
+    np.testing.assert_array_equal(truth, d["truth"])
+    assert labels_meta["name"] == "annotations" and labels_meta.get("visible", True)
+    assert truth_meta["name"] == "ground truth" and truth_meta["visible"] is False
+    assert set(np.unique(labels)) == {0, 1, 2}  # both classes have starter strokes
+    assert labels_meta["metadata"]["class_names"] == {1: "background", 2: "nucleus"}
+
+
+def test_nuclei3d_sample_gives_volume_empty_annotations_and_truth():
+    layers = _sample_data.nuclei3d()
+    assert [(m["name"], t) for _, m, t in layers] == [
+        ("nuclei 3D", "image"), ("annotations", "labels"), ("ground truth", "labels")]
+    image, annotations, truth = (arr for arr, _, _ in layers)
+    assert image.shape == annotations.shape == truth.shape == (31, 61, 57)
+    assert not annotations.any() and annotations.dtype == np.uint8
+    assert layers[2][1]["visible"] is False
+
+
+def test_napari_lists_and_opens_the_samples_through_the_manifest():
+    napari = pytest.importorskip("napari")
+    from napari.components import ViewerModel
+
+    _plugins_discovered()
+    viewer = ViewerModel()
+    viewer.open_sample("napari-active-annotator", "nuclei2d")
+    assert [ly.name for ly in viewer.layers] == ["nuclei", "annotations", "ground truth"]
+    assert isinstance(viewer.layers["annotations"], napari.layers.Labels)
+    assert not viewer.layers["ground truth"].visible
+
+
+# -- annotation store --------------------------------------------------------------------
+def test_labels_store_round_trip_keeps_values_dtype_names_and_geometry(tmp_path):
+    labels = np.zeros((4, 30, 40), np.uint16)
+    labels[1, 5:9, 10:30] = 1
+    labels[2, 20:25, 3:8] = 300
+    meta = {"name": "annotations", "scale": (2.0, 0.5, 0.5), "translate": (0, 10, -3),
+            "metadata": {"class_names": {1: "background", 300: "nucleus"}}}
+
+    written = _io.write_labels(str(tmp_path / "cells"), labels, meta)
+
+    assert written == [str(tmp_path / "cells.aalabels")]
+    reader = _io.get_reader(written[0])
+    assert reader is not None
+    [(back, back_meta, layer_type)] = reader(written[0])
+    assert layer_type == "labels"
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, labels)
+    assert back_meta["name"] == "annotations"
+    assert back_meta["scale"] == [2.0, 0.5, 0.5] and back_meta["translate"] == [0.0, 10.0, -3.0]
+    assert back_meta["metadata"]["class_names"] == {1: "background", 300: "nucleus"}
+
+
+def test_store_is_plain_zarr_with_a_versioned_format_tag(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    [path] = _io.write_labels(str(tmp_path / "a.aalabels"), np.ones((3, 3), np.uint8), {})
+    group = zarr.open_group(path, mode="r")
+    assert group.attrs["format"] == "napari-active-annotator.labels"
+    assert group.attrs["version"] == 1
+    np.testing.assert_array_equal(group["annotations"][...], 1)
+
+
+def test_overwriting_replaces_the_store_and_leaves_no_temporary_folders(tmp_path):
+    first = np.full((5, 5), 1, np.uint8)
+    second = np.full((6, 2), 2, np.uint8)
+    _io.write_labels(str(tmp_path / "x.aalabels"), first, {"name": "one"})
+    _io.write_labels(str(tmp_path / "x.aalabels"), second, {"name": "two"})
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.aalabels"]
+    [(back, meta, _)] = _io.read_labels(str(tmp_path / "x.aalabels"))
+    np.testing.assert_array_equal(back, second)
+    assert meta["name"] == "two"
+
+
+def test_writer_refuses_float_data_and_leaves_the_old_store(tmp_path):
+    _io.write_labels(str(tmp_path / "x.aalabels"), np.ones((2, 2), np.uint8), {})
+    with pytest.raises(ValueError, match="integer"):
+        _io.write_labels(str(tmp_path / "x.aalabels"), np.ones((2, 2), np.float32), {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.aalabels"]
+    np.testing.assert_array_equal(_io.read_labels(str(tmp_path / "x.aalabels"))[0][0], 1)
+
+
+def test_reader_declines_other_paths(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    assert _io.get_reader(str(tmp_path / "missing.aalabels")) is None
+    assert _io.get_reader(str(tmp_path)) is None
+    foreign = tmp_path / "foreign.aalabels"
+    zarr.open_group(str(foreign), mode="w").attrs["format"] = "something else"
+    assert _io.get_reader(str(foreign)) is None
+    (tmp_path / "f.aalabels").write_text("a file, not a store")
+    assert _io.get_reader(str(tmp_path / "f.aalabels")) is None
+
+
+def test_reader_refuses_a_newer_store_version_with_advice(tmp_path):
+    [path] = _io.write_labels(str(tmp_path / "x"), np.ones((2, 2), np.uint8), {})
+    meta_file = tmp_path / "x.aalabels" / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["attributes"]["version"] = 99
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="newer napari-active-annotator"):
+        _io.read_labels(path)
+
+
+def test_napari_saves_and_reopens_a_labels_layer_through_the_plugin(tmp_path):
+    pytest.importorskip("napari")
+    from napari.components import ViewerModel
+
+    _plugins_discovered()
+    viewer = ViewerModel()
+    labels = np.zeros((20, 30), np.uint8)
+    labels[3:6, 4:9] = 2
+    viewer.add_labels(labels, name="annotations", scale=(1.5, 1.5),
+                      metadata={"class_names": {2: "nucleus"}})
+    saved = viewer.layers.save(str(tmp_path / "mine.aalabels"), plugin="napari-active-annotator")
+    assert saved == [str(tmp_path / "mine.aalabels")]
+
+    reopened = ViewerModel()
+    reopened.open(saved[0], plugin="napari-active-annotator")
+    layer = reopened.layers["annotations"]
+    np.testing.assert_array_equal(layer.data, labels)
+    assert tuple(layer.scale) == (1.5, 1.5)
+    assert layer.metadata["class_names"] == {2: "nucleus"}
