@@ -638,13 +638,13 @@ class PixelClassifierWidget(QWidget):
         keep_active = self.viewer.layers.selection.active
         classes = [int(c) for c in outcome.classifier.classes_]
         self._put_layer(PREDICTION, "labels", outcome.prediction, scale, translate,
-                        opacity=0.5)
+                        opacity=0.35)
         self._put_layer(PROBABILITIES, "image", outcome.probabilities, (1.0, *scale), (0.0, *translate),
                         visible=False, colormap="viridis", contrast_limits=(0.0, 1.0),
                         metadata={"classes": classes})
         self._put_layer(UNCERTAINTY, "image", outcome.uncertainty, scale, translate,
                         colormap="magma", contrast_limits=(0.0, 1.0), blending="additive",
-                        opacity=0.6)
+                        opacity=0.7)
         # keep the annotations on top and selected so painting can go on
         annotations = self.annotations_layer
         if annotations is not None:
