@@ -1,0 +1,296 @@
+"""Ranking strategies: which candidates to label next, and why.
+
+One entry point, :func:`suggest`, ranks candidates
+(:mod:`active_annotator.candidates`) with one of :data:`STRATEGIES` and returns
+an ordered list of :class:`Suggestion` (candidate, rank, score, reason):
+
+``uncertainty`` (also ``entropy``, ``margin``, ``least_confidence``)
+    The most uncertain candidates first (per-candidate uncertainty from
+    :func:`active_annotator.candidates.uncertainty`).
+``diversity``
+    Greedy k-center (core-set) on the candidates' descriptors: each pick is the
+    candidate farthest, in feature space, from every candidate that already
+    holds labels and every earlier pick.
+``cluster``
+    k-means on the descriptors (scikit-learn) into ``n`` clusters; the most
+    uncertain candidate of each cluster, most uncertain cluster first.
+``hybrid`` (default)
+    Uncertainty times a distance weight ``1 - exp(-d / scale)``, ``d`` the
+    distance in pixels from the candidate's centre to the nearest labelled
+    pixel or earlier pick of the same batch, ``scale`` the candidates' typical
+    size: a place next to a label or a pick is worth little, one a few patch
+    widths away is worth its full uncertainty. So a batch does not pile up
+    along one uncertain boundary.
+``random``
+    Uniformly random order: the baseline.
+
+Candidates that are fully labelled are skipped. Axes: ``uncertainty`` and
+``labelled`` arrays have the shape of the data the candidates index (see
+:attr:`Candidate.key`), e.g. ``(*spatial)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from . import candidates as cand
+from .candidates import Candidate
+from .errors import InputError
+from .uncertainty import MEASURES
+from .uncertainty import uncertainty as pixel_uncertainty
+
+STRATEGIES = ("hybrid", "uncertainty", "entropy", "margin", "least_confidence",
+              "diversity", "cluster", "random")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One ranked candidate.
+
+    Attributes
+    ----------
+    candidate : Candidate
+    rank : int
+        1 for the first place to label.
+    score : float
+        The strategy's score at the time of the pick (higher is better).
+    reason : str
+        Why it was picked, for people, e.g. ``"entropy 0.81, 120 px from
+        nearest label"``.
+    """
+
+    candidate: Candidate
+    rank: int
+    score: float
+    reason: str
+
+
+def _ordinal(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    sd = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def suggest(
+    candidates: Sequence[Candidate],
+    uncertainty=None,
+    labelled=None,
+    strategy: str = "hybrid",
+    n: int = 10,
+    seed: int | None = None,
+    *,
+    proba=None,
+    measure: str | None = None,
+    aggregate: str = "top_mean",
+    fraction: float = 0.1,
+    distance_scale: float | None = None,
+) -> list[Suggestion]:
+    """Rank candidates and return the best ``n`` as suggestions.
+
+    Parameters
+    ----------
+    candidates : list of Candidate
+        ``diversity`` and ``cluster`` need descriptors
+        (:func:`active_annotator.candidates.describe`).
+    uncertainty : array, optional
+        Either a per-pixel uncertainty map with the data's shape, or
+        per-candidate scores ``(n_candidates,)`` (a 1-D array whose length is
+        the number of candidates and whose shape differs from ``labelled``).
+    labelled : int or bool array, the data's shape, optional
+        The user's labels; non-zero = labelled.
+    strategy : str
+        One of :data:`STRATEGIES`; default ``"hybrid"``.
+    n : int
+        Number of suggestions (fewer if fewer candidates are left).
+    seed : int, optional
+        For ``random``, k-means and tie-free repeatability.
+    proba : float array ``(n_classes, *shape)``, optional
+        Class probabilities; when given, the uncertainty map is computed from
+        them with ``measure``.
+    measure : {"entropy", "margin", "least_confidence"}, optional
+        Defaults to the strategy's name when that is a measure, else entropy.
+    aggregate, fraction :
+        How pixel uncertainty becomes per-candidate uncertainty, see
+        :func:`active_annotator.candidates.uncertainty`.
+    distance_scale : float, optional
+        ``hybrid``'s distance scale in pixels; default the median candidate
+        extent.
+
+    Returns
+    -------
+    list of Suggestion, best first, ranks 1..len.
+    """
+    if strategy not in STRATEGIES:
+        raise InputError(f"Unknown strategy {strategy!r}; choose from {list(STRATEGIES)}.")
+    n = int(n)
+    if n < 1:
+        raise InputError(f"n must be a positive number of suggestions, got {n}.")
+    cands = list(candidates)
+    if not cands:
+        return []
+    if measure is None:
+        measure = strategy if strategy in MEASURES else "entropy"
+    u_name = measure if proba is not None else "uncertainty"
+    lab = None if labelled is None else np.asarray(labelled)
+
+    scores = None
+    if proba is not None:
+        uncertainty = pixel_uncertainty(proba, measure)
+    if uncertainty is not None:
+        u = np.asarray(uncertainty, dtype=np.float64)
+        if u.ndim == 1 and u.shape[0] == len(cands) and (lab is None or lab.shape != u.shape):
+            scores = u
+        else:
+            if lab is not None and lab.shape != u.shape:
+                raise InputError(
+                    f"labelled has shape {lab.shape} but the uncertainty map has {u.shape}; "
+                    "both must have the data's shape."
+                )
+            scores = cand.uncertainty(cands, u, lab, aggregate=aggregate, fraction=fraction)
+    elif strategy not in ("random", "diversity"):
+        raise InputError(
+            f"Strategy {strategy!r} needs uncertainty: pass an uncertainty map, "
+            "per-candidate scores, or proba=classifier.predict_proba(image)."
+        )
+
+    if lab is not None:
+        frac = cand.labelled_fraction(cands, lab)
+    else:
+        frac = np.zeros(len(cands))
+    avail = np.flatnonzero(frac < 1.0)
+    if avail.size == 0:
+        return []
+    n = min(n, avail.size)
+    rng = np.random.default_rng(seed)
+
+    if strategy == "random":
+        picks = rng.permutation(avail)[:n]
+        out = []
+        for r, i in enumerate(picks, 1):
+            s = float(scores[i]) if scores is not None else float("nan")
+            extra = f", {u_name} {s:.2f}" if scores is not None else ""
+            out.append(Suggestion(cands[i], r, s, f"random pick (baseline){extra}"))
+        return out
+
+    if strategy in ("uncertainty",) + tuple(MEASURES):
+        order = avail[np.argsort(-scores[avail], kind="stable")][:n]
+        return [
+            Suggestion(cands[i], r, float(scores[i]), f"{u_name} {scores[i]:.2f}, {_ordinal(r)} most uncertain")
+            for r, i in enumerate(order, 1)
+        ]
+
+    if strategy == "diversity":
+        return _k_center(cands, avail, frac, scores, n, rng, u_name)
+    if strategy == "cluster":
+        return _cluster(cands, avail, scores, n, seed, u_name)
+    return _hybrid(cands, avail, lab, scores, n, distance_scale, u_name)
+
+
+def _k_center(cands, avail, frac, scores, n, rng, u_name) -> list[Suggestion]:
+    x = _standardise(cand.descriptors(cands))
+    covered = np.flatnonzero(frac > 0)
+    min_d = np.full(len(cands), np.inf)
+    for j in covered:
+        min_d = np.minimum(min_d, np.linalg.norm(x - x[j], axis=1))
+    is_avail = np.zeros(len(cands), bool)
+    is_avail[avail] = True
+    out = []
+    for r in range(1, n + 1):
+        if np.isinf(min_d[is_avail]).all():
+            # nothing labelled yet: start from the most uncertain (or a random) candidate
+            i = int(avail[np.argmax(scores[avail])]) if scores is not None else int(rng.choice(avail))
+            d = float("inf")
+            why = "first pick, nothing labelled yet"
+        else:
+            masked = np.where(is_avail, min_d, -np.inf)
+            i = int(np.argmax(masked))
+            d = float(min_d[i])
+            why = f"feature distance {d:.2f} to nearest labelled or picked candidate (k-center)"
+        if scores is not None:
+            why += f", {u_name} {scores[i]:.2f}"
+        out.append(Suggestion(cands[i], r, d, why))
+        is_avail[i] = False
+        min_d = np.minimum(min_d, np.linalg.norm(x - x[i], axis=1))
+    return out
+
+
+def _cluster(cands, avail, scores, n, seed, u_name) -> list[Suggestion]:
+    from sklearn.cluster import KMeans
+
+    x = _standardise(cand.descriptors(cands)[avail])
+    k = min(n, len(np.unique(x, axis=0)))
+    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x)
+    picks = []
+    for c in range(k):
+        members = np.flatnonzero(km.labels_ == c)
+        best = members[np.argmax(scores[avail[members]])]
+        picks.append((float(scores[avail[best]]), c, int(avail[best]), members.size))
+    picks.sort(key=lambda t: -t[0])
+    return [
+        Suggestion(cands[i], r, s,
+                   f"{u_name} {s:.2f}, most uncertain of cluster {_ordinal(r)} of {k} ({size} candidates)")
+        for r, (s, c, i, size) in enumerate(picks, 1)
+    ]
+
+
+def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name) -> list[Suggestion]:
+    centres = np.array([c.centre for c in cands], dtype=np.float64)
+    spatial = all(c.kind != "image" for c in cands)
+    if spatial:
+        if distance_scale is None:
+            distance_scale = float(np.median([c.extent for c in cands])) or 1.0
+        if lab is not None and np.any(lab):
+            # distance of every pixel to the nearest labelled pixel, read at the centres
+            dist_map = ndi.distance_transform_edt(lab == 0)
+            idx = tuple(np.clip(np.rint(centres[:, a]).astype(int), 0, dist_map.shape[a] - 1)
+                        for a in range(dist_map.ndim))
+            d_label = dist_map[idx].astype(np.float64)
+        else:
+            d_label = np.full(len(cands), np.inf)
+        pos = centres
+        unit = "px"
+    else:
+        # whole images: distances in (standardised) descriptor space
+        pos = _standardise(cand.descriptors(cands))
+        d_label = np.full(len(cands), np.inf)
+        labelled_imgs = [i for i, c in enumerate(cands) if lab is not None and np.any(c.pixels(lab))]
+        for j in labelled_imgs:
+            d_label = np.minimum(d_label, np.linalg.norm(pos - pos[j], axis=1))
+        if distance_scale is None:
+            nn = [np.sort(np.linalg.norm(pos - p, axis=1))[1] for p in pos] if len(pos) > 1 else [1.0]
+            distance_scale = float(np.median(nn)) or 1.0
+        unit = "(feature distance)"
+    d_pick = np.full(len(cands), np.inf)
+    pick_rank = np.zeros(len(cands), int)
+    is_avail = np.zeros(len(cands), bool)
+    is_avail[avail] = True
+    out = []
+    for r in range(1, n + 1):
+        d = np.minimum(d_label, d_pick)
+        weight = 1.0 - np.exp(-d / distance_scale)
+        total = np.where(is_avail, scores * weight, -np.inf)
+        i = int(np.argmax(total))
+        if np.isinf(d[i]):
+            where = "nothing labelled or picked yet"
+        elif d_label[i] <= d_pick[i]:
+            where = f"{d_label[i]:.0f} {unit} from nearest label"
+        else:
+            where = f"{d_pick[i]:.0f} {unit} from suggestion {pick_rank[i]}"
+        out.append(Suggestion(cands[i], r, float(total[i]), f"{u_name} {scores[i]:.2f}, {where}"))
+        is_avail[i] = False
+        dp = np.linalg.norm(pos - pos[i], axis=1)
+        closer = dp < d_pick
+        pick_rank[closer] = r
+        d_pick = np.minimum(d_pick, dp)
+    return out
+
+
+__all__ = ["Suggestion", "suggest", "STRATEGIES"]

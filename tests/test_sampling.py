@@ -1,0 +1,140 @@
+import numpy as np
+import pytest
+
+from active_annotator import candidates as cand
+from active_annotator.errors import InputError
+from active_annotator.sampling import STRATEGIES, suggest
+
+
+def _grid(shape=(64, 64), size=8):
+    return cand.patches(shape, size)
+
+
+@pytest.mark.parametrize("strategy", ["uncertainty", "entropy", "hybrid"])
+def test_most_uncertain_patch_is_picked_first(strategy):
+    ps = _grid()
+    u = np.full((64, 64), 0.1, np.float32)
+    u[40:48, 16:24] = 0.9  # patch (5, 2)
+    s = suggest(ps, u, strategy=strategy, n=3)
+    assert s[0].candidate.slices == (slice(40, 48), slice(16, 24))
+    assert s[0].rank == 1 and s[0].score > s[1].score
+    assert "0.90" in s[0].reason
+
+
+def test_measure_strategies_compute_from_probabilities():
+    p = np.zeros((2, 16, 16), np.float32)
+    p[0] = 1.0
+    p[:, 8:, 8:] = 0.5
+    ps = _grid((16, 16), 8)
+    for strategy in ("entropy", "margin", "least_confidence"):
+        s = suggest(ps, proba=p, strategy=strategy, n=1)
+        assert s[0].candidate.slices == (slice(8, 16), slice(8, 16))
+        assert s[0].reason.startswith(strategy)
+
+
+def test_fully_labelled_candidates_are_skipped():
+    ps = _grid((16, 16), 8)
+    u = np.ones((16, 16), np.float32)
+    lab = np.zeros((16, 16), np.uint8)
+    lab[:8, :8] = 1
+    s = suggest(ps, u, lab, strategy="uncertainty", n=10)
+    assert len(s) == 3
+    assert all(x.candidate.slices != (slice(0, 8), slice(0, 8)) for x in s)
+
+
+def test_per_candidate_scores_are_accepted():
+    ps = _grid((16, 16), 8)
+    s = suggest(ps, np.array([0.1, 0.7, 0.3, 0.2]), strategy="uncertainty", n=2)
+    assert [x.candidate.id for x in s] == [1, 2]
+
+
+def _clustered(n_clusters=4, per=10, seed=0):
+    """Candidates whose descriptors form well separated clusters."""
+    rng = np.random.default_rng(seed)
+    ps = cand.patches((8, 8 * n_clusters * per), 8)
+    centres = np.eye(n_clusters) * 100
+    truth = np.repeat(np.arange(n_clusters), per)
+    for p, c in zip(ps, truth):
+        p.descriptor = centres[c] + rng.normal(0, 1, n_clusters)
+    return ps, truth
+
+
+def test_k_center_covers_separated_clusters():
+    ps, truth = _clustered()
+    s = suggest(ps, strategy="diversity", n=4, seed=0)
+    assert sorted(truth[[x.candidate.id for x in s]]) == [0, 1, 2, 3]
+
+
+def test_k_center_counts_labelled_candidates_as_covered():
+    ps, truth = _clustered()
+    lab = np.zeros((8, 8 * 40), np.uint8)
+    # label one pixel in a candidate of cluster 0 and one of cluster 1
+    lab[0, 0] = 1
+    lab[0, 8 * 10] = 2
+    s = suggest(ps, labelled=lab, strategy="diversity", n=2, seed=0)
+    assert sorted(truth[[x.candidate.id for x in s]]) == [2, 3]
+
+
+def test_cluster_sampling_draws_most_uncertain_of_each_cluster():
+    ps, truth = _clustered()
+    scores = np.linspace(0.1, 0.9, len(ps))[::-1].copy()  # first of each cluster is the most uncertain
+    s = suggest(ps, scores, strategy="cluster", n=4, seed=1)
+    ids = [x.candidate.id for x in s]
+    assert sorted(truth[ids]) == [0, 1, 2, 3]
+    assert ids == [0, 10, 20, 30]
+    assert "cluster" in s[0].reason and "of 4" in s[0].reason
+
+
+def test_hybrid_does_not_pile_a_batch_in_one_spot():
+    ps = _grid((64, 64), 8)
+    u = np.full((64, 64), 0.2, np.float32)
+    u[:16, :16] = 0.95  # a 2x2 block of very uncertain patches
+    u[56:, 56:] = 0.8  # a lone, slightly less uncertain corner patch
+    s_unc = suggest(ps, u, strategy="uncertainty", n=4)
+    s_hyb = suggest(ps, u, strategy="hybrid", n=4)
+    in_block = lambda x: x.candidate.centre[0] < 16 and x.candidate.centre[1] < 16  # noqa: E731
+    assert all(in_block(x) for x in s_unc)
+    # after one pick in the block its neighbours are discounted: the corner comes second
+    assert in_block(s_hyb[0])
+    assert s_hyb[1].candidate.slices == (slice(56, 64), slice(56, 64))
+    assert sum(in_block(x) for x in s_hyb) == 3
+    assert "from suggestion 1" in s_hyb[2].reason
+
+
+def test_hybrid_moves_away_from_labels_and_says_how_far():
+    ps = _grid((64, 64), 8)
+    u = np.full((64, 64), 0.5, np.float32)
+    lab = np.zeros((64, 64), np.uint8)
+    lab[:, :32] = 1  # left half labelled
+    s = suggest(ps, u, lab, strategy="hybrid", n=1)
+    assert s[0].candidate.centre[1] > 48
+    assert "px from nearest label" in s[0].reason
+
+
+def test_random_is_repeatable_with_a_seed_and_differs_between_seeds():
+    ps = _grid()
+    a = [x.candidate.id for x in suggest(ps, strategy="random", n=5, seed=3)]
+    b = [x.candidate.id for x in suggest(ps, strategy="random", n=5, seed=3)]
+    c = [x.candidate.id for x in suggest(ps, strategy="random", n=5, seed=4)]
+    assert a == b and a != c and len(set(a)) == 5
+
+
+def test_every_strategy_returns_ranked_suggestions_with_reasons():
+    ps, _ = _clustered()
+    u = np.random.default_rng(0).random((8, 320)).astype(np.float32)
+    for strategy in STRATEGIES:
+        kw = {"proba": np.stack([u, 1 - u])} if strategy in ("entropy", "margin", "least_confidence") else {}
+        s = suggest(ps, None if kw else u, strategy=strategy, n=4, seed=0, **kw)
+        assert [x.rank for x in s] == [1, 2, 3, 4]
+        assert all(isinstance(x.reason, str) and x.reason for x in s)
+        assert len({x.candidate.id for x in s}) == 4
+
+
+def test_errors_say_what_to_do():
+    ps = _grid()
+    with pytest.raises(InputError, match="choose from"):
+        suggest(ps, np.zeros((64, 64)), strategy="best")
+    with pytest.raises(InputError, match="needs uncertainty"):
+        suggest(ps, strategy="hybrid")
+    with pytest.raises(InputError, match="describe"):
+        suggest(ps, np.zeros((64, 64)), strategy="cluster")

@@ -1,0 +1,106 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from active_annotator import candidates as cand
+from active_annotator.cli import main
+from active_annotator.errors import InputError
+from active_annotator.simulate import Oracle, SimulationResult, simulate
+
+
+def _blobs(shape=(64, 64), seed=0):
+    """A noisy image of bright disks and its truth (1 = background, 2 = disk)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.indices(shape)
+    truth = np.ones(shape, np.uint8)
+    for _ in range(10):
+        cy, cx = rng.integers(4, shape[0] - 4), rng.integers(4, shape[1] - 4)
+        truth[(yy - cy) ** 2 + (xx - cx) ** 2 <= rng.integers(9, 30)] = 2
+    image = (truth * 100 + rng.normal(0, 30, shape)).astype(np.float32)
+    return image, truth
+
+
+def test_oracle_dabs_the_most_wrong_pixel_within_its_class():
+    truth = np.ones((16, 16), np.uint8)
+    truth[:, 8:] = 2
+    proba = np.zeros((2, 16, 16), np.float32)
+    proba[0] = 0.9  # predicts class 1 everywhere
+    proba[1] = 0.1
+    proba[:, 5, 9] = [0.99, 0.01]  # the worst mistake: a class-2 pixel
+    labels = np.zeros((16, 16), np.uint8)
+    c = cand.patches((16, 16), 16)[0]
+    n = Oracle(radius=2).label(c, truth, proba, np.array([1, 2]), labels)
+    assert labels[5, 9] == 2
+    assert set(np.unique(labels[labels != 0])) == {2}  # the dab stays inside the true class
+    assert n == (labels != 0).sum() == 12  # radius-2 disk (13 px) minus its one pixel at x=7
+    assert Oracle(1).label(cand.Candidate(0, "patch", (slice(0, 0), slice(0, 0)), (0, 0)),
+                           truth, proba, np.array([1, 2]), labels) == 0
+
+
+def test_small_simulation_writes_rows_and_reaches_sensible_scores():
+    image, truth = _blobs()
+    res = simulate(image, truth, strategies=["hybrid", "random"], rounds=3, batch=2, seeds=2,
+                   patch=16, n_estimators=10, progress=False)
+    assert len(res.rows) == 2 * 2 * 4
+    r0 = [r for r in res.rows if r["strategy"] == "hybrid" and r["seed"] == 0]
+    assert [r["round"] for r in r0] == [0, 1, 2, 3]
+    px = [r["labelled_pixels"] for r in r0]
+    assert all(b > a for a, b in zip(px, px[1:]))  # every round adds labels
+    assert px[-1] - px[0] <= 3 * 2 * 13  # at most one disk of radius 2 per suggestion
+    assert 0 < res.dense_jaccard <= 1 and res.target == pytest.approx(0.95 * res.dense_jaccard)
+    # the same start for every strategy of a seed (a fair comparison)
+    starts = {(r["strategy"], r["seed"]): r["labelled_pixels"] for r in res.rows if r["round"] == 0}
+    assert starts[("hybrid", 0)] == starts[("random", 0)]
+    summ = {s["strategy"]: s for s in res.summary()}
+    assert set(summ) == {"hybrid", "random"} and summ["random"]["seeds"] == 2
+
+
+def test_summary_counts_pixels_to_target_and_savings():
+    rows = []
+    for s, curve in (("hybrid", [0.5, 0.9, 0.95]), ("random", [0.5, 0.6, 0.9])):
+        for seed in (0, 1):
+            for r, j in enumerate(curve):
+                rows.append({"strategy": s, "seed": seed, "round": r,
+                             "labelled_pixels": 100 * (r + 1) * (1 if s == "hybrid" else 5), "jaccard": j})
+    res = SimulationResult(rows, dense_jaccard=0.9 / 0.95, target=0.9)
+    summ = {s["strategy"]: s for s in res.summary()}
+    assert summ["hybrid"]["pixels_to_target_mean"] == 200
+    assert summ["random"]["pixels_to_target_mean"] == 1500
+    assert summ["hybrid"]["savings_vs_random"] == pytest.approx(7.5)
+
+
+def test_cli_simulate_writes_csv_png_and_summary(tmp_path, capsys):
+    image, truth = _blobs()
+    np.save(tmp_path / "img.npy", image)
+    np.save(tmp_path / "truth.npy", truth)
+    out = tmp_path / "out"
+    rc = main(["simulate", "--image", str(tmp_path / "img.npy"), "--truth", str(tmp_path / "truth.npy"),
+               "--strategies", "hybrid,entropy,random", "--rounds", "2", "--batch", "2", "--seeds", "2",
+               "--patch", "16", "--trees", "8", "--output", str(out), "--quiet"])
+    assert rc == 0
+    with open(out / "simulation_img.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 2 * 3
+    assert {"strategy", "seed", "round", "labelled_pixels", "jaccard"} <= set(rows[0])
+    png = (out / "simulation_img.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    summary = json.loads((out / "simulation_img_summary.json").read_text())
+    assert [s["strategy"] for s in summary["strategies"]] == ["hybrid", "entropy", "random"]
+    assert "dense labelling Jaccard" in capsys.readouterr().out
+
+
+def test_cli_simulate_reports_bad_input(tmp_path, capsys):
+    np.save(tmp_path / "img.npy", np.zeros((16, 16)))
+    np.save(tmp_path / "truth.npy", np.ones((8, 8), np.uint8))
+    rc = main(["simulate", "--image", str(tmp_path / "img.npy"), "--truth", str(tmp_path / "truth.npy"),
+               "--output", str(tmp_path / "o")])
+    assert rc == 1
+    assert "truth has shape" in capsys.readouterr().err
+
+
+def test_simulate_rejects_unknown_strategy():
+    image, truth = _blobs((32, 32))
+    with pytest.raises(InputError, match="choose from"):
+        simulate(image, truth, strategies=["clever"], progress=False)
