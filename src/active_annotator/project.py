@@ -162,6 +162,16 @@ class AnnotationStore:
             raise ProjectError(_write_hint(self.path, e)) from None
 
 
+    def write_block(self, region: tuple[slice, ...], block) -> None:
+        """Write ``block`` into ``region`` of an existing store (chunk-atomic)."""
+        arr = self._open("r+")
+        block = np.asarray(block)
+        try:
+            arr[tuple(region)] = block.astype(arr.dtype, copy=False)
+        except OSError as e:
+            raise ProjectError(_write_hint(self.path, e)) from None
+
+
 def _write_hint(path: Path, e: Exception) -> str:
     import errno
 

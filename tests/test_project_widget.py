@@ -1,0 +1,124 @@
+"""Projects in napari: autosave after strokes and undo, restore after a crash, kill test."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from active_annotator.project import Project
+
+pytest.importorskip("napari")
+from active_annotator_napari._project import open_project, save_project  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def _stroke(layer, rows, cols, value):
+    r, c = np.meshgrid(np.arange(*rows), np.arange(*cols), indexing="ij")
+    with layer.block_history():
+        layer.data_setitem((r.ravel(), c.ravel()), value)
+
+
+def test_stroke_and_undo_are_autosaved(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    img = viewer.add_image(np.zeros((64, 80), np.float32), name="cells")
+    lab = viewer.add_labels(np.zeros((64, 80), np.uint8), name="annotations")
+    session = save_project(tmp_path / "p", img, lab, delay_ms=50)
+
+    with qtbot.waitSignal(session.autosaved, timeout=5000):
+        _stroke(lab, (5, 8), (10, 40), 2)
+    disk = session.project.load_annotations("cells", prefer_autosave=True)
+    assert (disk[5:8, 10:40] == 2).all() and disk.sum() == 2 * 3 * 30
+
+    with qtbot.waitSignal(session.autosaved, timeout=5000):
+        lab.undo()  # napari's own history; the undone state is saved too
+    assert not session.project.load_annotations("cells", prefer_autosave=True).any()
+    with qtbot.waitSignal(session.autosaved, timeout=5000):
+        lab.redo()
+    assert (session.project.load_annotations("cells", prefer_autosave=True)[5:8, 10:40] == 2).all()
+    session.close()
+    assert not Project.open(tmp_path / "p.aaproject").crashed()
+
+
+def test_reopen_after_crash_offers_and_restores_autosave(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    img = viewer.add_image(np.random.default_rng(0).random((40, 50)).astype(np.float32), name="cells")
+    lab = viewer.add_labels(np.zeros((40, 50), np.uint8), name="annotations")
+    session = save_project(tmp_path / "p", img, lab, delay_ms=50)  # explicit save: all zero
+    with qtbot.waitSignal(session.autosaved, timeout=5000):
+        _stroke(lab, (1, 3), (1, 30), 1)
+    # no close(): the session "crashes" here
+
+    viewer2 = make_napari_viewer()
+    sessions = open_project(viewer2, tmp_path / "p.aaproject", restore=True)
+    restored = viewer2.layers["annotations"].data
+    assert (restored[1:3, 1:30] == 1).all()
+    np.testing.assert_array_equal(viewer2.layers["cells"].data, img.data)
+    for s in sessions:
+        s.close()
+
+    viewer3 = make_napari_viewer()
+    sessions = open_project(viewer3, tmp_path / "p.aaproject", restore=None)  # clean: no dialog
+    assert (viewer3.layers["annotations"].data[1:3, 1:30] == 1).all()
+    for s in sessions:
+        s.close()
+
+
+def test_declining_restore_keeps_the_saved_annotations(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    img = viewer.add_image(np.zeros((30, 30), np.float32), name="cells")
+    lab = viewer.add_labels(np.zeros((30, 30), np.uint8), name="annotations")
+    session = save_project(tmp_path / "p", img, lab, delay_ms=50)
+    with qtbot.waitSignal(session.autosaved, timeout=5000):
+        _stroke(lab, (1, 2), (1, 9), 2)
+    viewer2 = make_napari_viewer()
+    sessions = open_project(viewer2, tmp_path / "p.aaproject", restore=False)
+    assert not viewer2.layers["annotations"].data.any()
+    for s in sessions:
+        s.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra_delay", [0.0, 0.07, 0.23])
+def test_killing_napari_while_painting_loses_no_autosaved_stroke(tmp_path, extra_delay):
+    """A real napari process paints non-stop; SIGKILL it; every stroke reported saved is intact."""
+    path = tmp_path / f"kill{int(extra_delay * 100)}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    child = subprocess.Popen(
+        [sys.executable, str(HERE / "helpers" / "autosave_child.py"), str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    last = 0
+    deadline = time.monotonic() + 120
+    try:
+        for line in child.stdout:
+            m = re.match(r"ONDISK (\d+)", line)
+            if m:
+                last = int(m.group(1))
+                if last >= 10:
+                    break
+            if time.monotonic() > deadline:
+                break
+        # kill at an arbitrary point of the next stroke/autosave cycle
+        time.sleep(extra_delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert last >= 10, "the child never reported 10 autosaved strokes"
+
+    project = Project.open(path.with_name(path.name + ".aaproject"))
+    assert project.crashed()  # the lock was left behind: the GUI will offer a restore
+    disk = project.load_annotations("img", prefer_autosave=True)
+    for k in range(last):
+        assert (disk[2 * k: 2 * k + 2, 10:200] == 1 + k % 2).all(), f"stroke {k} damaged"
+    # whatever was written after that is a whole number of strokes, in order, never garbage
+    values = set(np.unique(disk)) - {0}
+    assert values <= {1, 2}
