@@ -50,3 +50,20 @@ def nuclei3d() -> dict[str, np.ndarray]:
     Returns ``image`` and ``truth`` (1 = background, 2 = nucleus).
     """
     return {"image": _read("nuclei3d.tif"), "truth": _read("nuclei3d_truth.tif")}
+
+
+def seismogram():
+    """A real 3-component seismogram (BW.RJOB..EHZ/EHN/EHE, 100 Hz, 30 s, a local earthquake).
+
+    Returns a :class:`active_annotator.signals.SignalRecord` (``data`` float32
+    ``(3, 3000)``, sampling rate, start time, channel ids). Reading miniSEED
+    needs ObsPy: ``pip install "napari-active-annotator[signals]"``.
+    """
+    from .signals import read_signal
+
+    path = sample_dir() / "seismogram_BW_RJOB.mseed"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Sample file {path.name} is missing from {sample_dir()}; reinstall napari-active-annotator."
+        )
+    return read_signal(path)

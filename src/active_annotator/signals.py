@@ -1,0 +1,769 @@
+"""Signals: seismograms and other time series, classified sample by sample.
+
+A signal is a :class:`SignalRecord`: ``data`` shaped ``(channels, time)``
+(float32) with its sampling rate, start time and channel names. Components of
+one station (Z/N/E) stay together as channels of one record. Labels are one
+integer per sample, ``(time,)``, shared by all channels: 0 = unlabelled,
+1..K = classes.
+
+What lives here:
+
+* :func:`read_signal` / :func:`write_signal`: ``.npy`` and ``.csv`` always;
+  miniSEED, SAC and every other format ObsPy reads when the optional extra
+  ``napari-active-annotator[signals]`` (ObsPy) is installed.
+* Extra feature families that seismologists expect, next to the 1-D Gaussian,
+  DoG, LoG and Hessian features of :mod:`active_annotator.features`:
+  ``envelope`` (Hilbert envelope, raw and Gaussian-smoothed at the feature
+  set's sigmas) and ``stalta`` (classic STA/LTA ratio, trailing windows, as in
+  ObsPy's ``classic_sta_lta``), described by :class:`SignalFeatures`.
+* :class:`SignalClassifier`: the random forest on those features, tiled along
+  time so a day at 100 Hz fits in memory.
+* :func:`suggest_windows`: windows of the record ranked by the active-learning
+  strategies of :mod:`active_annotator.sampling`.
+* :class:`MinMaxPyramid`: min/max envelope of a long record at any zoom, for
+  drawing millions of samples as a few thousand vertices.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import Cancelled, InputError, LabelError, NotFittedError
+from .features import FeatureSet, compute, padded, tile_slices
+
+ProgressCallback = Callable[[int, int], None]
+StopCallback = Callable[[], bool]
+
+OBSPY_HINT = 'Install the signals extra: pip install "napari-active-annotator[signals]" (it adds ObsPy).'
+ARRAY_SUFFIXES = (".npy", ".csv")
+SEISMIC_SUFFIXES = (".mseed", ".msd", ".miniseed", ".sac", ".seed", ".gse2", ".segy", ".sgy")
+MAX_CHANNELS = 64
+"""An array with more rows and columns than this is an image, not a signal."""
+
+
+def _obspy():
+    try:
+        import obspy
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise InputError(f"Reading seismic formats needs ObsPy. {OBSPY_HINT}") from None
+    return obspy
+
+
+# -- records ---------------------------------------------------------------------
+@dataclass
+class SignalRecord:
+    """A multi-channel signal.
+
+    Attributes
+    ----------
+    data : float32 ndarray ``(channels, time)``
+    sampling_rate : float
+        Samples per second (Hz).
+    starttime : datetime or None
+        Time of the first sample (timezone-aware UTC), None when unknown.
+    channels : tuple of str
+        One name per channel, e.g. SEED ids ``"BW.RJOB..EHZ"``.
+    name : str
+        Display name (e.g. the file stem).
+    """
+
+    data: np.ndarray
+    sampling_rate: float = 1.0
+    starttime: _dt.datetime | None = None
+    channels: tuple[str, ...] = ()
+    name: str = "signal"
+
+    def __post_init__(self):
+        d = np.asarray(self.data)
+        if d.ndim == 1:
+            d = d[np.newaxis]
+        if d.ndim != 2 or d.shape[1] < 1:
+            raise InputError(
+                f"A signal must be (channels, time); got shape {np.shape(self.data)}. "
+                "Reshape to (n_channels, n_samples)."
+            )
+        self.data = np.ascontiguousarray(d, dtype=np.float32)
+        self.sampling_rate = float(self.sampling_rate)
+        if not np.isfinite(self.sampling_rate) or self.sampling_rate <= 0:
+            raise InputError(f"sampling_rate must be a positive number of Hz, got {self.sampling_rate}.")
+        if not self.channels:
+            self.channels = tuple(f"ch{i}" for i in range(d.shape[0]))
+        self.channels = tuple(str(c) for c in self.channels)
+        if len(self.channels) != d.shape[0]:
+            raise InputError(f"{len(self.channels)} channel names for {d.shape[0]} channels.")
+
+    @property
+    def n_channels(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def n_samples(self) -> int:
+        return self.data.shape[1]
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first to one sample past the last."""
+        return self.n_samples / self.sampling_rate
+
+    def times(self) -> np.ndarray:
+        """Seconds since the first sample, ``(time,)`` float64."""
+        return np.arange(self.n_samples) / self.sampling_rate
+
+    def metadata(self) -> dict:
+        """JSON-friendly description (no data), e.g. for a napari layer's metadata."""
+        return {
+            "sampling_rate": self.sampling_rate,
+            "starttime": None if self.starttime is None else self.starttime.isoformat(),
+            "channels": list(self.channels),
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_metadata(cls, data, meta: dict) -> SignalRecord:
+        st = meta.get("starttime")
+        return cls(
+            data, meta.get("sampling_rate", 1.0),
+            None if st is None else _dt.datetime.fromisoformat(st),
+            tuple(meta.get("channels", ())), meta.get("name", "signal"),
+        )
+
+    def to_stream(self):
+        """An ObsPy ``Stream`` with one trace per channel (needs ObsPy)."""
+        obspy = _obspy()
+        start = obspy.UTCDateTime(self.starttime) if self.starttime is not None else obspy.UTCDateTime(0)
+        traces = []
+        for name, row in zip(self.channels, self.data):
+            parts = name.split(".")
+            if len(parts) != 4:
+                parts = ["", "", "", name[:3]]
+            stats = {"network": parts[0], "station": parts[1], "location": parts[2],
+                     "channel": parts[3], "sampling_rate": self.sampling_rate, "starttime": start}
+            traces.append(obspy.Trace(np.ascontiguousarray(row), header=stats))
+        return obspy.Stream(traces)
+
+
+def is_signal_array(arr) -> bool:
+    """True if ``arr`` looks like a signal: 1-D, or 2-D with one short axis (channels)."""
+    shape = np.shape(arr)
+    if len(shape) == 1:
+        return shape[0] > 1
+    if len(shape) == 2:
+        return min(shape) <= MAX_CHANNELS and max(shape) > 4 * min(shape)
+    return False
+
+
+def _from_array(arr, path: Path, sampling_rate, channels=None) -> SignalRecord:
+    arr = np.asarray(arr)
+    if not np.issubdtype(arr.dtype, np.number) or not is_signal_array(arr):
+        raise InputError(
+            f"{path.name} holds an array of shape {arr.shape} and dtype {arr.dtype}; a signal is "
+            f"(channels, time) or (time, channels) with at most {MAX_CHANNELS} channels and more "
+            "samples than channels. Save it as numpy.save(path, data) with data of that shape."
+        )
+    if arr.ndim == 2 and arr.shape[0] > arr.shape[1]:
+        arr = arr.T  # (time, channels) as written by most tools
+    return SignalRecord(arr, sampling_rate or 1.0, None, tuple(channels or ()), path.stem)
+
+
+def _read_csv(path: Path, sampling_rate) -> SignalRecord:
+    with open(path, newline="") as f:
+        sample = f.read(4096)
+        f.seek(0)
+        try:
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t ")
+        except csv.Error:
+            dialect = csv.excel
+        rows = list(csv.reader(f, dialect))
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    header = None
+    try:
+        float(rows[0][0])
+    except (ValueError, IndexError):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    try:
+        arr = np.array([[float(c) for c in r] for r in rows], dtype=np.float64)
+    except ValueError as e:
+        raise InputError(
+            f"{path.name}: every row after the optional header must hold numbers only ({e}). "
+            "Write one column per channel, one row per sample."
+        ) from None
+    if arr.ndim != 2 or arr.shape[0] < 2:
+        raise InputError(f"{path.name}: found no table of numbers (one column per channel, one row per sample).")
+    names = header
+    if header and header[0].lower() in ("t", "time", "time_s", "seconds", "time (s)") and arr.shape[1] > 1:
+        dt = np.diff(arr[:, 0])
+        if sampling_rate is None and dt.size and np.all(dt > 0):
+            sampling_rate = 1.0 / float(np.median(dt))
+        arr, names = arr[:, 1:], header[1:]
+    rec = SignalRecord(arr.T, sampling_rate or 1.0, None, tuple(names or ()), path.stem)
+    return rec
+
+
+def _read_obspy(path: Path, sampling_rate, format) -> SignalRecord:
+    obspy = _obspy()
+    try:
+        st = obspy.read(str(path), format=format)
+    except Exception as e:  # ObsPy raises TypeError/Exception for unknown formats
+        raise InputError(
+            f"ObsPy cannot read {path.name} ({type(e).__name__}: {e}). Check that it is a "
+            "seismic waveform file (miniSEED, SAC, GSE2, SEG-Y, ...) or pass format=..."
+        ) from None
+    if len(st) == 0:
+        raise InputError(f"{path.name} contains no traces.")
+    st.merge(method=1, fill_value="interpolate")  # one trace per channel; gaps filled
+    rates = sorted({float(tr.stats.sampling_rate) for tr in st})
+    if len(rates) > 1:
+        raise InputError(
+            f"{path.name} mixes sampling rates {rates} Hz; resample first, e.g. "
+            "stream.resample(100.0) in ObsPy, then save and open again."
+        )
+    start = max(tr.stats.starttime for tr in st)
+    end = min(tr.stats.endtime for tr in st)
+    if end < start:
+        raise InputError(f"The traces of {path.name} do not overlap in time; open them one by one.")
+    st.trim(start, end, nearest_sample=True)
+    order = {"Z": 0, "N": 1, "1": 1, "E": 2, "2": 2}
+    traces = sorted(st, key=lambda tr: (tr.id[:-1], order.get(tr.stats.channel[-1:], 9), tr.id))
+    n = min(tr.stats.npts for tr in traces)
+    data = np.stack([np.asarray(tr.data[:n], np.float32) for tr in traces])
+    t0 = traces[0].stats.starttime.datetime.replace(tzinfo=_dt.timezone.utc)
+    return SignalRecord(data, rates[0], t0, tuple(tr.id for tr in traces), path.stem)
+
+
+def read_signal(path, sampling_rate: float | None = None, format: str | None = None) -> SignalRecord:
+    """Read a signal file into a :class:`SignalRecord`.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.npy`` (1-D, ``(channels, time)`` or ``(time, channels)``), ``.csv``
+        (one column per channel; an optional header row; a first column named
+        ``time`` gives the sampling rate), or any waveform format ObsPy reads
+        (miniSEED ``.mseed``/``.msd``, SAC, GSE2, SEG-Y, ...), which needs the
+        ``[signals]`` extra.
+    sampling_rate : float, optional
+        Hz, for formats that do not store it (``.npy``, ``.csv`` without a time
+        column); default 1 Hz (time axis in samples).
+    format : str, optional
+        ObsPy format name (``"MSEED"``, ``"SAC"``) when the suffix does not say.
+
+    Returns
+    -------
+    SignalRecord
+        Traces of a waveform file are merged per channel (gaps interpolated),
+        trimmed to their common time span and ordered Z, N, E per station.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"No such file: {path}. Check the path.")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise InputError(f"{path.name} is not a plain numpy array file ({e}).") from None
+        return _from_array(arr, path, sampling_rate)
+    if suffix == ".csv":
+        return _read_csv(path, sampling_rate)
+    return _read_obspy(path, sampling_rate, format)
+
+
+def write_signal(record: SignalRecord, path, format: str | None = None) -> Path:
+    """Write a record: ``.npy`` (``(channels, time)``), ``.csv`` (time column + one column per
+    channel) or any ObsPy format (``.mseed``, ``.sac``; SAC holds one channel per file)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        np.save(path, record.data)
+    elif suffix == ".csv":
+        table = np.column_stack([record.times(), record.data.T])
+        np.savetxt(path, table, delimiter=",", header=",".join(["time"] + list(record.channels)),
+                   comments="", fmt="%.9g")
+    else:
+        fmt = format or {".mseed": "MSEED", ".msd": "MSEED", ".miniseed": "MSEED", ".sac": "SAC"}.get(suffix)
+        if fmt is None:
+            raise InputError(f"Unknown signal suffix {suffix!r}; use .npy, .csv, .mseed or .sac, or pass format=.")
+        record.to_stream().write(str(path), format=fmt)
+    return path
+
+
+# -- extra feature families --------------------------------------------------------
+def envelope(x, axis: int = -1) -> np.ndarray:
+    """Hilbert envelope ``|x + i H(x)|`` along ``axis`` (float32), via :func:`scipy.signal.hilbert`."""
+    from scipy.signal import hilbert
+    from scipy.fft import next_fast_len
+
+    x = np.asarray(x, np.float64)
+    n = x.shape[axis]
+    return np.abs(hilbert(x, N=next_fast_len(n), axis=axis).take(np.arange(n), axis=axis)).astype(np.float32)
+
+
+def sta_lta(x, nsta: int, nlta: int) -> np.ndarray:
+    """Classic STA/LTA ratio of a 1-D signal with trailing windows (cumulative sums).
+
+    ``sta[i]`` is the mean of ``x**2`` over the ``nsta`` samples ending at ``i``,
+    ``lta[i]`` over the ``nlta`` samples ending at ``i``. Equals ObsPy's
+    ``classic_sta_lta`` for ``i >= nlta - 1`` (ObsPy sets earlier samples to 0;
+    here they use the samples available, so the start of a record is usable).
+    """
+    nsta, nlta = int(nsta), int(nlta)
+    if not 1 <= nsta < nlta:
+        raise InputError(f"STA/LTA needs 1 <= nsta < nlta samples, got nsta={nsta}, nlta={nlta}.")
+    x = np.asarray(x, np.float64)
+    cs = np.concatenate([[0.0], np.cumsum(x * x)])
+    i = np.arange(1, x.size + 1)
+    s0 = np.maximum(i - nsta, 0)
+    l0 = np.maximum(i - nlta, 0)
+    sta = (cs[i] - cs[s0]) / (i - s0)
+    lta = (cs[i] - cs[l0]) / (i - l0)
+    tiny = np.finfo(np.float64).tiny
+    return (sta / np.maximum(lta, tiny)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SignalFeatures:
+    """1-D features of a signal: a :class:`FeatureSet` plus the signal families.
+
+    Parameters
+    ----------
+    base : FeatureSet
+        1-D filter features (``ndim=1``; sigmas in samples).
+    envelope : bool
+        Add the ``envelope`` family: the Hilbert envelope of the detrended
+        signal, raw and Gaussian-smoothed at ``base.sigmas``.
+    sta_lta : tuple of (sta_s, lta_s)
+        Add the ``stalta`` family: one STA/LTA ratio per pair of window
+        lengths in seconds, e.g. ``((1.0, 10.0),)``.
+    sampling_rate : float
+        Hz; converts the STA/LTA windows (and the detrending window) to samples.
+    detrend_s : float
+        The envelope and STA/LTA use the signal minus its moving mean over
+        this many seconds, so a DC offset or slow drift does not dominate.
+
+    Feature names: ``base.names(C)`` first, then ``envelope_c0``,
+    ``envelope_s4.0_c0``, ..., ``stalta_1s_10s_c0``, ... per channel.
+    """
+
+    base: FeatureSet = field(default_factory=lambda: FeatureSet(ndim=1))
+    envelope: bool = False
+    sta_lta: tuple[tuple[float, float], ...] = ()
+    sampling_rate: float = 1.0
+    detrend_s: float = 30.0
+
+    def __post_init__(self):
+        if self.base.ndim != 1:
+            raise InputError(f"Signal features need a 1-D FeatureSet (ndim=1), got ndim={self.base.ndim}.")
+        pairs = tuple((float(a), float(b)) for a, b in self.sta_lta)
+        for a, b in pairs:
+            if not 0 < a < b:
+                raise InputError(f"STA/LTA windows must satisfy 0 < sta < lta seconds, got ({a}, {b}).")
+            if round(a * self.sampling_rate) < 1:
+                raise InputError(
+                    f"STA window {a} s is shorter than one sample at {self.sampling_rate} Hz; use a longer one."
+                )
+        object.__setattr__(self, "sta_lta", pairs)
+        object.__setattr__(self, "sampling_rate", float(self.sampling_rate))
+
+    @classmethod
+    def default(cls, sampling_rate: float, envelope: bool = True,
+                sta_lta=((1.0, 10.0),)) -> SignalFeatures:
+        """Gaussian, DoG, LoG and Hessian at 0.05, 0.2, 0.8 and 3.2 s, plus envelope and STA/LTA."""
+        sigmas = sorted({max(1.0, round(s * sampling_rate, 1)) for s in (0.05, 0.2, 0.8, 3.2)})
+        return cls(FeatureSet(sigmas=tuple(sigmas), ndim=1), envelope, tuple(sta_lta), sampling_rate)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return self.base.families + (("envelope",) if self.envelope else ()) + (("stalta",) if self.sta_lta else ())
+
+    def _samples(self, seconds: float) -> int:
+        return max(1, int(round(seconds * self.sampling_rate)))
+
+    @property
+    def halo(self) -> int:
+        """Samples of context each side so a tile's features equal the whole record's (envelope: nearly)."""
+        h = self.base.halo
+        if self.envelope or self.sta_lta:
+            extra = self._samples(self.detrend_s) // 2 + 1
+            if self.envelope:
+                extra += 2048 + self.base.halo  # Hilbert transform decays; smoothing reads further
+            if self.sta_lta:
+                extra += max(self._samples(b) for _, b in self.sta_lta)
+            h = max(h, extra)
+        return h
+
+    def _extra_per_channel(self) -> list[str]:
+        names = []
+        if self.envelope:
+            names.append("envelope")
+            names += [f"envelope_s{s}" for s in self.base.sigmas]
+        for a, b in self.sta_lta:
+            names.append(f"stalta_{a:g}s_{b:g}s")
+        return names
+
+    def names(self, n_channels: int = 1) -> list[str]:
+        extra = self._extra_per_channel()
+        return self.base.names(n_channels) + [f"{n}_c{c}" for c in range(n_channels) for n in extra]
+
+    def n_features(self, n_channels: int = 1) -> int:
+        return len(self.names(n_channels))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["base"] = self.base.to_dict()
+        d["sta_lta"] = [list(p) for p in self.sta_lta]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SignalFeatures:
+        return cls(FeatureSet.from_dict(d["base"]), bool(d.get("envelope", False)),
+                   tuple(tuple(p) for p in d.get("sta_lta", ())), float(d.get("sampling_rate", 1.0)),
+                   float(d.get("detrend_s", 30.0)))
+
+
+def signal_features(data, spec: SignalFeatures) -> np.ndarray:
+    """All features of a signal ``(channels, time)`` → ``(spec.n_features(C), time)`` float32.
+
+    The base features come from :func:`active_annotator.features.compute`, in
+    the order of ``spec.names(C)``.
+    """
+    x = np.asarray(data)
+    if x.ndim == 1:
+        x = x[np.newaxis]
+    if x.ndim != 2:
+        raise InputError(f"signal_features expects (channels, time), got shape {x.shape}.")
+    base = compute(x, spec.base, channel_axis=0)
+    extra = spec._extra_per_channel()
+    if not extra:
+        return base
+    n_ch, n = x.shape
+    out = np.empty((base.shape[0] + len(extra) * n_ch, n), np.float32)
+    out[: base.shape[0]] = base
+    k = base.shape[0]
+    width = min(n, spec._samples(spec.detrend_s))
+    for c in range(n_ch):
+        xc = x[c].astype(np.float64)
+        xc = xc - ndi.uniform_filter1d(xc, width, mode="reflect")
+        if spec.envelope:
+            env = envelope(xc)
+            out[k] = env
+            k += 1
+            for s in spec.base.sigmas:
+                out[k] = ndi.gaussian_filter1d(env, s, mode="reflect", truncate=spec.base.truncate)
+                k += 1
+        for a, b in spec.sta_lta:
+            out[k] = sta_lta(xc, spec._samples(a), min(spec._samples(b), max(2, n)))
+            k += 1
+    return out
+
+
+def _as_spec(features, sampling_rate) -> SignalFeatures:
+    if features is None:
+        return SignalFeatures.default(sampling_rate or 1.0)
+    if isinstance(features, FeatureSet):
+        return SignalFeatures(features, sampling_rate=sampling_rate or 1.0)
+    return features
+
+
+def _signal_array(signal) -> tuple[np.ndarray, float | None]:
+    if isinstance(signal, SignalRecord):
+        return signal.data, signal.sampling_rate
+    x = np.asarray(signal)
+    if x.ndim == 1:
+        x = x[np.newaxis]
+    if x.ndim != 2:
+        raise InputError(f"A signal is (channels, time); got shape {x.shape}.")
+    return x, None
+
+
+# -- classifier -----------------------------------------------------------------
+class SignalClassifier:
+    """Random forest that classifies every sample of a signal ``(channels, time)``.
+
+    Parameters
+    ----------
+    features : SignalFeatures or FeatureSet, optional
+        Default :meth:`SignalFeatures.default` at the record's sampling rate.
+    n_estimators, max_depth, min_samples_leaf, max_features, class_weight,
+    random_state, n_jobs :
+        As in :class:`active_annotator.classifier.PixelClassifier`.
+    tile : int
+        Samples per prediction tile (memory is bounded by the tile).
+
+    Examples
+    --------
+    >>> rec = read_signal("station.mseed")                       # doctest: +SKIP
+    >>> clf = SignalClassifier().fit(rec, labels)               # labels: (time,) ints
+    >>> proba = clf.predict_proba(rec)                          # (K, time) float32
+    """
+
+    def __init__(self, features: SignalFeatures | FeatureSet | None = None, n_estimators: int = 100,
+                 max_depth: int | None = None, min_samples_leaf: int = 1, max_features="sqrt",
+                 class_weight: str | None = None, random_state: int | None = 0, n_jobs: int = -1,
+                 tile: int = 1 << 18):
+        self.features = features
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.tile = tile
+
+    _param_names = ("features", "n_estimators", "max_depth", "min_samples_leaf", "max_features",
+                    "class_weight", "random_state", "n_jobs", "tile")
+
+    def get_params(self, deep: bool = False) -> dict:
+        return {k: getattr(self, k) for k in self._param_names}
+
+    def set_params(self, **params) -> SignalClassifier:
+        for k, v in params.items():
+            if k not in self._param_names:
+                raise InputError(f"Unknown parameter {k!r}; valid: {list(self._param_names)}.")
+            setattr(self, k, v)
+        return self
+
+    def _tiles(self, n: int, spec: SignalFeatures, wanted=None):
+        """(outer, inner) slices of tiles; ``wanted``: bool (time,) — only tiles touching it."""
+        for (t,) in tile_slices((n,), (int(self.tile),)):
+            if wanted is not None and not wanted[t].any():
+                continue
+            (outer,), (inner,) = padded((t,), (n,), spec.halo)
+            yield t, outer, inner
+
+    def training_data(self, signal, labels, on_progress=None, should_stop=None):
+        """Features ``(n_labelled, n_features)`` and classes at the labelled samples."""
+        x, sr = _signal_array(signal)
+        spec = _as_spec(self.features, sr)
+        labels = np.asarray(labels)
+        if labels.ndim == 2 and labels.shape[0] == 1:
+            labels = labels[0]
+        if labels.shape != (x.shape[1],):
+            raise LabelError(
+                f"Labels have shape {labels.shape}; a signal of {x.shape[1]} samples needs one "
+                f"label per sample, shape ({x.shape[1]},), shared by all channels."
+            )
+        if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+            raise LabelError(f"Labels must be integers (0 = unlabelled), got {labels.dtype}.")
+        mask = labels > 0
+        if not mask.any():
+            raise LabelError("There are no labels yet: mark spans of at least two classes before training.")
+        tiles = list(self._tiles(x.shape[1], spec, mask))
+        Xs, ys = [], []
+        for i, (t, outer, inner) in enumerate(tiles):
+            if should_stop is not None and should_stop():
+                raise Cancelled("Training was cancelled.")
+            f = signal_features(x[:, outer], spec)[:, inner]
+            m = mask[t]
+            Xs.append(f[:, m].T)
+            ys.append(labels[t][m])
+            if on_progress:
+                on_progress(i + 1, len(tiles))
+        return np.concatenate(Xs), np.concatenate(ys), spec
+
+    def fit(self, signal, labels, on_progress: ProgressCallback | None = None,
+            should_stop: StopCallback | None = None) -> SignalClassifier:
+        """Train on the labelled samples.
+
+        Parameters
+        ----------
+        signal : SignalRecord or array ``(channels, time)`` (or ``(time,)``)
+        labels : integer array ``(time,)``; 0 = unlabelled
+        """
+        from sklearn.ensemble import RandomForestClassifier
+
+        from .forest import Forest
+
+        x, _ = _signal_array(signal)
+        X, y, spec = self.training_data(signal, labels, on_progress, should_stop)
+        classes = np.unique(y)
+        if classes.size < 2:
+            raise LabelError(
+                f"Only class {classes[0]} is labelled; mark spans of at least two classes "
+                "(e.g. 1 = noise, 2 = earthquake)."
+            )
+        rf = RandomForestClassifier(
+            n_estimators=int(self.n_estimators), max_depth=self.max_depth,
+            min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
+            class_weight=self.class_weight, random_state=self.random_state, n_jobs=self.n_jobs,
+        )
+        rf.fit(X, y)
+        self.features_ = spec
+        self.classes_ = rf.classes_
+        self.n_channels_in_ = int(x.shape[0])
+        self.n_features_in_ = int(X.shape[1])
+        self.feature_names_in_ = spec.names(x.shape[0])
+        self.labels_dtype_ = np.asarray(labels).dtype
+        self.forest_ = Forest.from_sklearn(rf)
+        self.feature_importances_ = rf.feature_importances_.astype(np.float64)
+        self.n_training_samples_ = int(X.shape[0])
+        return self
+
+    def _check(self, x):
+        if not hasattr(self, "forest_"):
+            raise NotFittedError("This SignalClassifier is not trained yet; call fit(signal, labels) first.")
+        if x.shape[0] != self.n_channels_in_:
+            from .errors import ModelMismatchError
+
+            raise ModelMismatchError(
+                f"The model was trained on {self.n_channels_in_} channel(s), this signal has "
+                f"{x.shape[0]}. Use a record with the same channels, or retrain."
+            )
+
+    def predict_proba(self, signal, on_progress: ProgressCallback | None = None,
+                      should_stop: StopCallback | None = None) -> np.ndarray:
+        """Class probabilities ``(n_classes, time)`` float32, rows in ``classes_`` order."""
+        x, _ = _signal_array(signal)
+        self._check(x)
+        spec = self.features_
+        out = np.empty((len(self.classes_), x.shape[1]), np.float32)
+        tiles = list(self._tiles(x.shape[1], spec))
+        for i, (t, outer, inner) in enumerate(tiles):
+            if should_stop is not None and should_stop():
+                raise Cancelled("Prediction was cancelled.")
+            f = signal_features(x[:, outer], spec)[:, inner]
+            out[:, t] = self.forest_.predict_proba(np.ascontiguousarray(f)).T
+            if on_progress:
+                on_progress(i + 1, len(tiles))
+        return out
+
+    def predict(self, signal, on_progress=None, should_stop=None) -> np.ndarray:
+        """Class of every sample, ``(time,)``, in the labels' dtype."""
+        p = self.predict_proba(signal, on_progress, should_stop)
+        return self.classes_[np.argmax(p, axis=0)].astype(self.labels_dtype_)
+
+    def feature_importances(self) -> dict[str, float]:
+        """Impurity-based importance of each named feature, largest first."""
+        order = np.argsort(self.feature_importances_)[::-1]
+        return {self.feature_names_in_[i]: float(self.feature_importances_[i]) for i in order}
+
+
+# -- suggestions ------------------------------------------------------------------
+def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | None = None,
+                    strategy: str = "hybrid", n: int = 10, features=None, seed: int | None = 0,
+                    **kwargs):
+    """Windows of a record ranked by an active-learning strategy.
+
+    Parameters
+    ----------
+    uncertainty : float array ``(time,)``
+        Per-sample uncertainty, e.g. ``active_annotator.uncertainty.entropy(proba)``.
+    labels : int array ``(time,)``, optional
+        Labelled samples count as certain; fully labelled windows are skipped.
+    width, step : int
+        Window length and hop in samples (``step`` defaults to ``width // 2``).
+    strategy : str
+        See :data:`active_annotator.sampling.STRATEGIES`.
+    n : int
+        Number of windows.
+    features : float array ``(n_features, time)``, optional
+        Per-sample descriptors (e.g. :func:`signal_features`), needed by the
+        ``diversity`` and ``cluster`` strategies.
+    **kwargs :
+        Passed to :func:`active_annotator.sampling.suggest` (``aggregate``,
+        ``fraction``, ``distance_scale``, ...).
+
+    Returns
+    -------
+    list of :class:`active_annotator.sampling.Suggestion`; each
+    ``suggestion.candidate.slices[0]`` is the window's sample range.
+    """
+    from . import candidates as cand
+    from .sampling import suggest
+
+    u = np.asarray(uncertainty, np.float32)
+    if u.ndim != 1:
+        raise InputError(f"uncertainty must be per sample, shape (time,), got {u.shape}.")
+    width = int(width)
+    cands = cand.signal_windows(u.shape[0], width, step if step is not None else max(1, width // 2))
+    if features is not None:
+        f = np.asarray(features)
+        if f.ndim == 1:
+            f = f[np.newaxis]
+        cands = cand.describe(cands, f)
+    lab = None if labels is None else np.asarray(labels).reshape(u.shape)
+    return suggest(cands, u, lab, strategy=strategy, n=n, seed=seed, **kwargs)
+
+
+# -- drawing long records ----------------------------------------------------------
+class MinMaxPyramid:
+    """Min/max envelope of a ``(channels, time)`` array at every zoom.
+
+    Level ``k`` holds the minimum and maximum of each block of ``factor**k``
+    samples; :meth:`view` picks the coarsest level that still gives about
+    ``n_bins`` points in the requested range, so drawing a day at 100 Hz costs
+    the same as drawing a minute. Memory: about a sixth of the data.
+    """
+
+    def __init__(self, data, factor: int = 4, smallest: int = 1024):
+        x = np.asarray(data)
+        if x.ndim == 1:
+            x = x[np.newaxis]
+        self.data = x
+        self.factor = int(factor)
+        self.levels: list[tuple[int, np.ndarray, np.ndarray]] = []  # (block, mins, maxs)
+        # the finest level already groups 16 samples: finer views draw raw samples
+        lo, hi, block, f = x, x, 1, 16
+        while lo.shape[1] > smallest:
+            m = lo.shape[1] // f * f
+            if m == 0:
+                break
+            lo = lo[:, :m].reshape(x.shape[0], -1, f).min(2)
+            hi = hi[:, :m].reshape(x.shape[0], -1, f).max(2)
+            block *= f
+            self.levels.append((block, lo, hi))
+            f = self.factor
+
+    def view(self, start: int, stop: int, n_bins: int = 2000):
+        """Vertices to draw samples ``[start, stop)``.
+
+        Returns
+        -------
+        index : float64 ``(m,)`` sample positions; values : ``(channels, m)``.
+        When zoomed out, each block contributes its min and its max at the same
+        position (a vertical stroke), which is what the eye sees of the raw data.
+        """
+        n = self.data.shape[1]
+        start, stop = max(0, int(start)), min(n, int(np.ceil(stop)))
+        if stop <= start:
+            return np.zeros(0), np.zeros((self.data.shape[0], 0), np.float32)
+        per_bin = (stop - start) / max(1, n_bins)
+        chosen = None
+        for block, lo, hi in self.levels:
+            if block <= per_bin:
+                chosen = (block, lo, hi)
+        if chosen is None:
+            idx = np.arange(start, stop, dtype=np.float64)
+            return idx, self.data[:, start:stop]
+        block, lo, hi = chosen
+        b0, b1 = start // block, min(lo.shape[1], -(-stop // block))
+        idx = (np.arange(b0, b1) * block + block / 2).repeat(2)
+        vals = np.empty((self.data.shape[0], 2 * (b1 - b0)), self.data.dtype)
+        vals[:, 0::2] = lo[:, b0:b1]
+        vals[:, 1::2] = hi[:, b0:b1]
+        return idx, vals
+
+
+def runs(values) -> list[tuple[int, int, int]]:
+    """Constant runs of a 1-D integer array as ``(start, stop, value)``, zeros skipped."""
+    v = np.asarray(values).ravel()
+    if v.size == 0:
+        return []
+    edges = np.flatnonzero(np.diff(v)) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [v.size]])
+    return [(int(a), int(b), int(v[a])) for a, b in zip(starts, stops) if v[a] != 0]
+
+
+__all__ = [
+    "SignalRecord", "read_signal", "write_signal", "is_signal_array", "envelope", "sta_lta",
+    "SignalFeatures", "signal_features", "SignalClassifier", "suggest_windows", "MinMaxPyramid",
+    "runs", "OBSPY_HINT",
+]
