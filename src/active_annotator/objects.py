@@ -39,8 +39,9 @@ import numpy as np
 from .errors import InputError, LabelError, NotFittedError
 from .forest import Forest
 
-#: Columns that locate an object rather than describe it (never used as features).
-LOCATION_COLUMNS = ("label",)
+#: Columns that name, locate or classify an object rather than describe its shape or
+#: intensity (never used as features; the napari widget adds the last four).
+LOCATION_COLUMNS = ("label", "index", "cluster", "class", "class_probability")
 
 #: Measurements per dimensionality, in table order (intensity ones need an image).
 SHAPE_MEASUREMENTS = {
@@ -394,6 +395,35 @@ def separating_measurements(x, groups, names=None, *, method: str = "anova",
     score = np.where(np.isfinite(score), score, 0.0)
     order = np.argsort(-score, kind="stable")
     return [(names[i], float(score[i])) for i in order]
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """What :func:`explore` found: one row per object in ``embedding`` and ``clusters``."""
+
+    method: str
+    embedding: np.ndarray  # (n_objects, 2)
+    clusters: np.ndarray  # (n_objects,) 1..n_clusters
+    names: list  # measurement names, order of ``correlation``
+    correlation: np.ndarray  # (n_measurements, n_measurements)
+    separating: list  # [(name, ANOVA F), ...] best first: what differs between clusters
+
+
+def explore(table, method: str = "pca", n_clusters: int = 3, *, random_state: int | None = 0,
+            columns=None) -> Exploration:
+    """Embedding, k-means clusters, correlation and the measurements that separate the clusters.
+
+    One call for the exploration step (the napari widget runs exactly this).
+    See :func:`embed`, :func:`cluster`, :func:`correlation` and
+    :func:`separating_measurements`; t-SNE, UMAP and k-means depend on
+    ``random_state``.
+    """
+    x, names = feature_matrix(table, columns)
+    emb = embed(x, method, random_state=random_state)
+    groups = cluster(x, n_clusters, random_state=random_state)
+    sep = (separating_measurements(x, groups, names) if np.unique(groups).size > 1
+           else [(n, 0.0) for n in names])
+    return Exploration(method, emb, groups, names, correlation(x), sep)
 
 
 # --------------------------------------------------------------------------- label images

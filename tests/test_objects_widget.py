@@ -1,0 +1,134 @@
+"""The "Object classifier" dock widget in a real napari viewer (run under Xvfb).
+
+Clicks in the viewer go through napari's own mouse-press dispatch
+(``mouse_press_callbacks``), a lasso in the plot through the LassoSelector's
+callback; the tests wait on the widget's signals, never on sleeps.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from napari.utils.interactions import mouse_press_callbacks  # noqa: E402
+
+from active_annotator import data, objects  # noqa: E402
+from active_annotator_napari._objects_widget import (  # noqa: E402
+    ANNOTATIONS,
+    RESULT,
+    SELECTION,
+    ObjectClassifierWidget,
+)
+
+pytestmark = pytest.mark.gui
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def widget(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
+    d = data.nuclei2d()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["objects"], name="objects")
+    w = ObjectClassifierWidget(viewer)
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(w.measured, timeout=TIMEOUT_MS):
+        w.measure_button.click()
+    return w
+
+
+def click(viewer, world_position):
+    event = SimpleNamespace(type="mouse_press", position=tuple(world_position), button=1,
+                            modifiers=(), dims_displayed=(0, 1), view_direction=None)
+    mouse_press_callbacks(viewer, event)
+
+
+def inside(w, row):
+    """A pixel of the object in ``row`` (a bent nucleus's centroid can lie outside it)."""
+    pixels = np.argwhere(w._objects == w.table["label"][row])
+    return pixels[len(pixels) // 2].astype(float)
+
+
+def centroid(w, row):
+    return (w.table["centroid-0"][row], w.table["centroid-1"][row])
+
+
+def test_measure_writes_the_table_into_layer_features(widget):
+    d = data.nuclei2d()
+    expected = objects.measure(d["objects"], d["image"])
+    features = widget.viewer.layers["objects"].features
+    for column in ("label", "area", "circularity", "eccentricity", "intensity_mean"):
+        np.testing.assert_allclose(np.asarray(features[column]), expected[column])
+    assert widget.image_combo.currentText() == "nuclei"
+
+
+def test_plot_and_viewer_selections_are_linked(widget, qtbot):
+    w = widget
+    with qtbot.waitSignal(w.explored, timeout=TIMEOUT_MS):
+        w.explore_button.click()
+    e = w.exploration.embedding
+    assert np.asarray(w.viewer.layers["objects"].features["cluster"]).shape == (len(e),)
+
+    # plot -> viewer: a lasso around the right half of the points
+    xs = np.sort(e[:, 0])
+    x0 = (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2  # between two points, on none
+    lasso = [(x0, e[:, 1].min() - 1), (e[:, 0].max() + 1, e[:, 1].min() - 1),
+             (e[:, 0].max() + 1, e[:, 1].max() + 1), (x0, e[:, 1].max() + 1)]
+    with qtbot.waitSignal(w.selection_changed, timeout=5000):
+        w._lasso.onselect(lasso)
+    expected = w.table["label"][e[:, 0] > x0]
+    assert set(w.selected.tolist()) == set(expected.tolist()) and len(expected) > 10
+    highlight = w.viewer.layers[SELECTION].data
+    np.testing.assert_array_equal(highlight != 0, np.isin(w._objects, expected))
+    np.testing.assert_allclose(w.selection_points.get_offsets(), e[e[:, 0] > x0])
+
+    # viewer -> plot: a click on one nucleus selects it and rings its point
+    row = 17
+    with qtbot.waitSignal(w.selection_changed, timeout=5000):
+        click(w.viewer, inside(w, row))
+    assert w.selected.tolist() == [w.table["label"][row]]
+    np.testing.assert_allclose(w.selection_points.get_offsets(), e[[row]])
+    assert (w.viewer.layers[SELECTION].data != 0).sum() == w.table["area"][row]
+
+
+def test_click_to_label_train_suggest_and_save(widget, qtbot, tmp_path):
+    w = widget
+    order = np.argsort(w.table["elongation"])
+    rounds, longs = order[:4], order[-4:]
+    for value, rows in ((1, rounds), (2, longs)):
+        w.click_combo.setCurrentIndex(w.click_combo.findData(value))
+        for row in rows:
+            click(w.viewer, inside(w, row))
+    y = w.object_labels()
+    assert set(np.nonzero(y == 1)[0]) == set(rounds) and set(np.nonzero(y == 2)[0]) == set(longs)
+    assert ANNOTATIONS in w.viewer.layers
+
+    with qtbot.waitSignal(w.trained, timeout=TIMEOUT_MS):
+        w.train_button.click()
+    pred = np.asarray(w.viewer.layers["objects"].features["class"])
+    assert (pred[rounds] == 1).all() and (pred[longs] == 2).all()
+    result = w.viewer.layers[RESULT].data
+    for row in (rounds[0], longs[0]):
+        in_object = w._objects == w.table["label"][row]
+        assert (result[in_object] == pred[row]).all()
+    # a clear majority of nuclei are round: elongation above the median is rarer
+    assert 0 < (pred == 2).sum() < len(pred)
+
+    with qtbot.waitSignal(w.suggested, timeout=TIMEOUT_MS):
+        w.suggest_button.click()
+    first = w.suggestions[0]
+    assert y[first.index] == 0
+    camera = w.viewer.scene.camera if hasattr(w.viewer, "scene") else w.viewer.camera
+    np.testing.assert_allclose(camera.center[-2:], centroid(w, first.index), atol=1e-6)
+    assert w.selected.tolist() == [first.label]
+    second = w.next_suggestion()
+    np.testing.assert_allclose(camera.center[-2:], centroid(w, second.index), atol=1e-6)
+
+    path = w.save_classifier(tmp_path / "nuclei")
+    before = w.proba.copy()
+    with qtbot.waitSignal(w.trained, timeout=5000):
+        w.load_classifier(path)
+    np.testing.assert_array_equal(w.proba, before)
