@@ -33,7 +33,7 @@ xvfb-run -a -s "-screen 0 1280x1024x24" \
 status=${PIPESTATUS[0]}
 set -e
 
-summary="$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* =+$' "$log" | tail -n 1 || true)"
+summary="$(grep -E '^=+ .*( in [0-9.]+s|no tests ran).*=+$' "$log" | tail -n 1 || true)"
 rm -f "$log"
 echo "== pytest summary: ${summary:-(none printed)}"
 if [ "$status" -eq 5 ]; then
