@@ -97,3 +97,19 @@ def test_starter_labels_are_reproduced_by_their_script():
     sample = data.nuclei2d()
     np.testing.assert_array_equal(make(sample["objects"], sample["truth"]), sample["labels"])
     np.testing.assert_array_equal(sample["truth"], np.where(sample["objects"] > 0, 2, 1))
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python example is real code: run it as written."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## From Python, without Qt", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["proba"].shape == (2, 512, 512)
+    np.testing.assert_array_equal(namespace["same"].predict(namespace["image"]),
+                                  namespace["segmentation"])
+    assert (tmp_path / "nuclei.aamodel").is_file()
