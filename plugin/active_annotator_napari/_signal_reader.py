@@ -1,0 +1,115 @@
+"""Reader for signals: miniSEED, SAC (and other ObsPy formats), ``.npy``, ``.csv``.
+
+A record becomes napari layers laid out as a strip along time (x in seconds):
+one row per channel (an image, the "heat-map strip"), then one row each for
+the labels, the prediction and the uncertainty. The waveform itself is drawn
+by the "Signal classifier" dock widget, which reads these layers. The
+record's sampling rate, start time and channel ids travel in the image
+layer's ``metadata["signal"]``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from active_annotator.signals import (
+    ARRAY_SUFFIXES,
+    SEISMIC_SUFFIXES,
+    SignalRecord,
+    is_signal_array,
+    read_signal,
+)
+
+CLASS_NAMES = {1: "noise", 2: "earthquake", 3: "other"}
+LABELS_SUFFIX = " labels"
+PREDICTION_SUFFIX = " prediction"
+UNCERTAINTY_SUFFIX = " uncertainty"
+
+
+def row_height(record: SignalRecord) -> float:
+    """Height (in world units = seconds on the x axis) of one row of the strip."""
+    return max(record.duration / 40.0, 1.0 / record.sampling_rate)
+
+
+def row_geometry(record: SignalRecord, row: int):
+    """``(scale, translate)`` of a one-row layer drawn ``row`` rows below the first channel."""
+    h = row_height(record)
+    return (h, 1.0 / record.sampling_rate), (row * h, 0.0)
+
+
+def layer_data(record: SignalRecord, labels=None, class_names=None) -> list:
+    """napari LayerData tuples for a record: the channels as an image, and a labels row."""
+    data = record.data
+    step = max(1, data.shape[1] // 200_000)
+    sub = data[:, ::step]
+    lo, hi = np.percentile(sub, [0.5, 99.5]) if sub.size else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1.0
+    scale, translate = row_geometry(record, 0)
+    meta = record.metadata()
+    meta["row_height"] = scale[0]
+    image = (data, {"name": record.name, "scale": scale, "translate": translate,
+                    "colormap": "gray", "contrast_limits": (float(lo), float(hi)),
+                    "metadata": {"signal": meta}}, "image")
+    if labels is None:
+        labels = np.zeros((1, record.n_samples), np.uint8)
+    labels = np.asarray(labels).reshape(1, record.n_samples)
+    l_scale, l_translate = row_geometry(record, record.n_channels)
+    names = dict(class_names or CLASS_NAMES)
+    annotations = (labels, {"name": record.name + LABELS_SUFFIX, "scale": l_scale,
+                            "translate": l_translate, "opacity": 0.9,
+                            "metadata": {"class_names": names, "signal_of": record.name}}, "labels")
+    return [image, annotations]
+
+
+def _claims(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    if suffix in SEISMIC_SUFFIXES:
+        return path.is_file()
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError):
+            return False
+        return np.issubdtype(arr.dtype, np.number) and is_signal_array(arr)
+    if suffix == ".csv":
+        try:
+            with open(path) as f:
+                lines = [ln for ln in (f.readline() for _ in range(6)) if ln.strip()]
+        except (OSError, UnicodeDecodeError):
+            return False
+        if len(lines) < 2 or "axis-0" in lines[0]:
+            return False  # napari's own points/shapes tables have axis-N columns
+        try:
+            for ln in lines[1:]:
+                [float(v) for v in ln.replace(";", ",").replace("\t", ",").split(",") if v.strip()]
+        except ValueError:
+            return False  # not a numeric table
+        return True
+    return False
+
+
+def get_reader(path):
+    """npe2 reader hook: a function for one signal file, else None."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = Path(path)
+    if path.suffix.lower() not in SEISMIC_SUFFIXES + ARRAY_SUFFIXES or not _claims(path):
+        return None
+    return read_layers
+
+
+def read_layers(path):
+    """Read one signal file into LayerData tuples."""
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    return layer_data(read_signal(path))
+
+
+def seismogram():
+    """Sample data: a 3-component local-earthquake record (ObsPy's example), with an empty labels row."""
+    from active_annotator import data
+
+    return layer_data(data.seismogram())

@@ -1,0 +1,127 @@
+"""Signal classifier widget and signal reader: spans in, predictions and suggestions out.
+
+Run under a display: ``xvfb-run -a python -m pytest tests/test_signal_widget.py -W error::FutureWarning``.
+"""
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from active_annotator.signals import SignalRecord  # noqa: E402
+from active_annotator_napari._signal_reader import get_reader, layer_data, seismogram  # noqa: E402
+from active_annotator_napari._signal_widget import SignalClassifierWidget  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+def _bursts(sr=50.0, n=6000):
+    """Noise with two loud 8 Hz bursts (20-30 s and 80-90 s), 3 channels."""
+    rng = np.random.default_rng(0)
+    t = np.arange(n) / sr
+    x = rng.normal(size=(3, n))
+    for a in (1000, 4000):
+        x[:, a:a + 500] += 6 * np.sin(2 * np.pi * 8 * t[a:a + 500])
+    return SignalRecord(x, sr, channels=("XX.STA..HHZ", "XX.STA..HHN", "XX.STA..HHE"), name="bursts")
+
+
+@pytest.fixture
+def widget(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
+    for data, kwargs, kind in layer_data(_bursts()):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    w = SignalClassifierWidget(viewer)
+    qtbot.addWidget(w)
+    w.trees_spin.setValue(20)
+    return w
+
+
+def test_spans_painted_on_a_signal_train_and_fill_the_prediction_layer(widget, qtbot):
+    viewer = widget.viewer
+    assert widget.signal_combo.currentText() == "bursts"
+    labels = viewer.layers["bursts labels"]
+    assert labels.data.shape == (1, 6000)
+    # a span dragged in the waveform view (the span selector's callback) ...
+    widget.class_combo.setCurrentIndex(widget.class_combo.findData(2))
+    widget.plot._on_span(21.0, 29.0)
+    # ... and a stroke with napari's brush on the labels row
+    labels.selected_label = 1
+    labels.brush_size = 1
+    labels.paint((0, 100), 1, refresh=False)
+    labels.data[0, 100:900] = 1  # the rest of the stroke: fill like a long brush drag
+    labels.events.paint(value=[])
+    assert (labels.data[0, 1050:1450] == 2).all() and (labels.data[0, 100:900] == 1).all()
+    assert widget.plot.labels is not None and widget.plot.labels[1200] == 2  # the view follows
+
+    with qtbot.waitSignal(widget.trained, timeout=120_000):
+        widget.train_button.click()
+
+    pred = viewer.layers["bursts prediction"]
+    unc = viewer.layers["bursts uncertainty"]
+    assert isinstance(pred, napari.layers.Labels) and pred.data.shape == (1, 6000)
+    assert isinstance(unc, napari.layers.Image) and unc.data.shape == (1, 6000)
+    # the unlabelled second burst (80-90 s) is found, the noise stays noise
+    assert (pred.data[0, 4050:4450] == 2).mean() > 0.9
+    assert (pred.data[0, 5200:5900] == 1).mean() > 0.9
+    assert 0.0 <= unc.data.min() and unc.data.max() <= 1.0
+    # the strip rows: channels, labels, prediction, uncertainty from top to bottom
+    assert pred.translate[0] > labels.translate[0] > viewer.layers["bursts"].translate[0]
+    assert unc.translate[0] > pred.translate[0]
+    np.testing.assert_array_equal(widget.plot.prediction, pred.data[0])
+
+
+def test_suggest_and_next_jump_the_view_to_ranked_windows(widget, qtbot):
+    widget.label_span(0.0, 15.0, 1)
+    widget.label_span(20.0, 30.0, 2)
+    with qtbot.waitSignal(widget.trained, timeout=120_000):
+        widget.train()
+    widget.window_spin.setValue(5.0)
+    with qtbot.waitSignal(widget.suggested, timeout=10_000):
+        widget.suggest_button.click()
+    assert 1 <= len(widget.suggestions) <= 10
+    seen = []
+    for _ in range(2):
+        sl = widget.suggestions[widget.current].candidate.slices[0]
+        w0, w1 = sl.start / 50.0, sl.stop / 50.0
+        t0, t1 = widget.plot.view
+        assert t0 <= w0 and w1 <= t1 and (t1 - t0) < 30  # zoomed onto the window
+        seen.append((w0, w1))
+        widget.next_button.click()
+    assert seen[0] != seen[1]
+    # a suggestion never lies entirely inside labelled samples
+    lab = widget.viewer.layers["bursts labels"].data[0]
+    assert all(lab[s.candidate.slices[0]].min() == 0 for s in widget.suggestions)
+
+
+def test_training_without_two_classes_says_what_to_do(widget, qtbot):
+    widget.label_span(0.0, 5.0, 1)
+    with qtbot.waitSignal(widget.failed, timeout=60_000) as blocker:
+        widget.train()
+    assert "two classes" in blocker.args[0]
+
+
+def test_reader_claims_signal_files_only(tmp_path):
+    x = np.random.default_rng(0).normal(size=(3, 500)).astype(np.float32)
+    np.save(tmp_path / "signal.npy", x)
+    np.save(tmp_path / "image.npy", np.zeros((256, 256), np.float32))
+    assert get_reader(str(tmp_path / "image.npy")) is None
+    layers = get_reader(str(tmp_path / "signal.npy"))(str(tmp_path / "signal.npy"))
+    (data, meta, kind), (lab, lmeta, lkind) = layers
+    assert kind == "image" and data.shape == (3, 500) and meta["metadata"]["signal"]["channels"] == ["ch0", "ch1", "ch2"]
+    assert lkind == "labels" and lab.shape == (1, 500)
+    (tmp_path / "points.csv").write_text("index,axis-0,axis-1\n0,1.5,2.5\nfoo,bar,baz\n")
+    assert get_reader(str(tmp_path / "points.csv")) is None
+
+
+def test_sample_seismogram_opens_with_station_metadata(make_napari_viewer_proxy, qtbot):
+    pytest.importorskip("obspy")
+    viewer = make_napari_viewer_proxy()
+    for data, kwargs, kind in seismogram():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    meta = viewer.layers["seismogram_BW_RJOB"].metadata["signal"]
+    assert meta["channels"] == ["BW.RJOB..EHZ", "BW.RJOB..EHN", "BW.RJOB..EHE"]
+    assert meta["sampling_rate"] == 100.0 and meta["starttime"].startswith("2009-08-24T00:20:03")
+    w = SignalClassifierWidget(viewer)
+    qtbot.addWidget(w)
+    assert w.record.n_samples == 3000 and w.plot.record is not None
