@@ -172,3 +172,13 @@ def test_installed_command_runs_the_headless_demo(venv, tmp_path):
                  "--n-estimators", "20"], cwd=tmp_path, env=_clean_env())
     assert "Jaccard" in done.stdout
     assert (tmp_path / "out" / "overview.png").is_file()
+
+
+def test_ci_runs_the_test_command_that_readme_gives():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    command = "bash scripts/run-tests.sh"
+    assert f"```bash\n{command}\n```" in readme
+    assert [ln for ln in ci.splitlines() if ln and not ln.startswith(("#", "set ", "cd "))] \
+        == [command]
+    assert '```bash\npip install ".[gui]" && active-annotator demo\n```' in readme
