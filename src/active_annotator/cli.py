@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     ("active_annotator.demo", "add_parser"),
     ("active_annotator.scale", "add_parser"),
     ("active_annotator.simulate", "add_parser"),
+    ("active_annotator.cnn", "add_parser"),
 ]
 
 
