@@ -113,3 +113,14 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     np.testing.assert_array_equal(namespace["same"].predict(namespace["image"]),
                                   namespace["segmentation"])
     assert (tmp_path / "nuclei.aamodel").is_file()
+
+
+def test_gui_demo_without_a_display_points_to_headless(capsys, monkeypatch):
+    pytest.importorskip("napari")
+    from active_annotator import demo
+
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert demo.run_gui(quit_after=0) == 1
+    assert "active-annotator demo --headless" in capsys.readouterr().err

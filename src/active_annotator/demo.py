@@ -20,6 +20,7 @@ runs on a machine without them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -181,6 +182,15 @@ def run_gui(quit_after: float | None = None, timeout: float = 300.0) -> int:
         from qtpy.QtCore import QTimer
     except ImportError as e:  # napari, Qt binding or qtpy missing
         print(f"active-annotator demo: {e}\n{GUI_INSTALL_HINT}", file=sys.stderr)
+        return 1
+
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
+        # Qt would abort the process with a cryptic xcb message
+        print("active-annotator demo: no display found (DISPLAY is not set). Run\n"
+              "    active-annotator demo --headless\n"
+              "or start it on a virtual display: xvfb-run -a active-annotator demo",
+              file=sys.stderr)
         return 1
 
     viewer = napari.Viewer(title="napari-active-annotator demo")
