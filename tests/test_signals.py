@@ -16,6 +16,7 @@ from active_annotator.signals import (
     SignalClassifier,
     SignalFeatures,
     SignalRecord,
+    base_features,
     envelope,
     read_signal,
     runs,
@@ -50,6 +51,24 @@ def test_1d_features_match_scipy_gaussian_derivatives_per_channel():
         for key, want in ref.items():
             got = f[names.index(f"{key}_c{c}")]
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=key)
+
+
+@pytest.mark.parametrize("n", [300, 5000])  # shorter and longer than the largest kernel
+def test_fft_path_for_seismic_scales_matches_scipy_and_the_feature_engine(n):
+    x = _noise(n, seed=4, channels=2).cumsum(axis=1)
+    spec = FeatureSet(sigmas=(2.0, 16.0, 60.0), ndim=1)  # 16 and 60 go through the FFT
+    got = base_features(x, spec)
+    np.testing.assert_allclose(got, features.compute(x, spec, channel_axis=0), rtol=1e-4,
+                               atol=2e-5 * np.abs(got).max())
+    names = spec.names(2)
+    for c in range(2):
+        for s in (16.0, 60.0):
+            ref = ndi.gaussian_filter1d(x[c].astype(np.float64), s, mode="reflect")
+            np.testing.assert_allclose(got[names.index(f"gaussian_s{s}_c{c}")], ref, rtol=1e-5,
+                                       atol=1e-5 * np.abs(ref).max())
+            ref2 = ndi.gaussian_filter1d(x[c].astype(np.float64), s, order=2, mode="reflect")
+            np.testing.assert_allclose(got[names.index(f"log_s{s}_c{c}")], ref2, rtol=1e-4,
+                                       atol=1e-5 * np.abs(ref2).max())
 
 
 def test_envelope_matches_scipy_hilbert_and_recovers_an_am_envelope():

@@ -427,6 +427,95 @@ class SignalFeatures:
                    float(d.get("detrend_s", 30.0)))
 
 
+FFT_SIGMA = 12.0
+"""From this sigma (in samples) on, :func:`base_features` filters by FFT."""
+
+
+def _gaussian_kernel(sigma: float, order: int, truncate: float) -> np.ndarray:
+    """scipy.ndimage's 1-D Gaussian (order 0) or second-derivative (order 2) kernel."""
+    r = int(truncate * sigma + 0.5)
+    t = np.arange(-r, r + 1, dtype=np.float64)
+    phi = np.exp(-0.5 * (t / sigma) ** 2)
+    phi /= phi.sum()
+    if order == 0:
+        return phi
+    return phi * (t * t / sigma**4 - 1.0 / sigma**2)
+
+
+def base_features(x, spec: FeatureSet) -> np.ndarray:
+    """The 1-D Gaussian/DoG/LoG/Hessian features of ``x`` ``(channels, time)``.
+
+    Same values and order as :func:`active_annotator.features.compute` with
+    ``channel_axis=0`` (``mode="reflect"``). Seismic scales are long (a sigma
+    of 3 s at 100 Hz is a 2,561-tap kernel), so sigmas from :data:`FFT_SIGMA`
+    on are filtered by overlap-add FFT convolution (:func:`scipy.signal.oaconvolve`),
+    whose cost does not grow with the kernel; shorter ones use the feature engine.
+    """
+    from scipy.signal import oaconvolve
+
+    x = np.asarray(x)
+    if spec.ndim != 1:
+        raise InputError(f"base_features needs a 1-D FeatureSet, got ndim={spec.ndim}.")
+    fam = set(spec.families)
+    long = [s for s in spec.sigmas if s >= FFT_SIGMA and fam - {"original"}]
+    if not long:
+        return compute(x, spec, channel_axis=0)
+    short = tuple(s for s in spec.sigmas if s < FFT_SIGMA)
+    per = spec._per_channel()
+    index = {name: i for i, name in enumerate(per)}
+    n_ch, n = x.shape
+    out = np.empty((len(per) * n_ch, n), np.float32)
+    if short:
+        sub = FeatureSet(sigmas=short, families=tuple(f for f in spec.families if f != "dog"), ndim=1,
+                         truncate=spec.truncate)
+        f_short = compute(x, sub, channel_axis=0).reshape(n_ch, -1, n)
+        sub_names = sub._per_channel()
+    gauss = {}
+    for c in range(n_ch):
+        base = c * len(per)
+        row = lambda name: out[base + index[name]]  # noqa: E731
+        if short:
+            for j, name in enumerate(sub_names):
+                row(name)[:] = f_short[c, j]
+        elif "original" in fam:
+            row("original")[:] = x[c]
+        xc = x[c].astype(np.float64)
+        for s in long:
+            r = int(spec.truncate * s + 0.5)
+            # scipy's "reflect" (d c b a | a b c d | d c b a) is numpy's "symmetric"
+            xp = np.pad(xc, r, mode="symmetric") if r < n else _reflect_pad(xc, r)
+            if fam & {"gaussian", "dog"}:
+                g = oaconvolve(xp, _gaussian_kernel(s, 0, spec.truncate), mode="valid")
+                gauss[s] = g
+                if "gaussian" in fam:
+                    row(f"gaussian_s{s}")[:] = g
+            if fam & {"log", "hessian"}:
+                d2 = oaconvolve(xp, _gaussian_kernel(s, 2, spec.truncate), mode="valid")
+                if "log" in fam:
+                    row(f"log_s{s}")[:] = d2
+                if "hessian" in fam:
+                    row(f"hessian0_s{s}")[:] = d2
+        if "dog" in fam:
+            sig = spec.sigmas
+            for a, b in zip(sig[:-1], sig[1:]):
+                ga = gauss[a] if a in gauss else row(f"gaussian_s{a}") if "gaussian" in fam else None
+                if ga is None:
+                    ga = ndi.gaussian_filter1d(xc, a, mode="reflect", truncate=spec.truncate)
+                row(f"dog_s{a}")[:] = np.asarray(ga, np.float64) - gauss[b]
+        gauss.clear()
+    return out
+
+
+def _reflect_pad(x: np.ndarray, r: int) -> np.ndarray:
+    """scipy ``mode="reflect"`` padding by ``r`` samples, also when ``r`` exceeds the length."""
+    n = x.size
+    i = np.arange(-r, n + r)
+    period = 2 * n
+    i = np.mod(i, period)
+    i = np.where(i >= n, period - 1 - i, i)
+    return x[i]
+
+
 def signal_features(data, spec: SignalFeatures) -> np.ndarray:
     """All features of a signal ``(channels, time)`` → ``(spec.n_features(C), time)`` float32.
 
@@ -438,7 +527,7 @@ def signal_features(data, spec: SignalFeatures) -> np.ndarray:
         x = x[np.newaxis]
     if x.ndim != 2:
         raise InputError(f"signal_features expects (channels, time), got shape {x.shape}.")
-    base = compute(x, spec.base, channel_axis=0)
+    base = base_features(x, spec.base)
     extra = spec._extra_per_channel()
     if not extra:
         return base
@@ -454,9 +543,11 @@ def signal_features(data, spec: SignalFeatures) -> np.ndarray:
             env = envelope(xc)
             out[k] = env
             k += 1
-            for s in spec.base.sigmas:
-                out[k] = ndi.gaussian_filter1d(env, s, mode="reflect", truncate=spec.base.truncate)
-                k += 1
+            smooth = FeatureSet(sigmas=spec.base.sigmas, families=("gaussian",), ndim=1,
+                                truncate=spec.base.truncate)
+            m = len(spec.base.sigmas)
+            out[k:k + m] = base_features(env[np.newaxis], smooth)
+            k += m
         for a, b in spec.sta_lta:
             out[k] = sta_lta(xc, spec._samples(a), min(spec._samples(b), max(2, n)))
             k += 1
@@ -764,6 +855,6 @@ def runs(values) -> list[tuple[int, int, int]]:
 
 __all__ = [
     "SignalRecord", "read_signal", "write_signal", "is_signal_array", "envelope", "sta_lta",
-    "SignalFeatures", "signal_features", "SignalClassifier", "suggest_windows", "MinMaxPyramid",
+    "SignalFeatures", "signal_features", "base_features", "SignalClassifier", "suggest_windows", "MinMaxPyramid",
     "runs", "OBSPY_HINT",
 ]
