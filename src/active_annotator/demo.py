@@ -75,27 +75,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # -- headless ------------------------------------------------------------------
-def jaccard(prediction: np.ndarray, truth: np.ndarray, value: int = NUCLEUS) -> float:
-    """Intersection over union of the pixels equal to ``value`` in both arrays."""
-    a, b = prediction == value, truth == value
-    union = np.count_nonzero(a | b)
-    return float(np.count_nonzero(a & b) / union) if union else 1.0
-
-
-class _Bar:
-    """Adapts a tqdm bar to the core's ``on_progress(done, total)`` callbacks."""
-
-    def __init__(self, bar, stage: str):
-        self.bar, self.stage = bar, stage
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar.total != total or self.bar.desc != self.stage:
-            self.bar.reset(total=total)
-            self.bar.set_description(self.stage)
-        self.bar.n = done
-        self.bar.refresh()
-
-
 def run_headless(output: Path, n_estimators: int = 100, max_depth: int | None = None) -> int:
     """Train on the sample's starter labels, predict, write results to ``output``."""
     import tifffile
@@ -103,6 +82,7 @@ def run_headless(output: Path, n_estimators: int = 100, max_depth: int | None = 
 
     from . import data
     from .classifier import PixelClassifier
+    from .evaluation import metrics
     from .features import FeatureSet
     from .uncertainty import entropy
 
@@ -113,22 +93,33 @@ def run_headless(output: Path, n_estimators: int = 100, max_depth: int | None = 
 
     clf = PixelClassifier(FeatureSet.default(ndim=2), n_estimators=n_estimators,
                           max_depth=max_depth, random_state=0)
-    with tqdm(total=1, desc="features at labels", unit="step", leave=False) as bar:
+    with tqdm(total=4, unit="step", leave=False) as bar:
+        bar.set_description("training")
         t0 = time.perf_counter()
-        clf.fit(image, labels, on_progress=_Bar(bar, "features at labels"))
+        clf.fit(image, labels)
         t_fit = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        proba = clf.predict_proba(image, on_progress=_Bar(bar, "predicting tiles"))
-        t_predict = time.perf_counter() - t0
-    prediction = clf.classes_[np.argmax(proba, axis=0)].astype(labels.dtype)
-    uncertainty = entropy(proba)
-    score = jaccard(prediction, truth)
+        bar.update()
 
-    tifffile.imwrite(output / "prediction.tif", prediction, compression="zlib")
-    tifffile.imwrite(output / "probabilities.tif", proba, compression="zlib")
-    tifffile.imwrite(output / "uncertainty.tif", uncertainty, compression="zlib")
-    clf.save(output / "model.aamodel")
-    _overview(output / "overview.png", image, labels, prediction, uncertainty, score)
+        bar.set_description("predicting")
+        t0 = time.perf_counter()
+        proba = clf.predict_proba(image)
+        t_predict = time.perf_counter() - t0
+        bar.update()
+
+        bar.set_description("scoring")
+        prediction = clf.classes_[np.argmax(proba, axis=0)].astype(labels.dtype)
+        uncertainty = entropy(proba)
+        scores = metrics(truth, prediction)
+        score = scores.jaccard[NUCLEUS]
+        bar.update()
+
+        bar.set_description("writing files")
+        tifffile.imwrite(output / "prediction.tif", prediction, compression="zlib")
+        tifffile.imwrite(output / "probabilities.tif", proba, compression="zlib")
+        tifffile.imwrite(output / "uncertainty.tif", uncertainty, compression="zlib")
+        clf.save(output / "model.aamodel")
+        _overview(output / "overview.png", image, labels, prediction, uncertainty, score)
+        bar.update()
 
     counts = ", ".join(f"{int(c)}: {int(np.count_nonzero(labels == c))}" for c in clf.classes_)
     print("active-annotator demo (headless) on the nuclei2d sample")
@@ -140,6 +131,7 @@ def run_headless(output: Path, n_estimators: int = 100, max_depth: int | None = 
     print(f"  prediction       {t_predict:.2f} s")
     print(f"  mean uncertainty {float(uncertainty.mean()):.3f} (entropy, 0 = certain, 1 = uniform)")
     print(f"  Jaccard          {score:.3f} (nucleus vs ground truth)")
+    print(f"  accuracy         {scores.accuracy:.3f} (all pixels vs ground truth)")
     print(f"  wrote            {output}/: prediction.tif, probabilities.tif, uncertainty.tif, "
           "model.aamodel, overview.png")
     return 0
