@@ -14,7 +14,6 @@ napari = pytest.importorskip("napari")
 from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 
 from active_annotator import data  # noqa: E402
-from active_annotator.demo import jaccard  # noqa: E402
 from active_annotator_napari._widget import PixelClassifierWidget  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -28,7 +27,7 @@ PLUGIN = "napari-active-annotator"
 # if the widget hands the core wrong axes, labels or classes, and leaves room
 # for other library versions.
 MIN_JACCARD_2D = 0.65
-# nuclei3d with a sparse grid of truth labels on every 5th plane: 3-D features
+# nuclei3d with its starter labels (the truth on a sparse grid, every 5th plane): 3-D features
 # reach 0.71, per-plane 2-D features 0.64; all-nucleus scores 0.38.
 MIN_JACCARD_3D = 0.65
 MIN_JACCARD_PLANES = 0.55
@@ -37,6 +36,12 @@ TIMEOUT_MS = 120_000
 
 
 # -- helpers -----------------------------------------------------------------------
+def jaccard(prediction, truth, value=2):
+    """Intersection over union of one class (2 = nucleus in the samples)."""
+    p, t = prediction == value, truth == value
+    return (p & t).sum() / (p | t).sum()
+
+
 def paint(layer, labels):
     """Write every non-zero pixel of ``labels`` into ``layer`` as one edit (fires events.paint)."""
     for value in np.unique(labels[labels > 0]):
@@ -66,13 +71,6 @@ def crop_sample():
     d = data.nuclei2d()
     c = (slice(0, 256), slice(256, 512))
     return {k: np.ascontiguousarray(v[c]) for k, v in d.items()}
-
-
-def sparse_truth_3d(truth):
-    """A grid of ground-truth pixels on every 5th plane: a stand-in for sparse strokes."""
-    labels = np.zeros_like(truth)
-    labels[3::5, ::5, ::5] = truth[3::5, ::5, ::5]
-    return labels
 
 
 def errors_since(n):
@@ -185,7 +183,6 @@ def test_volume_with_3d_features(viewer, qtbot):
     widget = dock(viewer)
     assert (widget.channel_axis, widget.spatial_mode) == (None, "3d")
     truth = viewer.layers["ground truth"].data
-    paint(viewer.layers["annotations"], sparse_truth_3d(truth))
     widget.trees_spin.setValue(20)
 
     run(qtbot, widget, widget.train_button.click)
@@ -202,7 +199,6 @@ def test_stack_processed_as_2d_planes(viewer, qtbot):
     widget = dock(viewer)
     widget.set_axes(None, "planes")
     truth = viewer.layers["ground truth"].data
-    paint(viewer.layers["annotations"], sparse_truth_3d(truth))
     widget.trees_spin.setValue(20)
 
     run(qtbot, widget, widget.train_button.click)
@@ -283,7 +279,7 @@ def test_live_mode_retrains_once_after_a_burst_of_strokes(viewer, qtbot):
     n = len(notification_manager.records)
 
     # switching live on trains at once; with one class that fails quietly (no pop-up)
-    with qtbot.waitSignal(widget.failed, timeout=5000):
+    with qtbot.waitSignal(widget.failed, timeout=TIMEOUT_MS):
         widget.live_check.setChecked(True)
     assert "Only one class" in widget.status.text()
     assert errors_since(n) == []
