@@ -1,0 +1,306 @@
+"""Larger-than-memory and distributed prediction, and the ``train``/``predict`` commands.
+
+:func:`predict_dask` turns any dask array (a zarr volume, a stack of TIFFs)
+into a lazy prediction: each chunk is enlarged by the feature set's
+:attr:`~active_annotator.features.FeatureSet.halo` with ``dask.array.map_overlap``
+(``boundary="none"``, so image edges are reflected exactly as in memory),
+features and classes are computed for the chunk's own pixels only, and the
+result equals :meth:`PixelClassifier.predict` / ``predict_proba`` exactly.
+Peak memory is a few chunks' features per worker, whatever the volume size.
+
+Axes follow :mod:`active_annotator.classifier`: ``(*stack, *spatial)`` plus an
+optional channel axis; the ``spatial`` axes (``FeatureSet.ndim`` of them) get
+the halo, stack axes are processed plane by plane and get no overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+_DEFAULT_CHUNK = {1: 1 << 20, 2: 1024, 3: 128}
+
+
+# -- the dask graph --------------------------------------------------------------
+
+
+def _merge_small(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
+    """Merge chunks smaller than ``minimum`` into a neighbour (map_overlap needs depth <= chunk)."""
+    out = list(chunks)
+    i = 0
+    while len(out) > 1 and i < len(out):
+        if out[i] < minimum:
+            j = i - 1 if i > 0 else i + 1
+            out[min(i, j)] = out[i] + out[j]
+            del out[max(i, j)]
+            i = 0
+        else:
+            i += 1
+    return tuple(out)
+
+
+def _predict_block(block, *, clf, n_stack: int, overlap: tuple[int, ...], proba: bool,
+                   block_info=None):
+    """Predict one overlapped chunk ``(*stack, *spatial+halo, C)``; return it without halo."""
+    from .features import compute
+
+    info = block_info[0]
+    loc, nchunks = info["chunk-location"], info["num-chunks"]
+    # boundary="none": a chunk has context only on sides that have a neighbour
+    inner = tuple(
+        slice(d if loc[a] > 0 else 0, block.shape[a] - (d if loc[a] < nchunks[a] - 1 else 0))
+        for a, d in enumerate(overlap[:-1])
+    )
+    out_spatial = tuple(s.stop - s.start for s in inner[n_stack:])
+    stack_shape = block.shape[:n_stack]
+    n_cls = len(clf.classes_)
+    if proba:
+        out = np.empty(stack_shape + out_spatial + (n_cls,), np.float32)
+    else:
+        out = np.empty(stack_shape + out_spatial, clf.labels_dtype_)
+    fs = clf.feature_set
+    for p in np.ndindex(*stack_shape):
+        feats = compute(np.asarray(block[p]), fs, channel_axis=-1, threads=1)
+        feats = feats[(slice(None),) + inner[n_stack:]]
+        xt = feats.reshape(feats.shape[0], -1)
+        if proba:
+            prob = clf.forest_.predict_proba(xt, threads=1)
+            out[p] = prob.astype(np.float32).reshape(out_spatial + (n_cls,))
+        else:
+            idx = clf.forest_.predict_index(xt, threads=1)
+            out[p] = clf.classes_[idx].reshape(out_spatial)
+    return out
+
+
+def predict_dask(clf, image, channel_axis: int | None = None, proba: bool = False,
+                 chunks=None):
+    """Lazy prediction of a (larger than memory) image with dask.
+
+    Parameters
+    ----------
+    clf : PixelClassifier
+        A fitted classifier.
+    image : dask array, zarr array or numpy array
+        ``(*stack, *spatial)`` with an optional channel axis.
+    channel_axis : int or None
+    proba : bool
+        False: class values ``(*stack, *spatial)`` in the labels' dtype (as
+        :meth:`PixelClassifier.predict`); True: probabilities
+        ``(n_classes, *stack, *spatial)`` float32 (as ``predict_proba``).
+    chunks : int or tuple, optional
+        Chunk edge per non-channel axis for the computation; default keeps the
+        input's chunks (dask arrays) or uses 1024 px in 2-D, 128 in 3-D, one
+        plane along stack axes. Chunks smaller than the halo are merged.
+
+    Returns
+    -------
+    dask.array.Array
+        Nothing is computed until you call ``.compute()``, ``.to_zarr()``, etc.
+        Values equal the in-memory prediction exactly.
+    """
+    import dask.array as da
+
+    clf._check_fitted()
+    fs = clf.feature_set
+    stack, spatial = clf.check_image(np.shape(image), channel_axis)
+    n_stack = len(stack)
+    if not isinstance(image, da.Array):
+        image = da.from_array(image, chunks="auto" if chunks is None else -1)
+    x = image[..., np.newaxis] if channel_axis is None else da.moveaxis(image, channel_axis, -1)
+    nd = x.ndim
+    if chunks is not None:
+        if np.isscalar(chunks):
+            chunks = (1,) * n_stack + (int(chunks),) * fs.ndim
+        chunks = tuple(chunks)
+        if len(chunks) != nd - 1:
+            raise InputError(
+                f"chunks={chunks} needs one entry per non-channel axis ({nd - 1})."
+            )
+        x = x.rechunk(chunks + (-1,))
+    elif image.chunksize == image.shape and image.size > 0:
+        x = x.rechunk((1,) * n_stack + (_DEFAULT_CHUNK[fs.ndim],) * fs.ndim + (-1,))
+    else:
+        x = x.rechunk({nd - 1: -1})
+    halo = fs.halo
+    new_chunks = tuple(
+        c if a < n_stack or a == nd - 1 else _merge_small(c, halo)
+        for a, c in enumerate(x.chunks)
+    )
+    if new_chunks != x.chunks:
+        x = x.rechunk(new_chunks)
+    depth = tuple(halo if n_stack <= a < nd - 1 else 0 for a in range(nd))
+    n_cls = len(clf.classes_)
+    kwargs = dict(clf=clf, n_stack=n_stack, overlap=depth, proba=proba)
+    if proba:
+        out = da.map_overlap(
+            _predict_block, x, depth=depth, boundary="none", trim=False,
+            chunks=x.chunks[:-1] + ((n_cls,),), dtype=np.float32,
+            meta=np.empty((0,) * nd, np.float32), **kwargs,
+        )
+        return da.moveaxis(out, -1, 0)
+    return da.map_overlap(
+        _predict_block, x, depth=depth, boundary="none", trim=False,
+        chunks=x.chunks[:-1], drop_axis=nd - 1, dtype=clf.labels_dtype_,
+        meta=np.empty((0,) * (nd - 1), clf.labels_dtype_), **kwargs,
+    )
+
+
+# -- files -------------------------------------------------------------------------
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.suffix == ".zarr" or (path / "zarr.json").exists() or (path / ".zarray").exists()
+
+
+def open_array(path, lazy: bool = True):
+    """Open a ``.zarr`` (lazily, as dask), ``.tif``/``.tiff`` or ``.npy`` file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist.")
+    if _is_zarr(path):
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+        if isinstance(node, zarr.Group):
+            arrays = list(node.array_keys())
+            if len(arrays) != 1:
+                raise InputError(
+                    f"{path} is a zarr group with arrays {arrays}; point at one array, "
+                    f"e.g. {path / arrays[0]}" if arrays else f"{path} holds no zarr array."
+                )
+            node = node[arrays[0]]
+        if lazy:
+            import dask.array as da
+
+            return da.from_zarr(node)
+        return node[...]
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    if suffix == ".npy":
+        return np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+    raise InputError(f"Unsupported file type {path.suffix!r}: use .zarr, .tif/.tiff or .npy.")
+
+
+def _progress_compute(target, scheduler: str | None):
+    """Compute ``target`` (a dask collection or delayed) with a terminal progress bar."""
+    import dask
+
+    if scheduler:
+        from distributed import Client, progress
+
+        with Client(scheduler) as client:
+            fut = client.compute(target)
+            progress(fut)
+            print(file=sys.stderr)
+            return fut.result()
+    from dask.diagnostics import ProgressBar
+
+    with ProgressBar(out=sys.stderr):
+        return dask.compute(target, scheduler="threads")[0]
+
+
+def predict_file(model, input_path, output_path, *, channel_axis=None, chunks=None,
+                 scheduler: str | None = None, proba: bool = False) -> Path:
+    """Predict ``input_path`` with a model file and write ``output_path`` (.zarr or .tif).
+
+    A zarr output is written chunk by chunk, so neither input nor output needs to fit
+    in memory; a TIFF output is assembled in memory.
+    """
+    import dask.array as da
+
+    from .classifier import PixelClassifier
+
+    clf = model if isinstance(model, PixelClassifier) else PixelClassifier.load(model)
+    image = open_array(input_path, lazy=True)
+    if not isinstance(image, da.Array):
+        image = da.from_array(image, chunks=-1)
+    result = predict_dask(clf, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
+    out = Path(output_path)
+    if out.suffix == ".zarr":
+        target = result.to_zarr(str(out), overwrite=True, compute=False)
+        _progress_compute(target, scheduler)
+    elif out.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(out, _progress_compute(result, scheduler))
+    else:
+        raise InputError(f"Unsupported output {out.suffix!r}: use .zarr or .tif.")
+    return out
+
+
+# -- command line -------------------------------------------------------------------
+
+
+def _sigmas(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sigmas must be numbers separated by commas, got {text!r}")
+
+
+def add_parser(subparsers) -> None:
+    t = subparsers.add_parser("train", help="train a pixel classifier from an image and labels",
+                              description="Train a random-forest pixel classifier and save it.")
+    t.add_argument("--image", required=True, type=Path, help=".tif, .npy or .zarr image")
+    t.add_argument("--labels", required=True, type=Path,
+                   help="integer labels, same non-channel shape; 0 = unlabelled")
+    t.add_argument("--channel-axis", type=int, default=None)
+    t.add_argument("--ndim", type=int, choices=(1, 2, 3), default=None,
+                   help="spatial axes of the features (default: all non-channel axes, at most 3)")
+    t.add_argument("--sigmas", type=_sigmas, default=None, help="e.g. 1,2,4,8")
+    t.add_argument("--trees", type=int, default=100)
+    t.add_argument("--max-depth", type=int, default=None)
+    t.add_argument("--output", required=True, type=Path, help="model file (.aamodel)")
+    t.set_defaults(func=run_train)
+
+    p = subparsers.add_parser(
+        "predict", help="predict a (larger than memory) image chunk by chunk",
+        description="Predict classes (or probabilities) of an image with a trained model. "
+                    "Zarr input is read and written chunk by chunk; --scheduler runs it on "
+                    "a dask.distributed cluster.")
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--input", required=True, type=Path, help=".zarr, .tif or .npy")
+    p.add_argument("--output", required=True, type=Path, help=".zarr or .tif")
+    p.add_argument("--channel-axis", type=int, default=None)
+    p.add_argument("--chunks", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
+                   help="chunk edge per non-channel axis, e.g. 1,1024,1024 (default: the input's)")
+    p.add_argument("--scheduler", default=None,
+                   help="dask.distributed scheduler address, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--probabilities", action="store_true",
+                   help="write class probabilities (n_classes, ...) float32 instead of classes")
+    p.set_defaults(func=run_predict)
+
+
+def run_train(args) -> int:
+    from .classifier import PixelClassifier
+    from .features import FeatureSet
+
+    image = np.asarray(open_array(args.image, lazy=False))
+    labels = np.asarray(open_array(args.labels, lazy=False))
+    n_axes = image.ndim - (args.channel_axis is not None)
+    ndim = args.ndim or max(1, min(3, n_axes))
+    fs = FeatureSet(ndim=ndim) if args.sigmas is None else FeatureSet(sigmas=args.sigmas, ndim=ndim)
+    clf = PixelClassifier(fs, n_estimators=args.trees, max_depth=args.max_depth)
+    clf.fit(image, labels, channel_axis=args.channel_axis)
+    clf.save(args.output)
+    print(f"trained on {clf.n_training_pixels_} labelled pixels, classes "
+          f"{clf.classes_.tolist()}, {clf.n_features_in_} features; saved {args.output}")
+    return 0
+
+
+def run_predict(args) -> int:
+    out = predict_file(args.model, args.input, args.output, channel_axis=args.channel_axis,
+                       chunks=args.chunks, scheduler=args.scheduler, proba=args.probabilities)
+    print(f"wrote {out}")
+    return 0
+
+
+__all__ = ["predict_dask", "predict_file", "open_array", "add_parser"]
