@@ -269,3 +269,41 @@ def test_minmax_pyramid_keeps_extremes_at_any_zoom():
 
 def test_runs_lists_labelled_spans():
     assert runs(np.array([0, 1, 1, 0, 2, 2, 2, 0])) == [(1, 3, 1), (4, 7, 2)]
+
+
+# -- model files and the command line ---------------------------------------------------------
+def test_model_file_round_trip_and_refuses_other_files(tmp_path):
+    from active_annotator.errors import ModelFileError
+
+    rec, labels, _ = _tremor_record()
+    spec = SignalFeatures(FeatureSet(sigmas=(5.0, 20.0), ndim=1), envelope=True, sta_lta=((0.5, 5.0),),
+                          sampling_rate=rec.sampling_rate)
+    clf = SignalClassifier(spec, n_estimators=10).fit(rec, labels)
+    path = clf.save(tmp_path / "m")
+    assert path.suffix == ".aasignal"
+    back = SignalClassifier.load(path)
+    assert back.features_ == spec and back.feature_names_in_ == clf.feature_names_in_
+    np.testing.assert_array_equal(back.predict_proba(rec), clf.predict_proba(rec))
+    (tmp_path / "junk.aasignal").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ModelFileError):
+        SignalClassifier.load(tmp_path / "junk.aasignal")
+
+
+def test_cli_signal_train_and_predict_from_spans_csv(tmp_path, capsys):
+    from active_annotator.cli import main
+
+    rec, labels, _ = _tremor_record()
+    write_signal(rec, tmp_path / "rec.csv")
+    (tmp_path / "spans.csv").write_text("start_s,end_s,class\n0,15,1\n20,30,2\n")
+    assert main(["signal-train", str(tmp_path / "rec.csv"), str(tmp_path / "spans.csv"),
+                 "-o", str(tmp_path / "model"), "--n-estimators", "10", "--scales", "0.05,0.2,0.8"]) == 0
+    assert (tmp_path / "model.aasignal").is_file()
+    assert main(["signal-predict", str(tmp_path / "model.aasignal"), str(tmp_path / "rec.csv"),
+                 "-o", str(tmp_path / "out"), "--labels", str(tmp_path / "spans.csv"), "--window", "10"]) == 0
+    pred = np.load(tmp_path / "out" / "prediction.npy")
+    assert pred.shape == (12000,) and (pred[8100:8900] == 2).mean() > 0.9
+    spans = (tmp_path / "out" / "spans.csv").read_text().splitlines()
+    assert spans[0] == "start_s,end_s,class" and len(spans) > 2
+    sug = (tmp_path / "out" / "suggestions.csv").read_text().splitlines()
+    assert sug[0].startswith("rank,start_s,end_s") and len(sug) == 11
+    assert "wrote" in capsys.readouterr().out

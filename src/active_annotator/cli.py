@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     ("active_annotator.scale", "add_parser"),
     ("active_annotator.simulate", "add_parser"),
     ("active_annotator.cnn", "add_parser"),
+    ("active_annotator.signals", "add_parser"),
 ]
 
 

@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from .errors import AnnotatorError as AnnotatorErrorBase
 from .errors import Cancelled, InputError, LabelError, NotFittedError
 from .features import FeatureSet, compute, padded, tile_slices
 
@@ -44,6 +45,8 @@ StopCallback = Callable[[], bool]
 OBSPY_HINT = 'Install the signals extra: pip install "napari-active-annotator[signals]" (it adds ObsPy).'
 ARRAY_SUFFIXES = (".npy", ".csv")
 SEISMIC_SUFFIXES = (".mseed", ".msd", ".miniseed", ".sac", ".seed", ".gse2", ".segy", ".sgy")
+MODEL_FORMAT = "napari-active-annotator.signal-classifier"
+MODEL_SUFFIX = ".aasignal"
 MAX_CHANNELS = 64
 """An array with more rows and columns than this is an image, not a signal."""
 
@@ -730,6 +733,71 @@ class SignalClassifier:
         p = self.predict_proba(signal, on_progress, should_stop)
         return self.classes_[np.argmax(p, axis=0)].astype(self.labels_dtype_)
 
+    def save(self, path) -> Path:
+        """Save to a safe model file (zip of ``.npy`` arrays + JSON, never pickle; suffix ``.aasignal``)."""
+        from .persistence import _package_version, _write_npz
+
+        if not hasattr(self, "forest_"):
+            raise NotFittedError("Train the SignalClassifier before saving it.")
+        path = Path(path)
+        if path.suffix != MODEL_SUFFIX:
+            path = path.with_name(path.name + MODEL_SUFFIX)
+        params = {k: v for k, v in self.get_params().items() if k != "features"}
+        meta = {
+            "format": MODEL_FORMAT, "schema_version": 1, "package_version": _package_version(),
+            "features": self.features_.to_dict(), "classes": [int(c) for c in self.classes_],
+            "labels_dtype": np.dtype(self.labels_dtype_).str, "n_channels": self.n_channels_in_,
+            "n_features": self.n_features_in_, "feature_names": list(self.feature_names_in_),
+            "n_training_samples": self.n_training_samples_, "params": params,
+        }
+        arrays = self.forest_.arrays()
+        arrays["importances"] = np.asarray(self.feature_importances_, np.float64)
+        return _write_npz(path, meta, arrays)
+
+    @classmethod
+    def load(cls, path) -> SignalClassifier:
+        """Load a file written by :meth:`save`; every index is validated, nothing is unpickled."""
+        import json
+
+        from .errors import ModelFileError
+        from .forest import Forest
+        from .persistence import _read_npz
+
+        path = Path(path)
+        names = ("meta", "feature", "threshold", "left", "right", "value", "roots", "importances")
+        a = _read_npz(path, names, "signal-classifier")
+        try:
+            meta = json.loads(bytes(a["meta"].astype(np.uint8)).decode("utf-8"))
+            if meta.get("format") != MODEL_FORMAT or meta.get("schema_version") != 1:
+                raise ModelFileError(
+                    f"{str(path)!r} is not a signal-classifier file of schema 1; train one with "
+                    "`active-annotator signal-train` (pixel classifiers load with load_model)."
+                )
+            spec = SignalFeatures.from_dict(meta["features"])
+            n_ch, n_feat = int(meta["n_channels"]), int(meta["n_features"])
+            classes = np.asarray([int(c) for c in meta["classes"]])
+            dtype = np.dtype(meta["labels_dtype"])
+        except ModelFileError:
+            raise
+        except (ValueError, KeyError, TypeError, AnnotatorErrorBase) as e:
+            raise ModelFileError(f"{str(path)!r}: invalid metadata ({e}).") from None
+        if n_feat != spec.n_features(n_ch) or not np.issubdtype(dtype, np.integer):
+            raise ModelFileError(f"{str(path)!r}: feature count or label type does not match its feature set.")
+        forest = Forest(feature=a["feature"], threshold=a["threshold"], left=a["left"], right=a["right"],
+                        value=a["value"], roots=a["roots"], n_features=n_feat).validate()
+        if forest.n_classes != classes.size:
+            raise ModelFileError(f"{str(path)!r}: class list does not match the forest's outputs.")
+        params = {k: v for k, v in meta.get("params", {}).items() if k in cls._param_names}
+        clf = cls(spec, **params)
+        clf.features_, clf.classes_ = spec, classes.astype(dtype)
+        clf.n_channels_in_, clf.n_features_in_ = n_ch, n_feat
+        clf.feature_names_in_ = spec.names(n_ch)
+        clf.labels_dtype_ = dtype
+        clf.forest_ = forest
+        clf.feature_importances_ = np.asarray(a["importances"], np.float64)
+        clf.n_training_samples_ = meta.get("n_training_samples")
+        return clf
+
     def feature_importances(self) -> dict[str, float]:
         """Impurity-based importance of each named feature, largest first."""
         order = np.argsort(self.feature_importances_)[::-1]
@@ -853,8 +921,131 @@ def runs(values) -> list[tuple[int, int, int]]:
     return [(int(a), int(b), int(v[a])) for a, b in zip(starts, stops) if v[a] != 0]
 
 
+# -- command line ----------------------------------------------------------------------
+def read_labels(path, record: SignalRecord) -> np.ndarray:
+    """Per-sample labels ``(time,)`` for ``record`` from a file.
+
+    ``.npy``: an integer array ``(time,)`` (0 = unlabelled). ``.csv``: spans,
+    one per row, ``start_s,end_s,class`` in seconds since the first sample (an
+    optional header row is skipped), e.g. ``12.5,31.0,2``.
+    """
+    path = Path(path)
+    n = record.n_samples
+    if path.suffix.lower() == ".npy":
+        lab = np.load(path, allow_pickle=False)
+        lab = np.asarray(lab).reshape(-1) if lab.size == n else lab
+        if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer):
+            raise LabelError(f"{path.name}: labels must be integers of shape ({n},), got {lab.dtype} {lab.shape}.")
+        return lab
+    labels = np.zeros(n, np.uint8)
+    with open(path, newline="") as f:
+        for i, row in enumerate(csv.reader(f)):
+            if not row or not "".join(row).strip():
+                continue
+            try:
+                t0, t1, cls = float(row[0]), float(row[1]), int(row[2])
+            except (ValueError, IndexError):
+                if i == 0:
+                    continue  # header
+                raise LabelError(f"{path.name} line {i + 1}: expected start_s,end_s,class, got {row}.") from None
+            a = max(0, int(round(t0 * record.sampling_rate)))
+            b = min(n, int(round(t1 * record.sampling_rate)))
+            labels[a:b] = cls
+    return labels
+
+
+def spans_table(values, sampling_rate: float) -> list[tuple[float, float, int]]:
+    """Constant runs of per-sample classes as ``(start_s, end_s, class)``."""
+    return [(a / sampling_rate, b / sampling_rate, v) for a, b, v in runs(values)]
+
+
+def _seconds_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"Expected comma-separated seconds like 0.05,0.2,0.8, got {text!r}.") from None
+
+
+def add_parser(subparsers) -> None:
+    """Add ``signal-train`` and ``signal-predict`` to the ``active-annotator`` parser."""
+    t = subparsers.add_parser(
+        "signal-train", help="train a classifier on labelled spans of a signal (miniSEED, SAC, .npy, .csv)",
+        description="Train a random forest that classifies every sample of a signal from labelled spans.")
+    t.add_argument("signal", type=Path, help="signal file: miniSEED/SAC/... (needs [signals]), .npy or .csv")
+    t.add_argument("labels", type=Path, help="labels: .npy (one int per sample) or .csv spans start_s,end_s,class")
+    t.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.aasignal)")
+    t.add_argument("--sampling-rate", type=float, default=None, help="Hz, for .npy/.csv without one")
+    t.add_argument("--scales", default="0.05,0.2,0.8,3.2", help="feature scales in seconds (default: %(default)s)")
+    t.add_argument("--no-envelope", action="store_true", help="leave out the envelope family")
+    t.add_argument("--sta-lta", default="1,10", help="STA,LTA seconds, or 'none' (default: %(default)s)")
+    t.add_argument("--n-estimators", type=int, default=100, help="trees (default: %(default)s)")
+    t.set_defaults(func=_run_train)
+    p = subparsers.add_parser(
+        "signal-predict", help="classify every sample of a signal; write classes, uncertainty, spans, suggestions",
+        description="Write prediction.npy (time,), probabilities.npy (K, time), uncertainty.npy (time,), "
+                    "spans.csv (start_s,end_s,class) and suggestions.csv (windows worth labelling next).")
+    p.add_argument("model", type=Path, help="model from signal-train")
+    p.add_argument("signal", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--sampling-rate", type=float, default=None)
+    p.add_argument("--labels", type=Path, default=None, help="labels already made (skipped by suggestions)")
+    p.add_argument("--window", type=float, default=10.0, help="suggested window length in s (default: %(default)s)")
+    p.add_argument("--strategy", default="hybrid", help="suggestion strategy (default: %(default)s)")
+    p.add_argument("--n-suggestions", type=int, default=10)
+    p.set_defaults(func=_run_predict)
+
+
+def _run_train(args) -> int:
+    rec = read_signal(args.signal, args.sampling_rate)
+    labels = read_labels(args.labels, rec)
+    sigmas = sorted({max(1.0, round(s * rec.sampling_rate, 1)) for s in _seconds_list(args.scales) if s > 0})
+    sta = () if args.sta_lta.strip().lower() == "none" else (_seconds_list(args.sta_lta)[:2],)
+    spec = SignalFeatures(FeatureSet(sigmas=tuple(sigmas), ndim=1), not args.no_envelope, sta, rec.sampling_rate)
+    clf = SignalClassifier(spec, n_estimators=args.n_estimators).fit(rec, labels)
+    out = clf.save(args.output)
+    top = ", ".join(list(clf.feature_importances())[:5])
+    print(f"trained on {clf.n_training_samples_} labelled samples of {rec.name} "
+          f"({rec.n_channels} channels, {rec.sampling_rate:g} Hz), classes {list(map(int, clf.classes_))}; "
+          f"most used features: {top}\nwrote {out}")
+    return 0
+
+
+def _run_predict(args) -> int:
+    from .uncertainty import entropy
+
+    clf = SignalClassifier.load(args.model)
+    rec = read_signal(args.signal, args.sampling_rate)
+    proba = clf.predict_proba(rec)
+    pred = clf.classes_[np.argmax(proba, axis=0)].astype(clf.labels_dtype_)
+    unc = entropy(proba)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "prediction.npy", pred)
+    np.save(out / "probabilities.npy", proba)
+    np.save(out / "uncertainty.npy", unc)
+    with open(out / "spans.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["start_s", "end_s", "class"])
+        w.writerows((f"{a:.3f}", f"{b:.3f}", v) for a, b, v in spans_table(pred, rec.sampling_rate))
+    labels = read_labels(args.labels, rec) if args.labels else None
+    width = max(2, int(round(args.window * rec.sampling_rate)))
+    sug = suggest_windows(unc, labels, width=width, strategy=args.strategy, n=args.n_suggestions)
+    with open(out / "suggestions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", "start_s", "end_s", "score", "reason"])
+        for s_ in sug:
+            sl = s_.candidate.slices[0]
+            w.writerow([s_.rank, f"{sl.start / rec.sampling_rate:.3f}", f"{sl.stop / rec.sampling_rate:.3f}",
+                        f"{s_.score:.4f}", s_.reason])
+    counts = {int(c): int((pred == c).sum()) for c in clf.classes_}
+    print(f"classified {rec.n_samples} samples of {rec.name}: {counts}; "
+          f"mean uncertainty {float(unc.mean()):.3f}\nwrote {out}/prediction.npy, probabilities.npy, "
+          f"uncertainty.npy, spans.csv, suggestions.csv")
+    return 0
+
+
 __all__ = [
     "SignalRecord", "read_signal", "write_signal", "is_signal_array", "envelope", "sta_lta",
     "SignalFeatures", "signal_features", "base_features", "SignalClassifier", "suggest_windows", "MinMaxPyramid",
-    "runs", "OBSPY_HINT",
+    "runs", "OBSPY_HINT", "read_labels", "spans_table",
 ]
