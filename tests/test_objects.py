@@ -95,7 +95,10 @@ def test_classifier_separates_round_from_elongated():
     top = {r["measurement"] for r in clf.importances()[:4]}
     assert top & {"elongation", "aspect_ratio", "eccentricity", "minor_axis_length",
                   "circularity"}
-    assert clf.permutation_importances_.shape == (len(clf.feature_names_in_),)
+    perm = clf.permutation_importances_
+    assert perm.shape == (len(clf.feature_names_in_),) and np.all((0 <= perm) & (perm <= 1))
+    # a measurement no split uses cannot change any prediction when shuffled
+    assert np.all(perm[clf.feature_importances_ == 0] == 0)
 
 
 def test_classifier_needs_two_classes():
@@ -112,6 +115,7 @@ def test_saved_classifier_predicts_the_same_and_bad_files_are_refused(tmp_path, 
     if np.unique(y[:10]).size < 2:
         y[0], y[1] = 1, 2
     clf = objects.ObjectClassifier(n_estimators=30).fit(t, y)
+    assert clf.permutation_importances_.max() > 0  # 10 labels: some measurement matters
     path = save_object_classifier(clf, tmp_path / "nuclei", class_names={1: "round", 2: "long"})
     assert path.suffix == ".aaobjects"
     back = load_object_classifier(path)

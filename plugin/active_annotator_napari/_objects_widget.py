@@ -51,10 +51,9 @@ NO_IMAGE = "(no intensity image)"
 SELECT_MODE = "select objects"
 
 NOT_DETERMINISTIC = (
-    "PCA is deterministic. t-SNE, UMAP and k-means are not: with the same seed "
-    "and objects you get the same picture, but another seed or one more object "
-    "can change it. Use them to explore and form a hypothesis; the trained "
-    "classifier is what gives reproducible classes."
+    "Not deterministic: t-SNE, UMAP and k-means change with the seed and with the "
+    "set of objects (PCA does not). Explore with them; the trained classifier is "
+    "what gives reproducible classes."
 )
 METHODS = (("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP (needs umap-learn)", "umap"))
 # class colours shared by annotations, result layer and plot (matplotlib tab10)
@@ -80,6 +79,7 @@ class ObjectClassifierWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
+        self.setMaximumWidth(620)
         self.viewer = napari_viewer
         self.table = None  # dict of columns from core.measure
         self.exploration = None
@@ -142,20 +142,20 @@ class ObjectClassifierWidget(QWidget):
         form.addRow(self.explore_button)
         note = QLabel(NOT_DETERMINISTIC)
         note.setWordWrap(True)
-        note.setStyleSheet("font-size: small; color: #c0a060;")
-        form.addRow(note)
+        note.setStyleSheet("color: #c0a060;")
         outer.addWidget(box)
+        outer.addWidget(note)
 
         self.tabs = QTabWidget()
-        self.scatter_figure = Figure(figsize=(4, 3.2), tight_layout=True)
+        self.scatter_figure = Figure(figsize=(4, 3.6), layout="constrained")
         self.scatter_canvas = FigureCanvasQTAgg(self.scatter_figure)
         self.scatter_ax = self.scatter_figure.add_subplot()
-        self.correlation_figure = Figure(figsize=(4, 3.2), tight_layout=True)
+        self.correlation_figure = Figure(figsize=(4, 3.6), layout="constrained")
         self.correlation_canvas = FigureCanvasQTAgg(self.correlation_figure)
-        self.importance_figure = Figure(figsize=(4, 3.2), tight_layout=True)
+        self.importance_figure = Figure(figsize=(4, 3.6), layout="constrained")
         self.importance_canvas = FigureCanvasQTAgg(self.importance_figure)
         for canvas in (self.scatter_canvas, self.correlation_canvas, self.importance_canvas):
-            canvas.setMinimumHeight(260)
+            canvas.setMinimumHeight(300)
         self.tabs.addTab(self.scatter_canvas, "Embedding")
         self.tabs.addTab(self.correlation_canvas, "Correlation")
         self.tabs.addTab(self.importance_canvas, "Importance")
@@ -404,8 +404,9 @@ class ObjectClassifierWidget(QWidget):
         ax.set_xlabel(f"{method} 1", fontsize="small")
         ax.set_ylabel(f"{method} 2", fontsize="small")
         ax.tick_params(labelsize="x-small")
-        ax.set_title(f"{len(e)} objects, {method}, seed {self.seed_spin.value()}",
-                     fontsize="small")
+        what = "predicted class" if by_class else "k-means cluster"
+        ax.set_title(f"{len(e)} objects, {method} (seed {self.seed_spin.value()}), "
+                     f"coloured by {what}", fontsize="small")
         self.selection_points = ax.scatter([], [], s=70, facecolors="none",
                                            edgecolors="black", linewidths=1.5)
         self._lasso = LassoSelector(ax, onselect=self._on_lasso)
@@ -477,7 +478,7 @@ class ObjectClassifierWidget(QWidget):
         value = self.click_combo.currentData()
         if value:
             self.annotate_objects([oid], max(value, 0))
-        if "Shift" in [str(m) for m in getattr(event, "modifiers", ())]:
+        if any(getattr(m, "name", str(m)) == "Shift" for m in getattr(event, "modifiers", ())):
             self.select_objects(np.union1d(self.selected, [oid]))
         else:
             self.select_objects([oid])
@@ -547,9 +548,10 @@ class ObjectClassifierWidget(QWidget):
         fig.clear()
         ax = fig.add_subplot()
         y = np.arange(len(rows))
-        ax.barh(y - 0.2, [r["impurity"] for r in rows], height=0.4, label="impurity")
+        ax.barh(y - 0.2, [r["impurity"] for r in rows], height=0.4, label="impurity (forest splits)")
         ax.barh(y + 0.2, [r["permutation"] for r in rows], height=0.4,
-                xerr=[r["permutation_std"] for r in rows], label="permutation")
+                xerr=[r["permutation_std"] for r in rows],
+                label="permutation (objects whose class changes)")
         ax.set_yticks(y, [r["measurement"] for r in rows], fontsize="xx-small")
         ax.tick_params(axis="x", labelsize="x-small")
         ax.legend(fontsize="x-small")
