@@ -573,6 +573,8 @@ class PixelClassifierWidget(QWidget):
         job.worker = worker
         worker.returned.connect(lambda outcome, job=job: self._on_returned(job, outcome))
         worker.errored.connect(lambda exc, job=job: self._on_errored(job, exc))
+        # napari's activity dock can also stop the worker (worker.quit)
+        worker.aborted.connect(lambda job=job: self._on_aborted(job))
         worker.finished.connect(lambda worker=worker: self._on_finished(worker))
         self._workers.add(worker)
         self.cancel_button.setEnabled(True)
@@ -619,6 +621,10 @@ class PixelClassifierWidget(QWidget):
         self.predicted.emit()
         if job.kind == "train":
             self.trained.emit()
+
+    def _on_aborted(self, job):
+        if job is self._job:
+            self.cancel()
 
     def _on_errored(self, job, exc):
         # an unexpected bug (expected errors come back as outcomes); napari already
