@@ -398,3 +398,21 @@ def test_loading_a_file_that_is_not_a_model_is_refused(viewer, qtbot, tmp_path):
     assert "Could not load the model" in widget.status.text()
     assert widget.save_model(tmp_path / "x") is None  # nothing trained yet
     assert "no trained model" in widget.status.text()
+
+
+def test_invalid_feature_settings_are_explained_before_any_work(viewer, qtbot):
+    viewer.add_image(np.zeros((40, 50), np.uint16), name="blank")
+    viewer.add_labels(np.zeros((40, 50), np.uint8), name="annotations")
+    widget = dock(viewer)
+    widget.sigmas_edit.setText("1, two, 4")
+    widget.train_button.click()
+    assert "Scales must be numbers" in widget.status.text()
+    widget.sigmas_edit.setText("4, 2")
+    widget.train_button.click()
+    assert "strictly increasing" in widget.status.text()
+    widget.sigmas_edit.setText("1, 2")
+    for box in widget.family_checks.values():
+        box.setChecked(False)
+    widget.train_button.click()
+    assert "at least one feature family" in widget.status.text()
+    assert not widget.busy
