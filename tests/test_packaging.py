@@ -19,6 +19,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow
 
@@ -134,11 +135,18 @@ def test_napari_discovers_widget_samples_reader_and_writer(venv, tmp_path):
         "}))\n"
     ), cwd=tmp_path)
     assert Path(got["dist_location"]).is_relative_to(venv["site"]), got["dist_location"]
-    assert got["widgets"] == ["Pixel classifier"]
-    assert got["napari_widgets"] == ["Pixel classifier"]
-    assert sorted(got["samples"]) == ["nuclei2d", "nuclei3d"]
-    assert got["readers"] == ["*.aalabels"]
-    assert got["writers"] == [".aalabels"]
+    # everything the top-level manifest declares is discovered, and nothing else
+    declared = yaml.safe_load((REPO / "napari.yaml").read_text())["contributions"]
+    widgets = [w["display_name"] for w in declared["widgets"]]
+    assert "Pixel classifier" in widgets
+    assert got["widgets"] == widgets
+    assert got["napari_widgets"] == widgets
+    assert "nuclei2d" in got["samples"]
+    assert sorted(got["samples"]) == sorted(s["key"] for s in declared["sample_data"])
+    assert "*.aalabels" in got["readers"]
+    assert got["readers"] == [p for r in declared["readers"] for p in r["filename_patterns"]]
+    assert ".aalabels" in got["writers"]
+    assert got["writers"] == [e for w in declared["writers"] for e in w["filename_extensions"]]
 
 
 def test_installed_manifest_is_the_top_level_napari_yaml(venv, tmp_path):
