@@ -132,3 +132,33 @@ def test_click_to_label_train_suggest_and_save(widget, qtbot, tmp_path):
     with qtbot.waitSignal(w.trained, timeout=5000):
         w.load_classifier(path)
     np.testing.assert_array_equal(w.proba, before)
+
+
+def test_3d_objects_measure_click_and_next(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
+    zz, yy, xx = np.mgrid[:20, :40, :80]
+    obj = np.zeros((20, 40, 80), np.uint16)
+    for oid, (cz, cy, cx, rz, ry, rx) in enumerate(
+            [(10, 10, 10, 5, 5, 5), (10, 10, 40, 4, 4, 12), (8, 30, 15, 3, 6, 6),
+             (12, 30, 55, 4, 4, 15)], start=1):
+        obj[((zz - cz) / rz) ** 2 + ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = oid
+    viewer.add_image(obj.astype(np.float32) * 50, name="volume")
+    viewer.add_labels(obj, name="cells")
+    w = ObjectClassifierWidget(viewer)
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(w.measured, timeout=TIMEOUT_MS):
+        w.measure_button.click()
+    assert "sphericity" in w.table and "eccentricity" not in w.table
+    np.testing.assert_allclose(w.table["volume"], np.bincount(obj.ravel())[1:])
+
+    # a click in the plane z=8 on object 3 selects it
+    with qtbot.waitSignal(w.selection_changed, timeout=5000):
+        click(viewer, (8.0, 30.0, 15.0))
+    assert w.selected.tolist() == [3]
+
+    with qtbot.waitSignal(w.suggested, timeout=TIMEOUT_MS):
+        w.suggest_button.click()
+    s = w.suggestions[0]
+    z = w.table["centroid-0"][s.index]
+    assert abs(viewer.dims.point[0] - z) <= 0.5
+    assert w.selected.tolist() == [s.label]

@@ -96,6 +96,8 @@ class ObjectClassifierWidget(QWidget):
         layers.events.removed.connect(self._refresh_layer_choices)
         self._refresh_layer_choices()
         self.viewer.mouse_drag_callbacks.append(self._on_viewer_click)
+        self.destroyed.connect(_disconnect_from_viewer(
+            self.viewer, self._on_viewer_click, self._refresh_layer_choices))
 
     # -- layout ------------------------------------------------------------------
     def _build(self):
@@ -472,6 +474,12 @@ class ObjectClassifierWidget(QWidget):
         """Click on an object: select it (and its point) or give it the chosen class."""
         if self.table is None or getattr(event, "button", 1) != 1:
             return
+        try:
+            self.click_combo.currentData()
+        except RuntimeError:  # the Qt side of this widget is gone; its callback stayed
+            _disconnect_from_viewer(self.viewer, self._on_viewer_click,
+                                    self._refresh_layer_choices)()
+            return
         oid = self._object_at(event.position)
         if oid == 0:
             return
@@ -639,3 +647,15 @@ class ObjectClassifierWidget(QWidget):
 def _fit_and_predict(table, y):
     clf = core.ObjectClassifier().fit(table, y)
     return clf, clf.predict_proba(table)
+
+
+def _disconnect_from_viewer(viewer, on_click, on_layers):
+    """A callable that unhooks a closed widget from the viewer (holds no Qt object)."""
+
+    def disconnect(*_):
+        if on_click in viewer.mouse_drag_callbacks:
+            viewer.mouse_drag_callbacks.remove(on_click)
+        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            emitter.disconnect(on_layers)
+
+    return disconnect

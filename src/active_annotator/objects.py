@@ -53,7 +53,8 @@ SHAPE_MEASUREMENTS = {
 INTENSITY_MEASUREMENTS = ("intensity_mean", "intensity_std", "intensity_min", "intensity_max")
 
 EMBEDDINGS = ("pca", "tsne", "umap")
-STRATEGIES = ("hybrid", "uncertainty", "diversity", "cluster", "random")
+STRATEGIES = ("hybrid", "uncertainty", "entropy", "margin", "least_confidence",
+              "diversity", "cluster", "random")  # as active_annotator.sampling
 
 
 # --------------------------------------------------------------------------- measure
@@ -646,110 +647,70 @@ class ObjectSuggestion:
     reason: str
 
 
-def _entropy_rows(proba: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(proba, np.float64), 1e-12, 1.0)
-    k = p.shape[1]
-    return -(p * np.log(p)).sum(axis=1) / np.log(k) if k > 1 else np.zeros(len(p))
-
-
-def _k_center(z: np.ndarray, pool: np.ndarray, chosen: np.ndarray, n: int,
-              first: int | None) -> list[tuple[int, float]]:
-    """Greedy k-center: repeatedly take the pool row farthest from everything chosen."""
-    picked: list[tuple[int, float]] = []
-    if chosen.size:
-        d = np.min(np.linalg.norm(z[pool, None, :] - z[None, chosen, :], axis=2), axis=1)
-    else:
-        d = np.full(pool.size, np.inf)
-    if first is not None and pool.size:
-        j = int(np.nonzero(pool == first)[0][0])
-        picked.append((int(pool[j]), float("inf")))
-        d = np.minimum(d, np.linalg.norm(z[pool] - z[pool[j]], axis=1))
-        d[j] = -1
-    while len(picked) < min(n, pool.size):
-        j = int(np.argmax(d))
-        if d[j] < 0:
-            break
-        picked.append((int(pool[j]), float(d[j])))
-        d = np.minimum(d, np.linalg.norm(z[pool] - z[pool[j]], axis=1))
-        d[j] = -1
-    return picked
-
-
-def suggest_objects(table, *, proba=None, labelled=None, n: int = 10,
-                    strategy: str = "hybrid", random_state: int | None = 0) -> list[ObjectSuggestion]:
+def suggest_objects(table, *, proba=None, labelled=None, n: int = 10, strategy: str = "hybrid",
+                    measure: str = "entropy",
+                    random_state: int | None = 0) -> list[ObjectSuggestion]:
     """Rank the unlabelled objects by how much labelling them would teach the classifier.
+
+    Uses the package's active-learning ranking (:func:`active_annotator.sampling.suggest`)
+    with each object as one candidate described by its standardised
+    measurements, so distances (diversity, clusters, hybrid) are in
+    measurement space, not in pixels.
 
     Parameters
     ----------
-    table : measurement table (or matrix) of all objects
-    proba : ``(n_objects, n_classes)`` from :meth:`ObjectClassifier.predict_proba`;
-        without it only ``diversity``, ``cluster`` and ``random`` are possible
-        (``hybrid`` and ``uncertainty`` fall back to ``diversity``).
+    table : measurement table of all objects (or a matrix ``(n_objects, n_measurements)``)
+    proba : ``(n_objects, n_classes)`` from :meth:`ObjectClassifier.predict_proba`.
+        Without it only label-free ranking is possible: every strategy except
+        ``random`` falls back to ``diversity``.
     labelled : bool or class array ``(n_objects,)``; labelled objects are never suggested
-    strategy : ``"uncertainty"`` (entropy of the probabilities, normalised to
-        [0, 1]), ``"diversity"`` (k-center greedy on the standardised
-        measurements, away from what is labelled), ``"cluster"`` (k-means into
-        ``n`` clusters, the most uncertain -- or most central -- object of
-        each), ``"hybrid"`` (the ``5 n`` most uncertain, then k-center among
-        them), ``"random"``.
+    strategy : one of :data:`STRATEGIES`: ``uncertainty`` (or a measure name),
+        ``diversity`` (k-center greedy on the measurements), ``cluster``
+        (k-means, the most uncertain object of each cluster), ``hybrid``
+        (uncertainty weighted by the distance to labelled objects and earlier
+        picks), ``random``.
+    measure : ``entropy``, ``margin`` or ``least_confidence`` (uncertainty of
+        the probabilities; all in [0, 1], 1 = most uncertain)
 
     Returns
     -------
     list of :class:`ObjectSuggestion`, best first.
     """
-    x, _ = feature_matrix(table) if not isinstance(table, np.ndarray) else (table, None)
-    ids = (np.asarray(table["label"], np.int64) if not isinstance(table, np.ndarray)
-           else np.arange(1, len(x) + 1))
-    nobj = len(x)
+    from . import sampling
+    from .candidates import Candidate
+
     if strategy not in STRATEGIES:
         raise InputError(f"Unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}.")
-    lab = np.zeros(nobj, bool) if labelled is None else np.asarray(labelled) != 0
-    pool = np.nonzero(~lab)[0]
-    if pool.size == 0 or n <= 0:
-        return []
+    if isinstance(table, np.ndarray):
+        x, _ = feature_matrix(table)
+        ids = np.arange(1, len(x) + 1)
+    else:
+        x, _ = feature_matrix(table)
+        ids = np.asarray(table["label"], np.int64)
+    nobj = len(x)
+    lab = (np.zeros(nobj, np.uint8) if labelled is None
+           else (np.asarray(labelled) != 0).astype(np.uint8))
+    if lab.shape != (nobj,):
+        raise InputError(f"labelled has shape {lab.shape}; expected one entry per object ({nobj},).")
     z = standardize(x)
-    unc = None if proba is None else _entropy_rows(proba)
-    if unc is None and strategy in ("uncertainty", "hybrid"):
+    # each object is one item of a collection (stack index = row), compared by
+    # its measurements: sampling's descriptor-space branch
+    cands = [Candidate(i, "image", (), (float(i),), stack_index=i, descriptor=z[i])
+             for i in range(nobj)]
+    fallback = ""
+    if proba is None and strategy != "random":
+        fallback = "" if strategy == "diversity" else "no classifier yet: "
         strategy = "diversity"
-    out: list[ObjectSuggestion] = []
-
-    def add(i, score, reason):
-        out.append(ObjectSuggestion(int(i), int(ids[i]), float(score), reason))
-
-    if strategy == "random":
-        rng = np.random.default_rng(random_state)
-        for i in rng.permutation(pool)[:n]:
-            add(i, 0.0, "random baseline")
-    elif strategy == "uncertainty":
-        for i in pool[np.argsort(-unc[pool], kind="stable")][:n]:
-            add(i, unc[i], f"uncertain: entropy {unc[i]:.2f}")
-    elif strategy == "diversity":
-        chosen = np.nonzero(lab)[0]
-        # without labels start from the most typical object (closest to the mean)
-        first = None if chosen.size else int(pool[np.argmin(np.linalg.norm(z[pool], axis=1))])
-        for i, d in _k_center(z, pool, chosen, n, first):
-            add(i, d if np.isfinite(d) else 0.0,
-                "most typical object" if not np.isfinite(d) else f"unlike labelled: distance {d:.2f}")
-    elif strategy == "cluster":
-        from sklearn.cluster import KMeans
-
-        k = min(n, pool.size)
-        km = KMeans(n_clusters=k, n_init=10, random_state=random_state).fit(z[pool])
-        for c in range(k):
-            members = pool[km.labels_ == c]
-            if unc is not None:
-                i = members[np.argmax(unc[members])]
-                add(i, unc[i], f"cluster {c + 1} of {k}: most uncertain (entropy {unc[i]:.2f})")
-            else:
-                dist = np.linalg.norm(z[members] - km.cluster_centers_[c], axis=1)
-                i = members[np.argmin(dist)]
-                add(i, -dist.min(), f"cluster {c + 1} of {k}: most central")
-        if unc is not None:
-            out.sort(key=lambda s: -s.score)
-    else:  # hybrid
-        cand = pool[np.argsort(-unc[pool], kind="stable")][: max(5 * n, n)]
-        chosen = np.nonzero(lab)[0]
-        # the most uncertain object first, then uncertain ones far from all picked/labelled
-        for i, d in _k_center(z, cand, chosen, n, int(cand[0])):
-            add(i, unc[i], f"uncertain (entropy {unc[i]:.2f}) and unlike those already picked")
-    return out[:n]
+    p = None if proba is None else np.asarray(proba, np.float64).T  # (K, n_objects)
+    if p is not None and p.shape[1] != nobj:
+        raise InputError(f"proba has {p.shape[1]} rows; expected one per object ({nobj}).")
+    picks = sampling.suggest(cands, labelled=lab, strategy=strategy, n=n, seed=random_state,
+                             proba=p, measure=None if p is None else
+                             strategy if strategy in ("entropy", "margin", "least_confidence")
+                             else measure)
+    out = []
+    for s in picks:
+        i = int(s.candidate.stack_index)
+        reason = (fallback + s.reason).replace("candidate", "object")
+        out.append(ObjectSuggestion(i, int(ids[i]), float(s.score), reason))
+    return out
