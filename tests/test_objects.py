@@ -169,6 +169,9 @@ def test_embeddings_and_kmeans_are_reproducible_with_a_seed(nuclei):
     if not objects.umap_available():
         with pytest.raises(InputError, match="umap-learn"):
             objects.embed(x, "umap")
+    else:  # installed with the [objects] extra, as in CI
+        u = objects.embed(x, "umap", random_state=0)
+        assert u.shape == (len(x), 2) and np.isfinite(u).all()
 
 
 def test_separating_measurements_ranks_shape_for_shape_groups():
