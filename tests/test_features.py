@@ -170,3 +170,45 @@ def test_bad_sigmas_are_rejected(sigmas, match):
 def test_feature_set_json_round_trip():
     fs = FeatureSet(sigmas=(0.5, 2.0), families=("log", "hessian"), ndim=3, truncate=3.0)
     assert FeatureSet.from_json(fs.to_json()) == fs
+
+
+def test_feature_cache_region_equals_whole_image():
+    from active_annotator.features import FeatureCache
+
+    rng = np.random.default_rng(7)
+    x = rng.random((300, 410, 2)).astype(np.float32)
+    fs = FeatureSet(sigmas=(1.0, 3.0))
+    whole = compute(x, fs, channel_axis=-1)
+    cache = FeatureCache(x, fs, channel_axis=-1, tile=128)
+    assert np.array_equal(cache.region((slice(50, 290), slice(100, 409))),
+                          whole[:, 50:290, 100:409])
+    assert len(cache._tiles) == 3 * 4          # only tiles under the region were computed
+    assert np.array_equal(cache.region(), whole)
+    mask = np.zeros(x.shape[:2], bool)
+    mask[::7, ::5] = True
+    assert np.array_equal(cache.at(mask), whole[:, mask].T)
+
+
+def test_feature_cache_is_bounded_and_reads_lazily():
+    from active_annotator.features import FeatureCache
+
+    class CountingArray:
+        """Records every read, like a zarr array would be read from disk."""
+
+        def __init__(self, a):
+            self.a, self.shape, self.reads = a, a.shape, []
+
+        def __getitem__(self, sl):
+            self.reads.append(sl)
+            return self.a[sl]
+
+    x = CountingArray(np.random.default_rng(8).random((1000, 1000)).astype(np.float32))
+    fs = FeatureSet(sigmas=(1.0,))
+    cache = FeatureCache(x, fs, tile=100, max_bytes=3 * 100 * 100 * 4 * fs.n_features())
+    cache.region((slice(0, 100), slice(0, 300)))
+    assert len(x.reads) == 3 and cache.nbytes <= cache.max_bytes
+    assert all(s.stop - s.start <= 100 + 2 * fs.halo for sl in x.reads for s in sl)
+    cache.region((slice(900, 1000), slice(900, 1000)))
+    assert len(cache._tiles) == 3               # least recently used tile dropped
+    with pytest.raises(InputError, match="2 spatial axes"):
+        FeatureCache(np.zeros((3, 10, 10)), fs)

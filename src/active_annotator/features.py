@@ -744,3 +744,134 @@ def compute_at(
         m = mask[sl]
         X[order[sl][m]] = f[(slice(None),) + inner][:, m].T
     return X
+
+
+class FeatureCache:
+    """Features of one image, computed tile by tile on first use and kept.
+
+    For interactive use: the features of what is on screen are computed once,
+    then every retraining and prediction of that region reads them from the
+    cache. Each tile is filtered with ``spec.halo`` of context, so cached
+    values equal :func:`compute` on the whole image exactly. The image may be
+    any array that supports slicing (numpy, zarr, dask); only the tiles that
+    are asked for are read.
+
+    Parameters
+    ----------
+    image : array ``(*spatial)`` with an optional channel axis
+        ``spec.ndim`` spatial axes (pass one plane of a stack).
+    spec : FeatureSet
+    channel_axis : int or None
+    tile : int
+        Tile edge in pixels (per spatial axis).
+    max_bytes : int or None
+        Drop the least recently used tiles beyond this many bytes of features.
+    threads : int, optional
+        Threads for :func:`compute`.
+
+    Examples
+    --------
+    >>> cache = FeatureCache(image, clf.feature_set)              # doctest: +SKIP
+    >>> visible = (slice(0, 800), slice(300, 1500))
+    >>> proba = clf.predict_proba_features(cache.region(visible))  # doctest: +SKIP
+    >>> X = cache.at(labels > 0)                                   # doctest: +SKIP
+    """
+
+    def __init__(self, image, spec: FeatureSet, channel_axis: int | None = None, *,
+                 tile: int = 512, max_bytes: int | None = None, threads: int | None = None):
+        self.image = image if hasattr(image, "__getitem__") else np.asarray(image)
+        self.spec = spec
+        self.channel_axis = channel_axis
+        shape = list(np.shape(image))
+        n_ch = 1
+        if channel_axis is not None:
+            n_ch = shape.pop(channel_axis)
+        if len(shape) != spec.ndim:
+            raise InputError(
+                f"FeatureCache needs an image with {spec.ndim} spatial axes, got shape "
+                f"{np.shape(image)} (channel_axis={channel_axis}); pass one plane of a stack."
+            )
+        self.shape = tuple(shape)
+        self.n_features = spec.n_features(n_ch)
+        self.tile = int(tile)
+        self.max_bytes = max_bytes
+        self.threads = threads
+        self._tiles: dict[tuple[int, ...], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of features held now."""
+        return sum(a.nbytes for a in self._tiles.values())
+
+    def clear(self) -> None:
+        """Forget all tiles (call when the image's pixels change)."""
+        with self._lock:
+            self._tiles.clear()
+
+    def _read(self, outer: tuple[slice, ...]) -> np.ndarray:
+        if self.channel_axis is None:
+            return np.asarray(self.image[outer])
+        ax = self.channel_axis % (len(self.shape) + 1)
+        full = outer[:ax] + (slice(None),) + outer[ax:]
+        return np.moveaxis(np.asarray(self.image[full]), ax, 0)
+
+    def _get_tile(self, key: tuple[int, ...]) -> np.ndarray:
+        with self._lock:
+            f = self._tiles.pop(key, None)
+            if f is not None:
+                self._tiles[key] = f  # most recently used last
+                return f
+        sl = tuple(slice(k * self.tile, min(n, (k + 1) * self.tile)) for k, n in zip(key, self.shape))
+        outer, inner = padded(sl, self.shape, self.spec.halo)
+        block = self._read(outer)
+        f = compute(block, self.spec, channel_axis=None if self.channel_axis is None else 0,
+                    threads=self.threads)
+        f = np.ascontiguousarray(f[(slice(None),) + inner])
+        with self._lock:
+            self._tiles[key] = f
+            if self.max_bytes is not None:
+                while len(self._tiles) > 1 and self.nbytes > self.max_bytes:
+                    self._tiles.pop(next(iter(self._tiles)))
+        return f
+
+    def region(self, region: tuple[slice, ...] | None = None) -> np.ndarray:
+        """Features ``(n_features, *region shape)`` float32 of a region (default: everything)."""
+        if region is None:
+            region = tuple(slice(0, n) for n in self.shape)
+        if len(region) != len(self.shape):
+            raise InputError(f"region {region} needs {len(self.shape)} slices.")
+        region = tuple(slice(*s.indices(n)[:2]) for s, n in zip(region, self.shape))
+        if any(s.stop <= s.start for s in region):
+            raise InputError(f"region {region} is empty for an image of shape {self.shape}.")
+        out = np.empty((self.n_features,) + tuple(s.stop - s.start for s in region), np.float32)
+        ranges = [range(s.start // self.tile, (s.stop - 1) // self.tile + 1) for s in region]
+        for key in np.ndindex(*[len(r) for r in ranges]):
+            key = tuple(r[k] for r, k in zip(ranges, key))
+            f = self._get_tile(key)
+            src, dst = [], []
+            for k, s in zip(key, region):
+                t0 = k * self.tile
+                lo, hi = max(s.start, t0), min(s.stop, t0 + self.tile)
+                src.append(slice(lo - t0, hi - t0))
+                dst.append(slice(lo - s.start, hi - s.start))
+            out[(slice(None),) + tuple(dst)] = f[(slice(None),) + tuple(src)]
+        return out
+
+    def at(self, mask: np.ndarray) -> np.ndarray:
+        """Features ``(mask.sum(), n_features)`` at the true pixels of ``mask`` (C order).
+
+        Same result as :func:`compute_at`; only tiles holding masked pixels are computed.
+        """
+        mask = np.asarray(mask, bool)
+        if mask.shape != self.shape:
+            raise InputError(f"Mask shape {mask.shape} differs from the image's {self.shape}.")
+        X = np.empty((int(mask.sum()), self.n_features), np.float32)
+        order = np.zeros(self.shape, np.int64)
+        order[mask] = np.arange(X.shape[0])
+        for sl in tile_slices(self.shape, (self.tile,) * len(self.shape)):
+            m = mask[sl]
+            if m.any():
+                key = tuple(s.start // self.tile for s in sl)
+                X[order[sl][m]] = self._get_tile(key)[:, m].T
+        return X
