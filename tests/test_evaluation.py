@@ -111,3 +111,44 @@ def test_history_rows_csv_and_learning_curve_figure(tmp_path):
     assert ax.get_xlabel() == "labelled pixels"
     fig.savefig(tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_fit_and_validate_trains_on_all_labels_and_scores_a_twin_on_held_out_strokes():
+    from active_annotator import FeatureSet, PixelClassifier
+    from active_annotator.evaluation import fit_and_validate
+
+    rng = np.random.default_rng(1)
+    truth = np.ones((64, 64), np.uint8)
+    truth[:, 32:] = 2
+    image = (truth * 10 + rng.normal(size=truth.shape)).astype(np.float32)
+    labels = np.zeros_like(truth)
+    for row in (4, 20, 36, 52):  # four separate strokes per class
+        labels[row:row + 2, 4:12] = 1
+        labels[row:row + 2, 40:48] = 2
+    clf = PixelClassifier(FeatureSet(sigmas=(1.0,), families=("gaussian",), ndim=2),
+                          n_estimators=10, n_jobs=1)
+    v = fit_and_validate(clf, image, labels, validation=0.3, seed=0)
+    assert clf.n_training_pixels_ == int((labels != 0).sum())  # the user's model saw everything
+    assert v.labels_per_class == {1: 64, 2: 64}
+    assert v.train.n_pixels + v.validation.n_pixels == 128
+    assert v.validation.n_pixels == int((v.split.validation != 0).sum()) > 0
+    assert v.validation.accuracy == 1.0 and v.train.accuracy == 1.0  # separable classes
+    history = History()
+    row = v.record(history)
+    assert row["validation_pixels"] == v.validation.n_pixels and row["labelled_pixels"] == 128
+
+
+def test_fit_and_validate_without_a_second_stroke_has_no_validation_scores():
+    from active_annotator import FeatureSet, PixelClassifier
+    from active_annotator.evaluation import fit_and_validate
+
+    image = np.zeros((32, 32), np.float32)
+    image[:, 16:] = 1
+    labels = np.zeros((32, 32), np.uint8)
+    labels[4:8, 4:8] = 1
+    labels[4:8, 20:24] = 2
+    clf = PixelClassifier(FeatureSet(sigmas=(1.0,), families=("gaussian",), ndim=2),
+                          n_estimators=5, n_jobs=1)
+    v = fit_and_validate(clf, image, labels)
+    assert v.validation.n_pixels == 0 and np.isnan(v.validation.accuracy)
+    assert v.train.n_pixels == 32 and hasattr(clf, "forest_")

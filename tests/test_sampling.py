@@ -138,3 +138,64 @@ def test_errors_say_what_to_do():
         suggest(ps, strategy="hybrid")
     with pytest.raises(InputError, match="describe"):
         suggest(ps, np.zeros((64, 64)), strategy="cluster")
+
+
+# -- suggest_for_image: the one call the widget makes -------------------------------------
+def _proba_with_uncertain_block(shape, block):
+    p = np.zeros((2, *shape), np.float32)
+    p[0] = 0.95
+    p[1] = 0.05
+    p[(slice(None),) + block] = 0.5
+    return p
+
+
+def test_suggest_for_image_finds_the_uncertain_patch_of_a_2d_image():
+    from active_annotator.sampling import suggest_for_image
+
+    p = _proba_with_uncertain_block((64, 64), (slice(32, 48), slice(16, 32)))
+    s = suggest_for_image(p, np.zeros((64, 64), np.uint8), strategy="hybrid", n=3, size=16)
+    assert s[0].candidate.slices == (slice(32, 48), slice(16, 32))
+    assert s[0].candidate.stack_index is None and len(s) == 3
+
+
+def test_suggest_for_image_on_a_stack_ranks_2d_patches_of_every_plane():
+    from active_annotator.sampling import suggest_for_image
+
+    p = _proba_with_uncertain_block((5, 32, 32), (3, slice(16, 32), slice(0, 16)))
+    s = suggest_for_image(p, None, strategy="entropy", n=2, size=16, spatial_ndim=2)
+    first = s[0].candidate
+    assert first.stack_index == 3 and first.slices == (slice(16, 32), slice(0, 16))
+    assert first.centre == (3.0, 23.5, 7.5)
+
+
+def test_suggest_for_image_on_a_volume_ranks_3d_blocks():
+    from active_annotator.sampling import suggest_for_image
+
+    p = _proba_with_uncertain_block((16, 32, 32), (slice(8, 16), slice(0, 8), slice(8, 16)))
+    s = suggest_for_image(p, strategy="entropy", n=1, size=8, spatial_ndim=3)
+    assert s[0].candidate.slices == (slice(8, 16), slice(0, 8), slice(8, 16))
+
+
+def test_suggest_for_image_describes_patches_by_features_for_cluster_and_diversity():
+    from active_annotator import FeatureSet
+    from active_annotator.sampling import suggest_for_image
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(3, 32, 32)).astype(np.float32)
+    image[:, :, 16:] += 10  # two kinds of texture: left and right halves
+    p = _proba_with_uncertain_block((3, 32, 32), (0, slice(0, 8), slice(0, 8)))
+    fs = FeatureSet(sigmas=(1.0,), families=("original", "gaussian"), ndim=2)
+    s = suggest_for_image(p, strategy="cluster", n=2, size=8, spatial_ndim=2, image=image,
+                          features=fs, seed=0)
+    halves = {c.candidate.slices[1].start >= 16 for c in s}
+    assert halves == {True, False}  # one pick per kind of texture
+    assert s[0].candidate.descriptor.shape == (fs.n_features(1),)
+    with pytest.raises(InputError, match="image="):
+        suggest_for_image(p, strategy="diversity", n=2, size=8, spatial_ndim=2)
+
+
+def test_suggest_for_image_refuses_two_stack_axes():
+    from active_annotator.sampling import suggest_for_image
+
+    with pytest.raises(InputError, match="one time point"):
+        suggest_for_image(np.full((2, 2, 3, 16, 16), 0.5, np.float32), spatial_ndim=2)

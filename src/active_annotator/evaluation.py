@@ -292,4 +292,84 @@ class History:
         return fig
 
 
-__all__ = ["LabelSplit", "split_labels", "Metrics", "metrics", "History"]
+@dataclass
+class Validation:
+    """Scores of one training round (see :func:`fit_and_validate`).
+
+    Attributes
+    ----------
+    split : LabelSplit
+    labels_per_class : dict class -> labelled pixels (all labels)
+    train : Metrics
+        The held-out model on the labels it was trained on (training error).
+    validation : Metrics
+        The held-out model on the validation labels; ``n_pixels`` 0 (NaN
+        scores) when no class has a second stroke to hold out.
+    """
+
+    split: LabelSplit
+    labels_per_class: dict
+    train: Metrics
+    validation: Metrics
+
+    def record(self, history: History, **extra) -> dict:
+        """Append this round to ``history``; returns the row."""
+        return history.add(self.labels_per_class, self.train, self.validation, **extra)
+
+
+def fit_and_validate(classifier, image, labels, channel_axis: int | None = None,
+                     validation: float = 0.3, seed: int | None = 0,
+                     on_progress=None, should_stop=None) -> Validation:
+    """Train ``classifier`` on all labels, and score a twin trained without the validation strokes.
+
+    The model a person uses should learn from every stroke, but an honest
+    error needs strokes the model never saw. So the labels are split by
+    connected component (:func:`split_labels`); a copy of the classifier
+    (same parameters) is trained on the training part and scored on both
+    parts; then ``classifier`` itself is trained on all labels. The features
+    at labelled pixels are computed once and shared by both fits.
+
+    Parameters
+    ----------
+    classifier : PixelClassifier
+        Fitted in place on all labels (as ``fit`` would).
+    image : array ``(*stack, *spatial)`` with an optional channel axis
+    labels : int array ``(*stack, *spatial)``; 0 = unlabelled
+    channel_axis : int or None
+    validation : float
+        Target fraction of each class's labelled pixels held out.
+    seed : int, optional
+        Seed of the split.
+    on_progress, should_stop : as in :meth:`PixelClassifier.fit`
+
+    Returns
+    -------
+    Validation
+    """
+    lab = np.asarray(labels)
+    X, y, n_ch = classifier.training_data(image, lab, channel_axis, on_progress, should_stop)
+    split = split_labels(lab, validation=validation, seed=seed)
+    # training_data's rows follow the labelled pixels in C order, as boolean indexing does
+    held_out = split.validation[lab != 0] != 0
+    values, counts = np.unique(y, return_counts=True)
+    classes = [int(v) for v in values]
+    if held_out.any():
+        twin = type(classifier)(**classifier.get_params())
+        twin.fit_features(X[~held_out], y[~held_out], n_channels=n_ch, labels_dtype=lab.dtype,
+                          should_stop=should_stop)
+        classifier.fit_features(X, y, n_channels=n_ch, labels_dtype=lab.dtype, should_stop=should_stop)
+    else:
+        twin = classifier.fit_features(X, y, n_channels=n_ch, labels_dtype=lab.dtype,
+                                       should_stop=should_stop)
+
+    def predict(rows):
+        proba = twin.predict_proba_features(np.ascontiguousarray(X[rows].T))
+        return twin.classes_[np.argmax(proba, axis=0)]
+
+    train_m = metrics(y[~held_out], predict(~held_out), classes)
+    val_m = metrics(y[held_out], predict(held_out) if held_out.any() else y[held_out], classes)
+    return Validation(split, dict(zip(classes, counts.tolist())), train_m, val_m)
+
+
+__all__ = ["LabelSplit", "split_labels", "Metrics", "metrics", "History", "Validation",
+           "fit_and_validate"]

@@ -31,7 +31,7 @@ Candidates that are fully labelled are skipped. Axes: ``uncertainty`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -39,7 +39,7 @@ from scipy import ndimage as ndi
 
 from . import candidates as cand
 from .candidates import Candidate
-from .errors import InputError
+from .errors import Cancelled, InputError
 from .uncertainty import MEASURES
 from .uncertainty import uncertainty as pixel_uncertainty
 
@@ -293,4 +293,131 @@ def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name) -> list[Sugges
     return out
 
 
-__all__ = ["Suggestion", "suggest", "STRATEGIES"]
+DESCRIPTOR_STRATEGIES = ("diversity", "cluster")
+
+
+def image_patches(shape, size=32, spatial_ndim: int | None = None) -> list[Candidate]:
+    """Patches over an image or a stack of images, as the pixel classifier sees them.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(*stack, *spatial)``: at most one stack axis (planes of a stack or
+        frames of a time-lapse), ``spatial`` 2-D or 3-D.
+    size : int or tuple of int
+        Patch edge per spatial axis.
+    spatial_ndim : int, optional
+        Number of spatial axes (the feature set's ``ndim``); default all axes
+        (up to 3).
+
+    Returns
+    -------
+    list of Candidate: 2-D tiles (with ``stack_index`` for stacks) or 3-D blocks.
+    """
+    shape = tuple(int(n) for n in shape)
+    nd = min(len(shape), 3) if spatial_ndim is None else int(spatial_ndim)
+    stack, spatial = shape[:-nd], shape[-nd:]
+    if len(stack) > 1:
+        raise InputError(
+            f"Suggestions work on one image, one volume or one stack of them; shape {shape} "
+            f"has {len(stack)} stack axes before its {nd} spatial ones. Suggest on one "
+            "time point or channel at a time.")
+    if not stack:
+        return cand.patches(spatial, size)
+    out: list[Candidate] = []
+    for i in range(stack[0]):
+        out += cand.patches(spatial, size, stack_index=i, start_id=len(out))
+    return out
+
+
+def _describe_by_plane(cands, image, features, channel_axis, should_stop):
+    """Mean features per candidate, one plane (or volume) of features in memory at a time."""
+    from .features import compute
+
+    img = np.asarray(image)
+    if channel_axis is not None:
+        img = np.moveaxis(img, channel_axis, -1)
+    ca = -1 if channel_axis is not None else None
+    planes = sorted({c.stack_index for c in cands}, key=lambda i: -1 if i is None else i)
+    out = {}
+    for p in planes:
+        if should_stop is not None and should_stop():
+            raise Cancelled("Ranking was cancelled.")
+        block = img if p is None else img[p]
+        feats = compute(block, features, channel_axis=ca)
+        mine = [c for c in cands if c.stack_index == p]
+        flat = cand.describe([replace(c, stack_index=None) for c in mine], feats)
+        for c, d in zip(mine, flat):
+            out[c.id] = replace(c, descriptor=d.descriptor)
+    return [out[c.id] for c in cands]
+
+
+def suggest_for_image(
+    proba,
+    labels=None,
+    strategy: str = "hybrid",
+    n: int = 10,
+    size=32,
+    seed: int | None = None,
+    *,
+    spatial_ndim: int | None = None,
+    image=None,
+    features=None,
+    channel_axis: int | None = None,
+    should_stop=None,
+) -> list[Suggestion]:
+    """Rank the patches of an image (or stack, or volume) from a classifier's probabilities.
+
+    The one call a GUI or script needs after ``predict_proba``: builds the
+    patches (:func:`image_patches`), gives them feature descriptors when the
+    strategy needs them (``diversity``, ``cluster``), and ranks them with
+    :func:`suggest`.
+
+    Parameters
+    ----------
+    proba : float array ``(n_classes, *stack, *spatial)``
+        :meth:`PixelClassifier.predict_proba` of the image.
+    labels : int array ``(*stack, *spatial)``, optional
+        The user's labels (0 = unlabelled).
+    strategy, n, seed :
+        As in :func:`suggest`; ``n`` suggestions at most.
+    size : int or tuple of int
+        Patch edge per spatial axis, in pixels.
+    spatial_ndim : int, optional
+        Spatial axes of the feature set (2: planes of a stack are separate
+        images; 3: volumes); default all axes up to 3.
+    image : array ``(*stack, *spatial)`` with an optional channel axis
+        Needed only for ``diversity`` and ``cluster`` (descriptors are the mean
+        ``features`` over each patch, computed one plane or volume at a time).
+    features : FeatureSet, optional
+        Default ``FeatureSet.default(spatial_ndim)``; pass the classifier's
+        ``feature_set`` to describe patches with what it learns from.
+    channel_axis : int or None
+        Channel axis of ``image``.
+    should_stop : callable() -> bool, optional
+        Checked between planes; True stops with ``Cancelled``.
+
+    Returns
+    -------
+    list of Suggestion, best first. Each candidate's ``centre`` and ``key``
+    are in the coordinates of ``(*stack, *spatial)``.
+    """
+    p = np.asarray(proba)
+    if p.ndim < 2:
+        raise InputError(f"proba must be (n_classes, *spatial), got shape {p.shape}.")
+    shape = p.shape[1:]
+    if labels is not None and np.shape(labels) != shape:
+        raise InputError(f"labels have shape {np.shape(labels)} but the probabilities cover {shape}.")
+    nd = min(len(shape), 3) if spatial_ndim is None else int(spatial_ndim)
+    cands = image_patches(shape, size, nd)
+    if strategy in DESCRIPTOR_STRATEGIES:
+        if image is None:
+            raise InputError(f"Strategy {strategy!r} compares patches by their features: pass image=.")
+        from .features import FeatureSet
+
+        fs = features if features is not None else FeatureSet.default(ndim=nd)
+        cands = _describe_by_plane(cands, image, fs, channel_axis, should_stop)
+    return suggest(cands, labelled=labels, strategy=strategy, n=n, seed=seed, proba=p)
+
+
+__all__ = ["Suggestion", "suggest", "suggest_for_image", "image_patches", "STRATEGIES"]
