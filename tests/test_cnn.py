@@ -301,3 +301,29 @@ def test_prediction_leaves_the_input_unchanged_and_repeats(trained):
     b = clf.predict_proba(img)
     np.testing.assert_array_equal(img, before)
     np.testing.assert_array_equal(a, b)
+
+
+def test_dask_prediction_matches_in_memory(trained):
+    da = pytest.importorskip("dask.array")
+    from active_annotator.cnn import predict_dask
+
+    clf, img, *_ = trained
+    big = np.tile(img, (2, 2))
+    lazy = predict_dask(clf, da.from_array(big, chunks=64), proba=True)
+    np.testing.assert_allclose(lazy.compute(scheduler="synchronous"), clf.predict_proba(big), atol=1e-4)
+    seg = predict_dask(clf, big, chunks=64).compute(scheduler="synchronous")
+    np.testing.assert_array_equal(seg, clf.predict(big))
+
+
+def test_three_dimensional_volume():
+    rng = np.random.default_rng(0)
+    vol = rng.normal(0, 1, (16, 16, 16)).astype(np.float32)
+    vol[:, :, 8:] += 3
+    labels = np.zeros(vol.shape, np.uint8)
+    labels[4, 4, 1:6] = 1
+    labels[10, 10, 10:15] = 2
+    cfg = CNNConfig(dims=3, epochs=1, widths=[4, 8], depth=1, patch_size=8, tile_size=16,
+                    batch_size=2, batches_per_epoch=2, validation_fraction=0.0)
+    clf = CNNClassifier(cfg, device="cpu", n_threads=1).fit(vol, labels)
+    assert clf.predict_proba(vol).shape == (2, 16, 16, 16)
+    assert clf.embed(vol).shape == (4, 16, 16, 16)
