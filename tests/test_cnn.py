@@ -327,3 +327,26 @@ def test_three_dimensional_volume():
     clf = CNNClassifier(cfg, device="cpu", n_threads=1).fit(vol, labels)
     assert clf.predict_proba(vol).shape == (2, 16, 16, 16)
     assert clf.embed(vol).shape == (4, 16, 16, 16)
+
+
+def test_forest_model_file_is_named_when_given_as_cnn(tmp_path):
+    from active_annotator import FeatureSet, PixelClassifier
+
+    img, labels, _ = two_textures(32)
+    rf = PixelClassifier(FeatureSet.default(ndim=2), n_estimators=2, n_jobs=1).fit(img, labels)
+    path = tmp_path / "rf.aamodel"
+    rf.save(path)
+    with pytest.raises(ModelFileError, match="random-forest"):
+        load_cnn(path)
+    assert not is_cnn_file(path)
+
+
+def test_missing_torch_gives_install_hint(monkeypatch):
+    import sys
+
+    from active_annotator.cnn import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes "import torch" fail
+    img, labels, _ = two_textures(32)
+    with pytest.raises(MissingDependencyError, match=r'pip install "napari-active-annotator\[cnn\]"'):
+        CNNClassifier().fit(img, labels)

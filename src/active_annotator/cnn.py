@@ -834,16 +834,29 @@ def is_cnn_file(path) -> bool:
         return False
 
 
+def _foreign_message(path: Path, head: bytes) -> str:
+    """Why a pickle or zip file is not loaded, naming what it probably is."""
+    if head[:2] == b"PK":
+        import zipfile
+
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except (zipfile.BadZipFile, OSError):
+            names = []
+        if "meta.npy" in names and not any(n.endswith(".pkl") for n in names):
+            return (f"{path} is a random-forest model file (.aamodel), not a CNN model file; "
+                    "use PixelClassifier.load or 'active-annotator predict' for it.")
+    return (f"{path} is a pickle or torch.save archive, not a CNN model file; such files can "
+            "run code when loaded and are refused. Save models with CNNClassifier.save.")
+
+
 def _read_header(path: Path) -> dict:
     """The safetensors JSON header, checked before any tensor is read."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
             if head[:1] == b"\x80" or head[:2] == b"PK":
-                raise ModelFileError(
-                    f"{path} is a pickle or torch.save archive, not a CNN model file; such files can "
-                    "run code when loaded and are refused. Save models with CNNClassifier.save."
-                )
+                raise ModelFileError(_foreign_message(path, head))
             if len(head) < 8:
                 raise ModelFileError(f"{path} is truncated: too short to be a CNN model file.")
             (n,) = struct.unpack("<Q", head)
