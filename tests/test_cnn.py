@@ -350,3 +350,15 @@ def test_missing_torch_gives_install_hint(monkeypatch):
     img, labels, _ = two_textures(32)
     with pytest.raises(MissingDependencyError, match=r'pip install "napari-active-annotator\[cnn\]"'):
         CNNClassifier().fit(img, labels)
+
+
+def test_cnn_embeddings_drive_diversity_sampling(trained):
+    from active_annotator import candidates as cand
+    from active_annotator import sampling
+
+    clf, img, labels, *_ = trained
+    patches = cand.describe(sampling.image_patches(img.shape, size=16), clf.embed(img))
+    assert patches[0].descriptor.shape == (SMALL["widths"][0],)
+    ranked = sampling.suggest(patches, labelled=labels, strategy="diversity", n=4, seed=0,
+                              proba=clf.predict_proba(img))
+    assert len(ranked) == 4 and len({s.candidate.id for s in ranked}) == 4
