@@ -122,3 +122,49 @@ def test_killing_napari_while_painting_loses_no_autosaved_stroke(tmp_path, extra
     # whatever was written after that is a whole number of strokes, in order, never garbage
     values = set(np.unique(disk)) - {0}
     assert values <= {1, 2}
+
+
+def test_widget_saves_and_reopens_a_project_with_model_and_settings(make_napari_viewer, qtbot, tmp_path):
+    from active_annotator import data
+    from active_annotator_napari._widget import PixelClassifierWidget
+
+    d = data.nuclei2d()
+    image = d["image"][:160, :160].copy()
+    labels = np.zeros_like(d["truth"][:160, :160])
+    labels[::12, ::12] = d["truth"][:160:12, :160:12]  # sparse clicks of both classes
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(labels, name="annotations")
+    widget = PixelClassifierWidget(viewer)
+    widget.trees_spin.setValue(20)
+    widget.sigmas_edit.setText("1, 2, 4")
+    with qtbot.waitSignal(widget.trained, timeout=120_000):
+        widget.train()
+    assert widget.classifier is not None, widget.status.text()
+    session = widget.save_project(tmp_path / "study")
+    assert session is not None and "autosave" in widget.project_status.text()
+    assert session.project.model_path("pixel.aamodel").exists()
+    with qtbot.waitSignal(session.autosaved, timeout=10_000):
+        _stroke(viewer.layers["annotations"], (100, 103), (100, 140), 2)
+    assert "autosaved" in widget.project_status.text()
+    expected = np.array(viewer.layers["annotations"].data)
+
+    viewer2 = make_napari_viewer()
+    widget2 = PixelClassifierWidget(viewer2)
+    with qtbot.waitSignal(widget2.predicted, timeout=120_000):  # the saved model predicts
+        widget2.open_project(tmp_path / "study.aaproject", restore=True)
+    np.testing.assert_array_equal(viewer2.layers["annotations"].data, expected)
+    np.testing.assert_array_equal(viewer2.layers["nuclei"].data, image)
+    assert widget2.sigmas_edit.text() == "1, 2, 4" and widget2.trees_spin.value() == 20
+    assert "prediction" in viewer2.layers
+    widget2.project_session.close()
+    session.close()
+
+
+def test_widget_reports_a_project_it_cannot_open(make_napari_viewer, tmp_path):
+    from active_annotator_napari._widget import PixelClassifierWidget
+
+    viewer = make_napari_viewer()
+    widget = PixelClassifierWidget(viewer)
+    assert widget.open_project(tmp_path) is None
+    assert "not a project folder" in widget.status.text()
