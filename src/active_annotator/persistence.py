@@ -289,3 +289,131 @@ def load_object_classifier(path):
     clf.n_training_objects_ = meta.get("n_training_objects")
     clf.class_names_ = class_names
     return clf
+
+
+# -- annotation stores (.aalabels) ---------------------------------------------------
+
+LABELS_FORMAT = "napari-active-annotator.labels"
+LABELS_VERSION = 1
+LABELS_SUFFIX = ".aalabels"
+LABELS_ARRAY = "annotations"
+MAX_LABEL_VOXELS = 1 << 36
+
+
+def is_annotation_store(path) -> bool:
+    """True when ``path`` is an ``.aalabels`` folder written by this package."""
+    path = Path(path)
+    if path.suffix != LABELS_SUFFIX or not path.is_dir():
+        return False
+    try:
+        import zarr
+
+        return zarr.open_group(str(path), mode="r").attrs.get("format") == LABELS_FORMAT
+    except Exception:  # unreadable is not ours; another reader may take it
+        return False
+
+
+def read_annotation_store(path) -> tuple[np.ndarray, dict]:
+    """Read an ``.aalabels`` store: ``(labels, attrs)``.
+
+    ``attrs`` holds ``name``, ``class_names`` ({int: str}) and, when stored,
+    ``scale`` and ``translate``. Raises :class:`ModelFileError` for anything
+    that is not a complete store of a known version.
+    """
+    import zarr
+
+    path = Path(path)
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+    except Exception as e:  # zarr raises many types for broken metadata
+        raise ModelFileError(f"{str(path)!r} is not a readable annotations store ({type(e).__name__}: {e}).") from None
+    if attrs.get("format") != LABELS_FORMAT:
+        raise ModelFileError(
+            f"{str(path)!r} is not an annotations store (attribute 'format' is {attrs.get('format')!r})."
+        )
+    try:
+        version = int(attrs.get("version", 0))
+    except (TypeError, ValueError):
+        raise ModelFileError(f"{str(path)!r}: invalid version {attrs.get('version')!r}.") from None
+    if version > LABELS_VERSION:
+        raise ModelFileError(
+            f"{str(path)!r} was written by a newer napari-active-annotator (store version {version}, "
+            f"this one reads up to {LABELS_VERSION}); upgrade with pip install -U napari-active-annotator."
+        )
+    try:
+        arr = group[LABELS_ARRAY]
+        shape, dtype = tuple(arr.shape), np.dtype(arr.dtype)
+    except Exception:
+        raise ModelFileError(f"{str(path)!r} has no '{LABELS_ARRAY}' array; the store is incomplete.") from None
+    if not np.issubdtype(dtype, np.integer):
+        raise ModelFileError(f"{str(path)!r}: annotations must be integers, the store holds {dtype}.")
+    if int(np.prod(shape, dtype=np.float64)) > MAX_LABEL_VOXELS:
+        raise ModelFileError(f"{str(path)!r} declares an implausible shape {shape}; refusing to allocate it.")
+    try:
+        labels = np.asarray(arr[...])
+    except Exception as e:
+        raise ModelFileError(f"{str(path)!r}: annotation chunks are corrupt ({type(e).__name__}: {e}).") from None
+    out = {"name": str(attrs.get("name") or path.stem)}
+    try:
+        out["class_names"] = {int(k): str(v) for k, v in dict(attrs.get("class_names") or {}).items()}
+        for key in ("scale", "translate"):
+            if attrs.get(key) is not None and len(attrs[key]) == labels.ndim:
+                out[key] = [float(v) for v in attrs[key]]
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{str(path)!r}: invalid attributes ({e}).") from None
+    return labels, out
+
+
+def write_annotation_store(path, labels, name: str | None = None, class_names: dict | None = None,
+                           scale=None, translate=None) -> Path:
+    """Write labels to an ``.aalabels`` store (suffix added); return the path.
+
+    The store is built in a hidden temporary folder and renamed into place;
+    an existing store is replaced only after the new one is complete.
+    """
+    import shutil
+    import tempfile
+
+    import zarr
+
+    from .errors import InputError
+
+    target = Path(path)
+    if target.suffix != LABELS_SUFFIX:
+        target = target.with_name(target.name + LABELS_SUFFIX)
+    labels = np.asarray(labels)
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"Annotations must be an integer array, got dtype {labels.dtype}.")
+    attrs = {
+        "format": LABELS_FORMAT,
+        "version": LABELS_VERSION,
+        "name": str(name or target.stem),
+        "class_names": {str(int(k)): str(v) for k, v in (class_names or {}).items()},
+    }
+    for key, value in (("scale", scale), ("translate", translate)):
+        if value is not None:
+            attrs[key] = [float(v) for v in value]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        chunks = tuple(min(n, 256) for n in labels.shape) or None
+        array = group.create_array(LABELS_ARRAY, shape=labels.shape, dtype=labels.dtype,
+                                   chunks=chunks, fill_value=0)
+        array[...] = labels
+        group.attrs.update(attrs)
+        if target.exists():
+            # a folder cannot be replaced by one rename: move the old one aside first
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / "store")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

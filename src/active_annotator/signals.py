@@ -176,7 +176,17 @@ def _from_array(arr, path: Path, sampling_rate, channels=None) -> SignalRecord:
 
 
 def _read_csv(path: Path, sampling_rate) -> SignalRecord:
-    with open(path, newline="") as f:
+    try:
+        return _parse_csv(path, sampling_rate)
+    except (UnicodeDecodeError, IndexError, csv.Error) as e:
+        raise InputError(
+            f"{path.name} is not a readable CSV table ({type(e).__name__}: {e}). Write one "
+            "column per channel, one row per sample, as UTF-8 text."
+        ) from None
+
+
+def _parse_csv(path: Path, sampling_rate) -> SignalRecord:
+    with open(path, newline="", encoding="utf-8") as f:
         sample = f.read(4096)
         f.seek(0)
         try:
@@ -270,7 +280,7 @@ def read_signal(path, sampling_rate: float | None = None, format: str | None = N
     if suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
-        except ValueError as e:
+        except (ValueError, EOFError, OSError) as e:
             raise InputError(f"{path.name} is not a plain numpy array file ({e}).") from None
         return _from_array(arr, path, sampling_rate)
     if suffix == ".csv":
