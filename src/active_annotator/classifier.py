@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._estimator import ParamsMixin
 from .errors import Cancelled, InputError, LabelError, ModelMismatchError, NotFittedError
 from .features import FeatureSet, compute, compute_at, padded, tile_slices
 from .forest import Forest
@@ -108,7 +109,7 @@ def check_labels(labels, expected_shape) -> np.ndarray:
     return labels
 
 
-class PixelClassifier:
+class PixelClassifier(ParamsMixin):
     """Random forest on multiscale filter features, one prediction per pixel.
 
     Parameters
@@ -177,16 +178,6 @@ class PixelClassifier:
         "features", "n_estimators", "max_depth", "min_samples_leaf", "max_features",
         "class_weight", "random_state", "n_jobs", "tile_shape",
     )
-
-    def get_params(self, deep: bool = False) -> dict:
-        return {k: getattr(self, k) for k in self._param_names}
-
-    def set_params(self, **params) -> PixelClassifier:
-        for k, v in params.items():
-            if k not in self._param_names:
-                raise InputError(f"Unknown parameter {k!r}; valid: {list(self._param_names)}.")
-            setattr(self, k, v)
-        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k != "features")

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._estimator import ParamsMixin
 from .errors import InputError, LabelError, NotFittedError
 from .forest import Forest
 
@@ -479,7 +480,7 @@ def object_annotations(objects, annotations, ids=None) -> np.ndarray:
 # --------------------------------------------------------------------------- classify
 
 
-class ObjectClassifier:
+class ObjectClassifier(ParamsMixin):
     """Random forest on object measurements, with impurity and permutation importance.
 
     Follows the scikit-learn estimator contract: ``__init__`` stores
@@ -503,16 +504,6 @@ class ObjectClassifier:
         self.class_weight = class_weight
         self.random_state = random_state
         self.n_jobs = n_jobs
-
-    def get_params(self, deep: bool = False) -> dict:
-        return {k: getattr(self, k) for k in self._param_names}
-
-    def set_params(self, **params) -> ObjectClassifier:
-        for k, v in params.items():
-            if k not in self._param_names:
-                raise InputError(f"Unknown parameter {k!r}; valid: {list(self._param_names)}.")
-            setattr(self, k, v)
-        return self
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

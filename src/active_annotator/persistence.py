@@ -68,17 +68,7 @@ def save_model(clf, path) -> Path:
     }
     arrays = clf.forest_.arrays()
     arrays["importances"] = np.asarray(clf.feature_importances_, np.float64)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8), **arrays
-            )
-        os.replace(tmp, path)  # readers see the old file or the new one, never half
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return _write_npz(path, meta, arrays)
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
