@@ -22,21 +22,31 @@ def _blobs(shape=(64, 64), seed=0):
     return image, truth
 
 
-def test_oracle_dabs_the_most_wrong_pixel_within_its_class():
+def test_oracle_dabs_the_most_wrong_interior_pixel_within_its_class():
     truth = np.ones((16, 16), np.uint8)
     truth[:, 8:] = 2
     proba = np.zeros((2, 16, 16), np.float32)
     proba[0] = 0.9  # predicts class 1 everywhere
     proba[1] = 0.1
-    proba[:, 5, 9] = [0.99, 0.01]  # the worst mistake: a class-2 pixel
+    proba[:, 5, 8] = [0.999, 0.001]  # worst mistake, but on the class border
+    proba[:, 5, 12] = [0.99, 0.01]  # nearly as wrong, well inside class 2
     labels = np.zeros((16, 16), np.uint8)
     c = cand.patches((16, 16), 16)[0]
     n = Oracle(radius=2).label(c, truth, proba, np.array([1, 2]), labels)
-    assert labels[5, 9] == 2
-    assert set(np.unique(labels[labels != 0])) == {2}  # the dab stays inside the true class
-    assert n == (labels != 0).sum() == 12  # radius-2 disk (13 px) minus its one pixel at x=7
-    assert Oracle(1).label(cand.Candidate(0, "patch", (slice(0, 0), slice(0, 0)), (0, 0)),
-                           truth, proba, np.array([1, 2]), labels) == 0
+    assert labels[5, 12] == 2 and labels[5, 8] == 0
+    assert n == (labels == 2).sum() == 13  # a whole radius-2 disk
+    # a thin mistake (nothing interior) is still corrected, the dab cut at the class border
+    truth2 = np.ones((8, 16), np.uint8)
+    truth2[:, 8:10] = 2
+    lab2 = np.zeros((8, 16), np.uint8)
+    p2 = np.zeros((2, 8, 16), np.float32)
+    p2[0] = 1.0  # class 1 everywhere: only the stripe is wrong
+    p2[:, 3, 9] = [0.9, 0.1]  # and (3, 9) is the least wrong of it
+    Oracle(2).label(cand.patches((8, 16), 16)[0], truth2, p2, np.array([1, 2]), lab2)
+    assert lab2[3, 9] == 0 and (lab2 != 0).sum() > 0
+    assert set(np.unique(lab2[lab2 != 0])) == {2} and (lab2[:, 8:10] != 0).sum() == (lab2 != 0).sum()
+    empty = cand.Candidate(0, "patch", (slice(0, 0), slice(0, 0)), (0, 0))
+    assert Oracle(1).label(empty, truth, proba, np.array([1, 2]), labels) == 0
 
 
 def test_small_simulation_writes_rows_and_reaches_sensible_scores():

@@ -15,13 +15,16 @@ The protocol (identical for every strategy, so the comparison is fair):
 * **Start.** For each seed, one dab per class at a random pixel of that class
   in the annotation region (the same start for every strategy of that seed).
 * **Oracle.** For each suggested candidate, the oracle looks at the current
-  prediction inside it, finds the unlabelled pixel where the model is most
-  wrong (lowest probability of the true class — what a person sees as the
-  worst visible mistake) and paints a small dab there: the pixels of a disk
-  (ball in 3-D) of ``radius`` pixels around it that have the same true class
-  and lie in the candidate. With radius 2 a dab is at most 13 pixels in 2-D
-  (33 in 3-D). A person correcting a prediction does about this with one
-  click of a small brush.
+  prediction inside it and picks, among the misclassified unlabelled pixels
+  (what a person sees as mistakes; all unlabelled pixels if there are none),
+  the one deepest inside its true class (up to ``radius + 1`` pixels from
+  another class: people paint inside a region, not on its ambiguous border)
+  and, among equally deep ones, the most wrong (lowest probability of the
+  true class). It paints a small dab there: the pixels of a disk (ball in 3-D)
+  of ``radius`` pixels around it that have the same true class and lie in the
+  candidate. With radius 2 a dab is at most 13 pixels in 2-D (33 in 3-D). A
+  person correcting a prediction does about this with one click of a small
+  brush.
 * **Score.** Jaccard of the prediction in the test region against the truth,
   for the foreground class when there are two classes (the larger value, e.g.
   2 = nucleus) and averaged over classes otherwise.
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from . import candidates as cand
 from .classifier import PixelClassifier
@@ -54,6 +58,7 @@ from .features import FeatureSet, compute
 from .sampling import STRATEGIES, suggest
 
 DEFAULT_PATCH = {1: 256, 2: 32, 3: 8}
+ORACLE_MODES = ("correct", "passive")
 
 
 def _ball(radius: int, ndim: int) -> np.ndarray:
@@ -71,9 +76,26 @@ class Oracle:
     radius : int
         Brush radius in pixels: the dab is a disk (ball in 3-D) clipped to the
         true class of its centre pixel and to the candidate.
+    mode : {"correct", "passive"}
+        ``correct`` (default): dab the worst visible mistake (see the module
+        docstring). ``passive``: dab a random pixel of the candidate, ignoring
+        the prediction (still preferring the inside of a region): labelling
+        that does not look at the model, the classic "random sampling"
+        reference when combined with the ``random`` strategy.
+    seed : int or None
+        Random state of the ``passive`` mode.
     """
 
     radius: int = 2
+    mode: str = "correct"
+    seed: int | None = 0
+
+    def __post_init__(self):
+        if self.mode not in ORACLE_MODES:
+            raise InputError(f"Unknown oracle mode {self.mode!r}; choose from {list(ORACLE_MODES)}.")
+        if int(self.radius) < 0:
+            raise InputError(f"The oracle's brush radius must be >= 0, got {self.radius}.")
+        self._rng = np.random.default_rng(self.seed)
 
     def label(self, candidate: cand.Candidate, truth: np.ndarray, proba: np.ndarray,
               classes: np.ndarray, labels: np.ndarray) -> int:
@@ -103,8 +125,23 @@ class Oracle:
         seen = (row < len(classes)) & (classes[np.minimum(row, len(classes) - 1)] == t)
         p = proba[(slice(None),) + key]
         p_true = np.where(seen, np.take_along_axis(p, np.minimum(row, len(classes) - 1)[None], 0)[0], 0.0)
-        wrong = np.where(ok, 1.0 - p_true, -1.0)
-        centre = np.unravel_index(int(np.argmax(wrong)), wrong.shape)
+        wrong = 1.0 - p_true
+        # the pixels a person would correct: the visible mistakes, or if there are
+        # none, the whole unlabelled candidate
+        pool = ok & (p_true < 0.5) if self.mode == "correct" else ok
+        if not pool.any():
+            pool = ok
+        if self.mode == "passive":
+            # not looking at the prediction: a random pixel, ties below broken at random
+            wrong = self._rng.random(t.shape)
+        # people paint inside a region, not on its ambiguous border: among the pool,
+        # prefer pixels more than `radius` from another class, then the most wrong
+        depth = np.zeros(t.shape)
+        for k in np.unique(t[t != 0]):
+            inside = t == k
+            depth[inside] = ndi.distance_transform_edt(inside)[inside]
+        key = np.minimum(depth, self.radius + 1) * 2.0 + wrong
+        centre = np.unravel_index(int(np.argmax(np.where(pool, key, -1.0))), key.shape)
         ball = _ball(self.radius, t.ndim)
         r = self.radius
         lo = [c - r for c in centre]
@@ -159,6 +196,11 @@ class SimulationResult:
     def summary(self) -> list[dict]:
         """Per strategy: pixels to reach the target (per seed and mean), final Jaccard, savings.
 
+        ``pixels_to_target``: per seed, labelled pixels at the first round that
+        reaches the target; ``pixels_to_stay_at_target``: at the first round
+        after which every later round stays at or above it (None if the last
+        round is below); ``pixels_to_target_mean_curve``: where the mean curve
+        over seeds first reaches it.
         ``pixels_to_target_mean`` is None when some seed never reached the
         target; ``reached`` says how many did. ``savings_vs_random`` is
         random's mean pixels to target divided by this strategy's (a lower
@@ -168,10 +210,13 @@ class SimulationResult:
         out = []
         for s in self.strategies():
             px, jac = self.curves(s)
-            per_seed = []
+            per_seed, stay = [], []
             for p, j in zip(px, jac):
                 hit = np.flatnonzero(j >= self.target)
                 per_seed.append(float(p[hit[0]]) if hit.size else None)
+                below = np.flatnonzero(~(j >= self.target))
+                first_stay = 0 if below.size == 0 else below[-1] + 1
+                stay.append(float(p[first_stay]) if first_stay < len(j) else None)
             reached = [v for v in per_seed if v is not None]
             mean_curve = np.nanmean(jac, axis=0)
             hit = np.flatnonzero(mean_curve >= self.target)
@@ -181,6 +226,9 @@ class SimulationResult:
                 "reached": len(reached),
                 "pixels_to_target": per_seed,
                 "pixels_to_target_mean": float(np.mean(reached)) if len(reached) == len(per_seed) else None,
+                "pixels_to_stay_at_target": stay,
+                "pixels_to_stay_at_target_mean": (float(np.mean(stay)) if all(v is not None for v in stay)
+                                                  else None),
                 "pixels_to_target_mean_curve": float(np.nanmean(px, axis=0)[hit[0]]) if hit.size else None,
                 "max_labelled_pixels": float(np.nanmean(px[:, -1])),
                 "final_jaccard_mean": float(np.nanmean(jac[:, -1])),
@@ -319,7 +367,7 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
              radius: int = 2, holdout: float = 0.5, n_estimators: int = 50, n_jobs: int = 1,
              features: FeatureSet | None = None, channel_axis: int | None = None,
              dense: bool = True, target_fraction: float = 0.95, progress: bool = True,
-             dense_max_pixels: int | None = None) -> SimulationResult:
+             dense_max_pixels: int | None = None, oracle: str = "correct") -> SimulationResult:
     """Run the oracle annotator for each strategy and seed.
 
     Parameters
@@ -337,6 +385,8 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
         Candidate patch size; default 256 (1-D), 32 (2-D), 8 (3-D).
     radius : int
         Oracle brush radius (see :class:`Oracle`).
+    oracle : {"correct", "passive"}
+        Oracle mode (see :class:`Oracle`); the same for every strategy.
     holdout : float
         Fraction of the longest axis kept as the test region.
     n_estimators, n_jobs : forest size and training threads.
@@ -380,11 +430,11 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
     ann_shape = truth_ann.shape
     size = patch if patch is not None else DEFAULT_PATCH[ndim]
     cands = cand.describe(cand.patches(ann_shape, size), feats_ann)
-    oracle = Oracle(radius)
+    Oracle(radius, oracle)  # validate before the long work
 
     result = SimulationResult(settings=dict(
         strategies=list(strategies), rounds=rounds, batch=batch, seeds=seed_list, patch=size,
-        radius=radius, holdout=holdout, n_estimators=n_estimators, shape=list(spatial),
+        radius=radius, oracle=oracle, holdout=holdout, n_estimators=n_estimators, shape=list(spatial),
         annotation_region=[[s.start, s.stop] for s in annotation],
         test_region=[[s.start, s.stop] for s in test], n_candidates=len(cands),
         features=fs.to_dict(), target_fraction=target_fraction,
@@ -398,7 +448,8 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
                disable=not progress, unit="round")
     for strategy in strategies:
         for seed in seed_list:
-            labels = _start_labels(truth_ann, oracle, seed)
+            annotator = Oracle(radius, oracle, seed=seed)
+            labels = _start_labels(truth_ann, annotator, seed)
             clf = PixelClassifier(fs, n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs)
             for r in range(rounds + 1):
                 t0 = time.perf_counter()
@@ -416,7 +467,7 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
                     picks = suggest(cands, labelled=labels, strategy=strategy, n=batch,
                                     seed=seed * 100003 + r, proba=p_ann)
                     for s in picks:
-                        oracle.label(s.candidate, truth_ann, p_ann, clf.classes_, labels)
+                        annotator.label(s.candidate, truth_ann, p_ann, clf.classes_, labels)
                 row["seconds"] = round(time.perf_counter() - t0, 4)
                 result.rows.append(row)
                 bar.update(1)
@@ -475,7 +526,7 @@ def _run(args: argparse.Namespace) -> int:
     result = simulate(
         image, truth, strategies=strategies, rounds=args.rounds, batch=args.batch, seeds=args.seeds,
         patch=args.patch, radius=args.radius, holdout=args.holdout, n_estimators=args.trees,
-        n_jobs=args.jobs, channel_axis=args.channel_axis, progress=not args.quiet,
+        n_jobs=args.jobs, channel_axis=args.channel_axis, progress=not args.quiet, oracle=args.oracle,
     )
     files = _write_outputs(result, Path(args.output), args.name or f"simulation_{name}")
     print(f"dense labelling Jaccard {result.dense_jaccard:.3f}; target (95%) {result.target:.3f}")
@@ -506,6 +557,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
     p.add_argument("--patch", type=int, default=None, help="candidate patch edge in pixels (default 32 in 2-D, 8 in 3-D)")
     p.add_argument("--radius", type=int, default=2, help="oracle brush radius in pixels (default 2)")
+    p.add_argument("--oracle", default="correct", choices=ORACLE_MODES,
+                   help="correct: dab the worst visible mistake in each suggestion (default); "
+                        "passive: dab a random pixel of it")
     p.add_argument("--holdout", type=float, default=0.5, help="test fraction of the longest axis (default 0.5)")
     p.add_argument("--trees", type=int, default=50, help="trees in the forest (default 50)")
     p.add_argument("--jobs", type=int, default=1, help="training threads (default 1)")
