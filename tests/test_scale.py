@@ -99,6 +99,22 @@ def test_cli_predict_zarr_to_zarr_with_probabilities(tmp_path, model2d):
                           clf.predict_proba(vol))
 
 
+def test_cli_zarr_with_small_last_chunk_and_small_chunks(tmp_path, model2d):
+    zarr = pytest.importorskip("zarr")
+    clf, image, _ = model2d
+    model = tmp_path / "m.aamodel"
+    clf.save(model)
+    img = image[:, :490]                                          # chunks 240,240,10 along x
+    for chunks in [(240, 240), (24, 24)]:                         # halo 16; tiny chunks merged
+        z = zarr.create_array(str(tmp_path / "in.zarr"), shape=img.shape, chunks=chunks,
+                              dtype=img.dtype, overwrite=True)
+        z[...] = img
+        assert main(["predict", "--model", str(model), "--input", str(tmp_path / "in.zarr"),
+                     "--output", str(tmp_path / "out.zarr")]) == 0
+        assert np.array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...],
+                              clf.predict(img))
+
+
 def test_cli_reports_wrong_channels(tmp_path, model2d, capsys):
     clf, image, _ = model2d
     model = tmp_path / "m.aamodel"

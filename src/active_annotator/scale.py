@@ -125,7 +125,10 @@ def predict_dask(clf, image, channel_axis: int | None = None, proba: bool = Fals
     elif image.chunksize == image.shape and image.size > 0:
         x = x.rechunk((1,) * n_stack + (_DEFAULT_CHUNK[fs.ndim],) * fs.ndim + (-1,))
     else:
-        x = x.rechunk({nd - 1: -1})
+        # chunks much smaller than the halo would mostly compute context: enlarge those
+        small = {a: min(x.shape[a], _DEFAULT_CHUNK[fs.ndim]) for a in range(n_stack, nd - 1)
+                 if max(x.chunks[a]) < 4 * fs.halo}
+        x = x.rechunk({nd - 1: -1, **small})
     halo = fs.halo
     new_chunks = tuple(
         c if a < n_stack or a == nd - 1 else _merge_small(c, halo)
@@ -225,6 +228,10 @@ def predict_file(model, input_path, output_path, *, channel_axis=None, chunks=No
     result = predict_dask(clf, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
     out = Path(output_path)
     if out.suffix == ".zarr":
+        # zarr needs regular chunks; merging a small last chunk (see predict_dask) breaks that
+        regular = tuple(max(c) if len(c) < 2 else c[0] for c in result.chunks)
+        if any(any(v > r for v in c[:-1]) or c[-1] > r for c, r in zip(result.chunks, regular)):
+            result = result.rechunk(regular)
         target = result.to_zarr(str(out), overwrite=True, compute=False)
         _progress_compute(target, scheduler)
     elif out.suffix.lower() in (".tif", ".tiff"):
