@@ -1,0 +1,272 @@
+"""The "CNN fine-tuning" dock widget in a real napari viewer (run under Xvfb).
+
+Kept fast: a 96x96 crop of the nuclei sample, 2-3 short epochs of 32x32
+patches, one torch thread (the machine is shared). Tests wait for the
+widget's signals, never sleep.
+"""
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+from active_annotator import data  # noqa: E402
+from active_annotator.cnn import CNNClassifier, CNNConfig  # noqa: E402
+from active_annotator_napari import _cnn_widget  # noqa: E402
+from active_annotator_napari._cnn_widget import (  # noqa: E402
+    CNN_PREDICTION,
+    CNN_PROBABILITIES,
+    CNN_UNCERTAINTY,
+    INSTALL_HINT,
+    OUTPUT_LAYERS,
+    CNNWidget,
+)
+
+pytestmark = pytest.mark.gui
+
+TIMEOUT_MS = 120_000
+SIZE = 96
+
+
+def sample():
+    """A 96x96 crop of nuclei2d (30% nucleus) with sparse strokes made from the truth:
+    every 12th row, split into short segments (several strokes per class, so some are
+    held out for validation)."""
+    d = data.nuclei2d()
+    c = (slice(384, 384 + SIZE), slice(144, 144 + SIZE))
+    image, truth = d["image"][c].copy(), d["truth"][c].copy()
+    labels = np.zeros_like(truth)
+    labels[::12, :] = truth[::12, :]
+    labels[:, 40:44] = 0  # cut each row into two strokes
+    return image, labels, truth
+
+
+@pytest.fixture
+def viewer(make_napari_viewer_proxy):
+    return make_napari_viewer_proxy()
+
+
+def dock(viewer, epochs=2, batches=3, warm_start=False):
+    widget = CNNWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="CNN fine-tuning")
+    widget.epochs_spin.setValue(epochs)
+    widget.batches_spin.setValue(batches)
+    widget.batch_size_spin.setValue(4)
+    widget.patch_spin.setValue(32)
+    widget.threads_spin.setValue(1)
+    widget.warm_check.setChecked(warm_start)
+    return widget
+
+
+def add_sample(viewer):
+    image, labels, truth = sample()
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(labels, name="annotations")
+    return image, labels, truth
+
+
+def run(qtbot, widget, action, signal=None, timeout=TIMEOUT_MS):
+    """Do ``action`` and wait until ``signal`` (default ``trained``) or ``failed`` fires."""
+    signal = widget.trained if signal is None else signal
+    done, failed = [], []
+    signal.connect(lambda *a: done.append(a))
+    widget.failed.connect(failed.append)
+    action()
+    qtbot.waitUntil(lambda: bool(done or failed), timeout=timeout)
+    assert not failed, f"widget failed: {failed}"
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def saved_cnn(tmp_path_factory):
+    """A CNN trained by the core on the sample strokes and saved, with its probabilities."""
+    image, labels, _ = sample()
+    cfg = CNNConfig(epochs=2, batches_per_epoch=3, batch_size=4, patch_size=32, seed=1)
+    clf = CNNClassifier(cfg, device="cpu", n_threads=1).fit(image, labels)
+    path = clf.save(tmp_path_factory.mktemp("cnn") / "nuclei.aacnn")
+    return path, clf.predict_proba(image)
+
+
+# -- the main path -----------------------------------------------------------------
+def test_plugin_menu_opens_the_widget_with_the_viewer(viewer):
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-active-annotator", "CNN fine-tuning")
+    assert isinstance(widget, CNNWidget)
+    assert widget.fit_button.text() == "Fine-tune CNN"
+
+
+def test_fine_tune_writes_prediction_probabilities_uncertainty_and_loss_curve(viewer, qtbot):
+    add_sample(viewer)
+    widget = dock(viewer, epochs=3)
+    epochs_seen = []
+    widget.progressed.connect(lambda info: epochs_seen.append(info) if info["event"] == "epoch" else None)
+    run(qtbot, widget, widget.fit_button.click)
+
+    prediction = viewer.layers[CNN_PREDICTION]
+    assert isinstance(prediction, napari.layers.Labels)
+    assert prediction.data.shape == (SIZE, SIZE)
+    assert set(np.unique(prediction.data)) <= {1, 2}
+    proba = viewer.layers[CNN_PROBABILITIES]
+    assert proba.data.shape == (2, SIZE, SIZE)
+    assert not proba.visible
+    assert proba.metadata["classes"] == [1, 2]
+    np.testing.assert_allclose(proba.data.sum(axis=0), 1.0, atol=1e-4)
+    uncertainty = viewer.layers[CNN_UNCERTAINTY].data
+    assert uncertainty.shape == (SIZE, SIZE)
+    assert 0.0 <= uncertainty.min() and uncertainty.max() <= 1.0 + 1e-6
+    # one curve point per epoch event, training and validation (held-out strokes exist)
+    n = len(widget.cnn.history_["epoch"])
+    assert 1 <= n <= 3 and len(epochs_seen) == n
+    assert len(widget.train_line.get_xdata()) == n
+    assert np.isfinite(widget.val_line.get_ydata()).sum() == n
+    assert "CPU" in widget.status.text() and "Fine-tuned" in widget.status.text()
+    assert not widget.cancel_button.isEnabled()
+    assert viewer.layers.selection.active.name == "annotations"  # painting can go on
+
+
+def test_mc_dropout_uncertainty_layer(viewer, qtbot):
+    add_sample(viewer)
+    widget = dock(viewer, epochs=1, batches=2)
+    widget.mc_check.setChecked(True)
+    widget.mc_spin.setValue(3)
+    run(qtbot, widget, widget.fit_button.click)
+    assert viewer.layers[CNN_UNCERTAINTY].data.shape == (SIZE, SIZE)
+    assert "MC dropout (3 passes)" in widget.status.text()
+
+
+def test_cancel_stops_within_one_batch_and_writes_no_layers(viewer, qtbot):
+    add_sample(viewer)
+    widget = dock(viewer, epochs=500, batches=10)
+    jobs = []
+
+    def cancel_on_first_batch(info):
+        if not jobs:
+            jobs.append(widget._job)
+            widget.cancel_button.click()
+
+    widget.progressed.connect(cancel_on_first_batch)
+    trained = []
+    widget.trained.connect(lambda: trained.append(1))
+    with qtbot.waitSignal(widget.cancelled, timeout=TIMEOUT_MS):
+        widget.fit_button.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+
+    assert trained == []
+    assert jobs[0].batches_after_stop <= 1  # the core checks the flag before every batch
+    assert not any(name in viewer.layers for name in OUTPUT_LAYERS)
+    assert widget.cnn is None
+    assert "Cancelled" in widget.status.text()
+    assert not widget.cancel_button.isEnabled()
+
+
+def test_new_request_replaces_the_running_one(viewer, qtbot):
+    add_sample(viewer)
+    widget = dock(viewer, epochs=500, batches=10)
+    trained = []
+    widget.trained.connect(lambda: trained.append(1))
+    widget.fit_button.click()
+    first = widget._job
+    widget.epochs_spin.setValue(1)
+    widget.batches_spin.setValue(2)
+    run(qtbot, widget, widget.fit_button.click)
+    assert first.stop.is_set()
+    assert trained == [1]
+    assert widget.cnn.config_.epochs == 1
+
+
+# -- save and load ---------------------------------------------------------------------
+def test_load_then_save_round_trip_gives_identical_probabilities(viewer, qtbot, saved_cnn, tmp_path):
+    path, reference = saved_cnn
+    add_sample(viewer)
+    widget = dock(viewer)
+    run(qtbot, widget, lambda: widget.load_cnn(path), signal=widget.predicted)
+    np.testing.assert_allclose(viewer.layers[CNN_PROBABILITIES].data, reference, atol=1e-5)
+    assert widget.seed_spin.value() == 1  # the file's settings are shown
+    assert len(widget.train_line.get_xdata()) == 2  # and its loss curve
+
+    written = widget.save_cnn(tmp_path / "again")
+    assert written == tmp_path / "again.aacnn" and written.exists()
+    viewer.layers.remove(CNN_PROBABILITIES)
+    other = dock(viewer)
+    run(qtbot, other, lambda: other.load_cnn(written), signal=other.predicted)
+    np.testing.assert_allclose(viewer.layers[CNN_PROBABILITIES].data, reference, atol=1e-5)
+
+
+def test_corrupt_or_foreign_file_gives_a_clear_message_and_keeps_the_model(viewer, qtbot, saved_cnn, tmp_path):
+    path, _ = saved_cnn
+    add_sample(viewer)
+    widget = dock(viewer)
+    run(qtbot, widget, lambda: widget.load_cnn(path), signal=widget.predicted)
+    model = widget.cnn
+    before = viewer.layers[CNN_PREDICTION].data.copy()
+
+    failures = []
+    widget.failed.connect(failures.append)
+    corrupt = tmp_path / "corrupt.aacnn"
+    corrupt.write_bytes(path.read_bytes()[:200])  # truncated
+    assert widget.load_cnn(corrupt) is False
+    pickled = tmp_path / "pickled.aacnn"
+    pickled.write_bytes(b"\x80\x04\x95" + b"\0" * 64)
+    assert widget.load_cnn(pickled) is False
+
+    assert len(failures) == 2
+    assert all(m.startswith("Could not load the CNN:") for m in failures)
+    assert "corrupt.aacnn" in failures[0] and "pickled.aacnn" in failures[1]
+    assert widget.status.text().startswith("Error: Could not load the CNN")
+    assert widget.cnn is model
+    np.testing.assert_array_equal(viewer.layers[CNN_PREDICTION].data, before)
+
+
+def test_model_for_other_channels_is_refused(viewer, qtbot, saved_cnn):
+    path, _ = saved_cnn
+    image, _, _ = sample()
+    viewer.add_image(np.stack([image, image, image]), name="three channels")
+    widget = dock(viewer)
+    assert widget.channel_axis == 0  # guessed from the short first axis
+    failures = []
+    widget.failed.connect(failures.append)
+    assert widget.load_cnn(path) is False
+    assert "does not fit 'three channels'" in failures[0] and "1 channel" in failures[0]
+    assert widget.cnn is None
+
+
+# -- warm start ------------------------------------------------------------------------
+def test_warm_start_distils_the_forest_probabilities_layer(viewer, qtbot):
+    _, _, truth = sample()
+    add_sample(viewer)
+    forest = np.stack([truth == 1, truth == 2]).astype(np.float32) * 0.8 + 0.1
+    viewer.add_image(forest, name="probabilities", visible=False, metadata={"classes": [1, 2]})
+    widget = dock(viewer, epochs=2, warm_start=True)
+    widget.warm_epochs_spin.setValue(2)
+    run(qtbot, widget, widget.fit_button.click)
+
+    phases = widget.cnn.history_["phase"]
+    assert phases[:2] == ["warm_start", "warm_start"] and "finetune" in phases
+    assert len(widget.warm_line.get_xdata()) == 2
+    assert "warm start from the forest" in widget.status.text()
+    assert "probabilities" not in [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())]
+
+
+def test_warm_start_without_the_forest_layer_says_to_train_it_first(viewer, qtbot):
+    add_sample(viewer)
+    widget = dock(viewer, warm_start=True)
+    failures = []
+    widget.failed.connect(failures.append)
+    widget.fit_button.click()
+    assert "press Train in the Pixel classifier" in failures[0]
+    assert not widget.busy
+
+
+# -- without torch ---------------------------------------------------------------------
+def test_missing_torch_shows_the_install_hint_on_the_button(viewer, qtbot, monkeypatch):
+    monkeypatch.setattr(_cnn_widget, "missing_torch_message",
+                        lambda: f"The CNN needs PyTorch and safetensors (torch missing). Install with: {INSTALL_HINT}")
+    add_sample(viewer)
+    widget = dock(viewer)
+    assert INSTALL_HINT in widget.fit_button.text()
+    failures = []
+    widget.failed.connect(failures.append)
+    widget.fit_button.click()
+    assert INSTALL_HINT in failures[0]
+    assert not widget.busy and not widget.load_button.isEnabled()
