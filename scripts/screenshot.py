@@ -5,18 +5,35 @@ Run under a virtual display::
     xvfb-run -a python scripts/screenshot.py [output.png]
 
 Opens napari, loads the plugin's nuclei2d sample (image, starter strokes,
-hidden ground truth), docks the widget, trains once and saves the whole
-window to docs/images/pixel_classifier.png.
+hidden ground truth), docks the widget, trains, and then plays three rounds
+of the active-learning loop: Suggest, label the first suggestion with a few
+strokes copied from the ground truth (as a person would paint there), train
+again (the ranking refreshes by itself). It saves the whole window with the
+Suggestions tab open, the ranked patches outlined on the image (the current
+one in yellow) and the learning curve below, to
+docs/images/pixel_classifier.png.
 """
 
 import sys
 from pathlib import Path
 
 import napari
+import numpy as np
 from qtpy.QtCore import QTimer
 
 PLUGIN = "napari-active-annotator"
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "pixel_classifier.png"
+ROUNDS = 3  # training rounds after the first, each after labelling one suggestion
+
+
+def label_from_truth(annotations, truth, candidate, every=6):
+    """Paint every ``every``-th row of the candidate with the true classes: a few strokes."""
+    region = candidate.region_mask(truth.shape)
+    rows = (np.arange(truth.shape[0]) % every == 0)[:, None]
+    for value in np.unique(truth[region]):
+        if value:
+            where = np.nonzero(region & rows & (truth == value))
+            annotations.data_setitem(where, int(value))
 
 
 def main(output: Path = DEFAULT_OUTPUT, timeout_s: float = 300) -> int:
@@ -26,11 +43,30 @@ def main(output: Path = DEFAULT_OUTPUT, timeout_s: float = 300) -> int:
     viewer.open_sample(PLUGIN, "nuclei2d")
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Pixel classifier")
     result = {"code": 1}
+    panel = widget.suggestions_panel
+    panel.n_spin.setValue(8)
+    truth = np.asarray(viewer.layers["ground truth"].data)
+    annotations = viewer.layers["annotations"]
+
+    def on_trained():
+        if not panel.suggestions:
+            panel.suggest()  # later rounds refresh the ranking by themselves
+
+    def on_suggested():
+        if len(widget.history.rounds) <= ROUNDS:
+            label_from_truth(annotations, truth, panel.suggestions[0].candidate)
+            QTimer.singleShot(0, widget.train)
+        else:
+            shoot()
 
     def shoot():
-        # let the canvas and dock settle before grabbing the window
+        panel.next_suggestion()  # outline the first suggestion in yellow...
+        viewer.reset_view()  # ...but show the whole image with every suggestion
+        widget.panels.setCurrentWidget(panel)
+        panel.table.selectRow(0)
         viewer.layers.selection.active = viewer.layers["annotations"]
-        QTimer.singleShot(500, save)
+        # let the canvas and dock settle before grabbing the window
+        QTimer.singleShot(800, save)
 
     def save():
         viewer.screenshot(str(output), canvas_only=False)
@@ -43,7 +79,9 @@ def main(output: Path = DEFAULT_OUTPUT, timeout_s: float = 300) -> int:
             print(f"no prediction after {timeout_s:.0f} s: {widget.status.text()}", file=sys.stderr)
             viewer.close()
 
-    widget.trained.connect(shoot)
+    widget.trained.connect(on_trained)
+    panel.suggested.connect(on_suggested)
+    panel.failed.connect(lambda message: (print(message, file=sys.stderr), viewer.close()))
     widget.failed.connect(lambda message: (print(message, file=sys.stderr), viewer.close()))
     QTimer.singleShot(int(timeout_s * 1000), give_up)
     QTimer.singleShot(0, widget.train)

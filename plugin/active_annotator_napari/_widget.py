@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -40,6 +41,7 @@ from active_annotator import FAMILIES, FeatureSet, PixelClassifier, entropy
 from active_annotator import load_model as _load_model_file
 from active_annotator import save_model as _save_model_file
 from active_annotator.errors import AnnotatorError, Cancelled, InputError
+from active_annotator.evaluation import History, fit_and_validate
 
 PREDICTION = "prediction"
 PROBABILITIES = "probabilities"
@@ -96,6 +98,7 @@ class _Outcome:
     error: str = ""
     cancelled: bool = False
     seconds: float = 0.0
+    validation: object = None  # evaluation.Validation of a training round
 
 
 def _run_job(job: _Job, report):
@@ -107,11 +110,14 @@ def _run_job(job: _Job, report):
     """
     start = time.perf_counter()
     clf = job.classifier
+    validation = None
     try:
         if job.kind == "train":
-            clf.fit(job.image, job.labels, channel_axis=job.channel_axis,
-                    on_progress=lambda d, t: report(job, "Training: features of labelled planes", d, t),
-                    should_stop=job.stop.is_set)
+            # the shown model learns from all strokes; a twin without the validation strokes scores the round
+            validation = fit_and_validate(
+                clf, job.image, job.labels, channel_axis=job.channel_axis,
+                on_progress=lambda d, t: report(job, "Training: features of labelled planes", d, t),
+                should_stop=job.stop.is_set)
         yield "predicting"
         proba = clf.predict_proba(job.image, channel_axis=job.channel_axis,
                                   on_progress=lambda d, t: report(job, "Predicting tiles", d, t),
@@ -126,7 +132,7 @@ def _run_job(job: _Job, report):
     except AnnotatorError as e:
         return _Outcome(error=str(e))
     return _Outcome(classifier=clf, prediction=prediction, probabilities=proba,
-                    uncertainty=uncertainty, seconds=time.perf_counter() - start)
+                    uncertainty=uncertainty, seconds=time.perf_counter() - start, validation=validation)
 
 
 class PixelClassifierWidget(QWidget):
@@ -153,6 +159,8 @@ class PixelClassifierWidget(QWidget):
         self._job = None
         self._workers = set()
         self._watched_annotations = None
+        self.history = History()  # one row per training round, for the learning curve
+        self.project_session = None
 
         self._build()
         self._live_timer = QTimer(self)
@@ -170,7 +178,9 @@ class PixelClassifierWidget(QWidget):
 
     # -- layout ------------------------------------------------------------------
     def _build(self):
-        outer = QVBoxLayout(self)
+        root = QVBoxLayout(self)
+        train_page = QWidget()  # the training controls: first tab (see _add_active_learning_panels)
+        outer = QVBoxLayout(train_page)
 
         data_box = QGroupBox("Data")
         form = QFormLayout(data_box)
@@ -275,11 +285,44 @@ class PixelClassifierWidget(QWidget):
         buttons.addWidget(self.load_button, 1, 2, 1, 2)
         outer.addLayout(buttons)
 
+        project_box = QGroupBox("Project")
+        prow = QGridLayout(project_box)
+        self.save_project_button = QPushButton("Save project…")
+        self.save_project_button.setToolTip(
+            "Save image, annotations, model and settings in a .aaproject folder.\n"
+            "From then on every stroke is autosaved there within a few seconds.")
+        self.save_project_button.clicked.connect(self._save_project_dialog)
+        self.open_project_button = QPushButton("Open project…")
+        self.open_project_button.setToolTip(
+            "Open a .aaproject folder; after a crash it offers to restore autosaved strokes.")
+        self.open_project_button.clicked.connect(self._open_project_dialog)
+        self.project_status = QLabel("Not saved in a project: strokes are not autosaved.")
+        self.project_status.setWordWrap(True)
+        prow.addWidget(self.save_project_button, 0, 0)
+        prow.addWidget(self.open_project_button, 0, 1)
+        prow.addWidget(self.project_status, 1, 0, 1, 2)
+        outer.addWidget(project_box)
+
         self.status = QLabel("Paint at least two classes in the annotations layer, then press Train.")
         self.status.setWordWrap(True)
         self.status.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
-        outer.addWidget(self.status)
         outer.addStretch(1)
+        self._add_active_learning_panels(root, train_page)
+
+    def _add_active_learning_panels(self, root, train_page):
+        """Tabs "Train" | "Suggestions" (where to label next), then the status, then the
+        learning curve and metrics, which stay visible on both tabs."""
+        from ._suggestions import SuggestionsPanel
+        from ._validation import ValidationPanel
+
+        self.suggestions_panel = SuggestionsPanel(self.viewer, self)
+        self.validation_panel = ValidationPanel()
+        self.panels = QTabWidget()
+        self.panels.addTab(train_page, "Train")
+        self.panels.addTab(self.suggestions_panel, "Suggestions")
+        root.addWidget(self.panels)
+        root.addWidget(self.status)
+        root.addWidget(self.validation_panel, 1)
 
     # -- layer choices -------------------------------------------------------------
     def _on_layers_changed(self, event=None):
@@ -535,6 +578,112 @@ class PixelClassifierWidget(QWidget):
         if path:
             self.load_model(path)
 
+    # -- projects ------------------------------------------------------------------------
+    def _settings(self) -> dict:
+        settings = {"channel_axis": self.channel_axis, "spatial_mode": self.spatial_mode,
+                    "n_estimators": self.trees_spin.value(), "max_depth": self.depth_spin.value()}
+        try:
+            settings["features"] = self.feature_set().to_dict()
+        except AnnotatorError:
+            pass  # invalid sigmas typed: keep the rest
+        return settings
+
+    def save_project(self, path):
+        """Save into a project folder and autosave every stroke there from now on.
+
+        Returns the :class:`~active_annotator_napari._project.ProjectSession` or None.
+        """
+        from ._project import save_project
+
+        layer = self.image_layer
+        if layer is None:
+            self._fail("Open an image before saving a project.")
+            return None
+        labels_layer = self.annotations_layer or self.new_annotations()
+        if labels_layer is None:
+            return None
+        mode = self.spatial_mode
+        try:
+            if self.project_session is not None:
+                self.project_session.close()
+            session = save_project(path, layer, labels_layer, settings=self._settings(),
+                                   channel_axis=self.channel_axis,
+                                   spatial_ndim=3 if mode == "3d" else 2)
+            if self.classifier is not None:
+                self.classifier.save(session.project.model_path("pixel.aamodel"))
+        except (AnnotatorError, OSError) as e:
+            self._fail(f"Could not save the project: {e}")
+            return None
+        self._attach_session(session)
+        self.project_status.setText(f"Project {session.project.path.name}: saved; strokes autosave.")
+        return session
+
+    def open_project(self, path, restore=None):
+        """Open a project's image and annotations as layers and resume autosaving.
+
+        ``restore`` answers the crash-recovery question (None: ask in a dialog).
+        """
+        from ._project import open_project
+
+        try:
+            sessions = open_project(self.viewer, path, restore=restore)
+        except (AnnotatorError, OSError) as e:
+            self._fail(f"Could not open the project: {e}")
+            return None
+        if not sessions:
+            self._fail("The project has no images.")
+            return None
+        session = sessions[0]
+        for extra in sessions[1:]:
+            extra.setParent(self)  # keep them alive: they autosave their layers
+        project = session.project
+        self.image_combo.setCurrentText(session.name)
+        self.annotations_combo.setCurrentText(session.layer.name)
+        settings = project.settings
+        if "channel_axis" in settings:
+            self.set_axes(settings.get("channel_axis"), settings.get("spatial_mode", "2d"))
+        if "features" in settings:
+            try:
+                fs = FeatureSet.from_dict(settings["features"])
+                for fam, box in self.family_checks.items():
+                    box.setChecked(fam in fs.families)
+                self.sigmas_edit.setText(", ".join(f"{s:g}" for s in fs.sigmas))
+            except AnnotatorError:
+                pass
+        self.trees_spin.setValue(int(settings.get("n_estimators", self.trees_spin.value())))
+        self.depth_spin.setValue(int(settings.get("max_depth", self.depth_spin.value())))
+        self._attach_session(session)
+        model = project.model_path("pixel.aamodel")
+        if model.exists():
+            self.load_model(model)
+        self.project_status.setText(f"Project {project.path.name}: opened; strokes autosave.")
+        return session
+
+    def _attach_session(self, session):
+        self.project_session = session
+        session.setParent(self)
+        session.autosaved.connect(
+            lambda name: self.project_status.setText(
+                f"Project {session.project.path.name}: autosaved at {time.strftime('%H:%M:%S')}."))
+        session.autosave_failed.connect(
+            lambda msg: self.project_status.setText(f"Autosave failed: {msg}"))
+        from qtpy.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if app is not None:  # a clean exit removes the crash marker
+            app.aboutToQuit.connect(session.close)
+
+    def _save_project_dialog(self):
+        path = QFileDialog.getExistingDirectory(self, "Folder for the new project")
+        if path:
+            name = (self.image_layer.name if self.image_layer is not None else "project")
+            self.save_project(Path(path) / name)
+
+    def _open_project_dialog(self):
+        path = QFileDialog.getExistingDirectory(self, "Open project (.aaproject folder)")
+        if path:
+            self.open_project(path)
+
     # -- live mode ---------------------------------------------------------------------
     def _watch_annotations(self, *_):
         old = self._watched_annotations
@@ -612,6 +761,9 @@ class PixelClassifierWidget(QWidget):
             return
         self.classifier = outcome.classifier
         self._write_outputs(job, outcome)
+        if outcome.validation is not None:
+            outcome.validation.record(self.history)
+            self.validation_panel.show_round(self.history, outcome.validation)
         clf = outcome.classifier
         classes = ", ".join(str(c) for c in clf.classes_)
         what = (f"Trained on {clf.n_training_pixels_} labelled pixels (classes {classes})"

@@ -1,0 +1,96 @@
+"""The "Validation" panel of the pixel-classifier widget: learning curve and metrics.
+
+Draws :meth:`active_annotator.evaluation.History.figure` (training versus
+validation error against labelled pixels, one point per training round) in an
+embedded matplotlib canvas, and the per-class precision, recall, F1 and
+Jaccard of the latest round on the validation strokes. The numbers come from
+:func:`active_annotator.evaluation.fit_and_validate`, which the training
+worker calls; this panel only shows them.
+"""
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+COLUMNS = ("class", "precision", "recall", "f1", "jaccard", "support")
+HEADERS = ("Class", "Precision", "Recall", "F1", "Jaccard", "Pixels")
+
+
+class ValidationPanel(QWidget):
+    """Learning curve and per-class metrics on held-out strokes."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        self.figure = Figure(figsize=(4, 2.2), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(170)
+        self.canvas.setToolTip(
+            "One point per training round. Validation: a model trained without about 30% of your "
+            "strokes (whole strokes), scored on them; training: the same model on the strokes it "
+            "saw. The model you see is trained on all strokes.")
+        outer.addWidget(self.canvas, 1)
+
+        self.summary = QLabel("Train to start the learning curve. Validation needs at least two "
+                              "separate strokes of a class.")
+        self.summary.setWordWrap(True)
+        outer.addWidget(self.summary)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(HEADERS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setToolTip("Scores of the latest round on the validation strokes, per class.")
+        self.table.setMaximumHeight(110)
+        outer.addWidget(self.table)
+        self._draw(None)
+
+    def _draw(self, history):
+        if history is None:
+            from active_annotator.evaluation import History
+
+            history = History()
+        history.figure(self.figure)
+        ax = self.figure.axes[0]
+        ax.set_title("Learning curve", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.label.set_size(8)
+        ax.yaxis.label.set_size(8)
+        if ax.get_legend() is not None:
+            ax.legend(fontsize=7)
+        self.canvas.draw()  # synchronous: an idle draw could outlive a closed widget
+
+    def show_round(self, history, validation):
+        """Redraw the curve from ``history`` and fill the table from the round's ``validation``."""
+        self._draw(history)
+        m = validation.validation
+        if m.n_pixels == 0:
+            self.summary.setText(
+                f"Round {len(history.rounds)}: training error {validation.train.error:.3f}. "
+                "No validation yet: paint a second, separate stroke of each class.")
+            rows = []
+        else:
+            self.summary.setText(
+                f"Round {len(history.rounds)}: validation error {m.error:.3f} on {m.n_pixels} held-out "
+                f"pixels (training error {validation.train.error:.3f}).")
+            rows = m.table()
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, key in enumerate(COLUMNS):
+                v = row[key]
+                text = str(v) if key in ("class", "support") else ("–" if np.isnan(v) else f"{v:.3f}")
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.table.setItem(r, c, item)
