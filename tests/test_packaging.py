@@ -172,7 +172,7 @@ def test_sample_data_opens_from_the_installed_package(venv, tmp_path):
     ), cwd=tmp_path)
     assert Path(got["dir"]).is_relative_to(venv["site"]), got["dir"]
     assert got["shapes2d"] == {k: [512, 512] for k in ("image", "labels", "truth", "objects")}
-    assert got["shapes3d"] == {k: [31, 61, 57] for k in ("image", "truth")}
+    assert got["shapes3d"] == {k: [31, 61, 57] for k in ("image", "truth", "labels")}
 
 
 def test_installed_command_runs_the_headless_demo(venv, tmp_path):
