@@ -125,3 +125,27 @@ def test_sample_seismogram_opens_with_station_metadata(make_napari_viewer_proxy,
     w = SignalClassifierWidget(viewer)
     qtbot.addWidget(w)
     assert w.record.n_samples == 3000 and w.plot.record is not None
+
+
+def test_long_record_opens_multiscale_and_trains(make_napari_viewer_proxy, qtbot):
+    # wider than one GPU texture: napari gets a multiscale strip, the widget the full record
+    rec = _bursts(n=60_000)
+    viewer = make_napari_viewer_proxy()
+    for data, kwargs, kind in layer_data(rec):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    assert viewer.layers["bursts"].multiscale
+    w = SignalClassifierWidget(viewer)
+    qtbot.addWidget(w)
+    w.trees_spin.setValue(10)
+    assert w.record.n_samples == 60_000
+    idx, vals = w.plot.pyramid.view(0, 60_000, 500)
+    assert vals.shape[1] < 60_000  # drawn as a min/max envelope, not every sample
+    w.label_span(0.0, 15.0, 1)
+    w.label_span(20.0, 30.0, 2)
+    with qtbot.waitSignal(w.trained, timeout=120_000):
+        w.train()
+    assert viewer.layers["bursts uncertainty"].multiscale
+    assert (viewer.layers["bursts prediction"].data[0, 4050:4450] == 2).mean() > 0.9
+    with qtbot.waitSignal(w.suggested, timeout=10_000):
+        w.suggest()
+    assert w.suggestions

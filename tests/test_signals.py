@@ -71,6 +71,20 @@ def test_fft_path_for_seismic_scales_matches_scipy_and_the_feature_engine(n):
                                        atol=1e-5 * np.abs(ref2).max())
 
 
+def test_fft_path_equals_the_feature_engine_for_every_family_combination():
+    import itertools
+
+    x = _noise(3000, seed=5, channels=2).cumsum(axis=1)
+    for sigmas in [(2.5, 10.0, 40.0, 160.0), (20.0, 40.0), (1.0, 2.0, 4.0)]:
+        for r in range(1, len(features.FAMILIES) + 1):
+            for fams in itertools.combinations(features.FAMILIES, r):
+                spec = FeatureSet(sigmas=sigmas, families=fams, ndim=1)
+                want = features.compute(x, spec, channel_axis=0)
+                got = base_features(x, spec)
+                np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * np.abs(want).max(),
+                                           err_msg=f"{sigmas} {fams}")
+
+
 def test_envelope_matches_scipy_hilbert_and_recovers_an_am_envelope():
     t = np.arange(4096) / 100.0
     amp = 1.0 + 0.5 * np.sin(2 * np.pi * 0.2 * t)

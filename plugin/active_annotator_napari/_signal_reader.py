@@ -37,6 +37,31 @@ def row_geometry(record: SignalRecord, row: int):
     return (h, 1.0 / record.sampling_rate), (row * h, 0.0)
 
 
+MAX_WIDTH = 16384
+"""Widest image napari draws as one texture; wider records become multiscale."""
+
+
+def multiscale_levels(data):
+    """The record itself, or for long records a multiscale list of strided views.
+
+    napari splits an image wider than the GPU's texture limit into hundreds of
+    tiles (minutes to open a day at 100 Hz); as a multiscale image it draws
+    only the level that fits the screen. The views cost no memory.
+    """
+    if data.shape[1] <= MAX_WIDTH:
+        return data
+    levels, step = [data], 4
+    while data.shape[1] // step > MAX_WIDTH // 4:
+        levels.append(data[:, ::step])
+        step *= 4
+    return levels
+
+
+def signal_data(layer):
+    """The full-resolution ``(channels, time)`` array of a signal image layer."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
 def layer_data(record: SignalRecord, labels=None, class_names=None) -> list:
     """napari LayerData tuples for a record: the channels as an image, and a labels row."""
     data = record.data
@@ -48,7 +73,7 @@ def layer_data(record: SignalRecord, labels=None, class_names=None) -> list:
     scale, translate = row_geometry(record, 0)
     meta = record.metadata()
     meta["row_height"] = scale[0]
-    image = (data, {"name": record.name, "scale": scale, "translate": translate,
+    image = (multiscale_levels(data), {"name": record.name, "scale": scale, "translate": translate,
                     "colormap": "gray", "contrast_limits": (float(lo), float(hi)),
                     "metadata": {"signal": meta}}, "image")
     if labels is None:

@@ -60,10 +60,12 @@ from active_annotator.uncertainty import entropy
 from ._signal_reader import (
     CLASS_NAMES,
     LABELS_SUFFIX,
+    multiscale_levels,
     PREDICTION_SUFFIX,
     UNCERTAINTY_SUFFIX,
     layer_data,
     row_geometry,
+    signal_data,
 )
 
 
@@ -92,7 +94,9 @@ class SignalPlot(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.figure = Figure(figsize=(9, 4.8), layout="constrained")
+        # fixed margins: a layout engine would re-measure every tick label on each pan step
+        self.figure = Figure(figsize=(9, 4.8))
+        self.figure.subplots_adjust(left=0.09, right=0.84, top=0.88, bottom=0.11, hspace=0.08)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(320)
         lay = QVBoxLayout(self)
@@ -423,7 +427,7 @@ class SignalClassifierWidget(QWidget):
         layer = self.signal_layer
         if layer is None:
             return None
-        return SignalRecord.from_metadata(layer.data, layer.metadata["signal"])
+        return SignalRecord.from_metadata(np.asarray(signal_data(layer)), layer.metadata["signal"])
 
     def _named(self, suffix, kind):
         layer = self.signal_layer
@@ -472,7 +476,7 @@ class SignalClassifierWidget(QWidget):
         self._update_labels()
         pred, unc = self.prediction_layer, self.uncertainty_layer
         if pred is not None and unc is not None and pred.data.shape[-1] == rec.n_samples:
-            self.plot.set_prediction(pred.data[0], unc.data[0])
+            self.plot.set_prediction(pred.data[0], signal_data(unc)[0])
         self.suggestions, self.current = [], -1
         self._set_status(f"{rec.name}: {rec.n_channels} channel(s), {rec.duration:g} s at "
                          f"{rec.sampling_rate:g} Hz. Drag across the waveform to mark spans of two or more "
@@ -541,6 +545,7 @@ class SignalClassifierWidget(QWidget):
                                self.trees_spin.value(), self._stop,
                                _progress={"total": 0, "desc": "Signal classifier: training"})
         worker.returned.connect(lambda out, rec=rec: self._on_trained(rec, out))
+        worker.errored.connect(self._on_errored)
         self._worker = worker
         self.cancel_button.setEnabled(True)
         self._set_status("Training and predicting every sample…")
@@ -549,6 +554,12 @@ class SignalClassifierWidget(QWidget):
     def cancel(self, *_):
         self._stop.set()
         self.cancel_button.setEnabled(False)
+
+    def _on_errored(self, exc):
+        # a bug, not a user error (those come back as text): napari shows the traceback too
+        self.cancel_button.setEnabled(False)
+        self._set_status(f"Error: {type(exc).__name__}: {exc}")
+        self.failed.emit(f"{type(exc).__name__}: {exc}")
 
     def _on_trained(self, rec, out):
         self.cancel_button.setEnabled(False)
@@ -573,13 +584,10 @@ class SignalClassifierWidget(QWidget):
             layer.data = pred
         ulayer = self.uncertainty_layer
         scale, translate = row_geometry(rec, C + 2)
-        if ulayer is None or ulayer.data.shape != unc.shape:
-            if ulayer is not None:
-                self.viewer.layers.remove(ulayer)
-            self.viewer.add_image(unc, name=rec.name + UNCERTAINTY_SUFFIX, scale=scale, translate=translate,
-                                  colormap="magma", contrast_limits=(0.0, 1.0))
-        else:
-            ulayer.data = unc
+        if ulayer is not None:
+            self.viewer.layers.remove(ulayer)  # (a multiscale layer cannot take new data in place)
+        self.viewer.add_image(multiscale_levels(unc), name=rec.name + UNCERTAINTY_SUFFIX, scale=scale,
+                              translate=translate, colormap="magma", contrast_limits=(0.0, 1.0))
         labels = self.labels_layer
         if labels is not None:
             self.viewer.layers.selection.active = labels
@@ -605,7 +613,7 @@ class SignalClassifierWidget(QWidget):
             if strategy in ("diversity", "cluster"):
                 # window descriptors: the probabilities are a compact per-sample embedding
                 feats = self.classifier.predict_proba(rec) if self.classifier is not None else None
-            self.suggestions = suggest_windows(unc.data[0], labels.data[0], width=width, strategy=strategy,
+            self.suggestions = suggest_windows(signal_data(unc)[0], labels.data[0], width=width, strategy=strategy,
                                                n=10, features=feats)
         except AnnotatorError as e:
             self._fail(str(e))
@@ -647,7 +655,7 @@ class SignalClassifierWidget(QWidget):
         if layer is None:
             return
         cam = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
-        y = float(layer.translate[0]) + 0.5 * float(layer.scale[0]) * (layer.data.shape[0] + 2)
+        y = float(layer.translate[0]) + 0.5 * float(layer.scale[0]) * (signal_data(layer).shape[0] + 2)
         cam.center = (y, (t0 + t1) / 2)
 
     # -- messages ---------------------------------------------------------------------------

@@ -479,8 +479,9 @@ def base_features(x, spec: FeatureSet) -> np.ndarray:
     n_ch, n = x.shape
     out = np.empty((len(per) * n_ch, n), np.float32)
     if short:
-        sub = FeatureSet(sigmas=short, families=tuple(f for f in spec.families if f != "dog"), ndim=1,
-                         truncate=spec.truncate)
+        # DoG needs the Gaussians even when they are not requested themselves
+        sub_fam = (fam - {"dog"}) | ({"gaussian"} if "dog" in fam else set())
+        sub = FeatureSet(sigmas=short, families=tuple(sub_fam), ndim=1, truncate=spec.truncate)
         f_short = compute(x, sub, channel_axis=0).reshape(n_ch, -1, n)
         sub_names = sub._per_channel()
     gauss = {}
@@ -489,7 +490,10 @@ def base_features(x, spec: FeatureSet) -> np.ndarray:
         row = lambda name: out[base + index[name]]  # noqa: E731
         if short:
             for j, name in enumerate(sub_names):
-                row(name)[:] = f_short[c, j]
+                if name.startswith("gaussian_"):
+                    gauss[float(name[len("gaussian_s"):])] = f_short[c, j]
+                if name in index:
+                    row(name)[:] = f_short[c, j]
         elif "original" in fam:
             row("original")[:] = x[c]
         xc = x[c].astype(np.float64)
@@ -511,10 +515,7 @@ def base_features(x, spec: FeatureSet) -> np.ndarray:
         if "dog" in fam:
             sig = spec.sigmas
             for a, b in zip(sig[:-1], sig[1:]):
-                ga = gauss[a] if a in gauss else row(f"gaussian_s{a}") if "gaussian" in fam else None
-                if ga is None:
-                    ga = ndi.gaussian_filter1d(xc, a, mode="reflect", truncate=spec.truncate)
-                row(f"dog_s{a}")[:] = np.asarray(ga, np.float64) - gauss[b]
+                row(f"dog_s{a}")[:] = np.asarray(gauss[a], np.float64) - gauss[b]
         gauss.clear()
     return out
 
