@@ -46,7 +46,7 @@ def main():
     app.processEvents()
     viewer.screenshot(OUT / "signal_napari.png", canvas_only=False)
     widget.plot.figure.set_size_inches(11, 5.8)
-    widget.plot.figure.savefig(OUT / "signal_view.png", dpi=130)
+    widget.plot.figure.savefig(OUT / "signal_view.png", dpi=130, bbox_inches="tight")
     print("wrote", OUT / "signal_view.png", OUT / "signal_napari.png")
     print(widget.status.text())
     viewer.close()
