@@ -149,3 +149,17 @@ def test_long_record_opens_multiscale_and_trains(make_napari_viewer_proxy, qtbot
     with qtbot.waitSignal(w.suggested, timeout=10_000):
         w.suggest()
     assert w.suggestions
+
+
+def test_napari_opens_miniseed_and_the_sample_through_the_manifest(make_napari_viewer_proxy, tmp_path):
+    obspy = pytest.importorskip("obspy")
+    st = obspy.read()  # ObsPy's example: BW.RJOB..EHZ/EHN/EHE
+    st.write(str(tmp_path / "rjob.mseed"), format="MSEED")
+    viewer = make_napari_viewer_proxy()
+    viewer.open(str(tmp_path / "rjob.mseed"), plugin="napari-active-annotator")
+    assert [ly.name for ly in viewer.layers] == ["rjob", "rjob labels"]
+    meta = viewer.layers["rjob"].metadata["signal"]
+    assert meta["channels"] == ["BW.RJOB..EHZ", "BW.RJOB..EHN", "BW.RJOB..EHE"] and meta["sampling_rate"] == 100.0
+    np.testing.assert_allclose(viewer.layers["rjob"].data[0], st[0].data.astype(np.float32))
+    viewer.open_sample("napari-active-annotator", "seismogram")
+    assert "seismogram_BW_RJOB labels" in viewer.layers
