@@ -34,7 +34,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -230,8 +229,9 @@ class CNNWidget(QWidget):
         self.warm_epochs_spin = self._spin(0, 1000, 8, "Epochs of distilling the forest before fine-tuning.")
         self.batches_spin = self._spin(1, 1000, 10, "Batches per epoch (sparse labels have no natural epoch).")
         self.batch_size_spin = self._spin(1, 512, 8, "Patches per batch.")
-        self.patch_spin = self._spin(0, 2048, 0, "Patch edge in pixels, a multiple of 4 (0 = auto: 48 in 2D, 512 in 1D).\n"
-                                     "Larger patches see more context, but train slower.")
+        self.patch_spin = self._spin(
+            0, 2048, 0, "Patch edge in pixels, a multiple of 4 (0 = auto: 48 in 2D, 512 in 1D).\n"
+            "Larger patches see more context, but train slower.")
         self.patch_spin.setSingleStep(16)
         self.patch_spin.setSpecialValueText("auto")
         self.lr_spin = self._dspin(0.00001, 1.0, 0.003, 5, 0.0005, "Adam learning rate.")
@@ -310,6 +310,12 @@ class CNNWidget(QWidget):
         buttons.addWidget(self.load_button, 1, 2, 1, 2)
         root.addLayout(buttons)
 
+        self.status = QLabel("Paint at least two classes, then press Fine-tune CNN.")
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # never clipped by the plot
+        root.addWidget(self.status)
+
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
@@ -327,11 +333,6 @@ class CNNWidget(QWidget):
             "can teach (the best validation epoch's weights are kept).")
         root.addWidget(self.canvas, 1)
         self._draw_curve()
-
-        self.status = QLabel("Paint at least two classes, then press Fine-tune CNN.")
-        self.status.setWordWrap(True)
-        self.status.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
-        root.addWidget(self.status)
 
     @staticmethod
     def _spin(lo, hi, value, tip):
@@ -690,14 +691,16 @@ class CNNWidget(QWidget):
             return  # replaced by a newer request
         self._job = None
         self.cancel_button.setEnabled(False)
-        self._idle_bar()
         if outcome.cancelled or job.cancelled:
+            self._idle_bar()
             self._set_status("Cancelled: the layers and the previous CNN are unchanged.")
             self.cancelled.emit()
             return
         if outcome.error:
+            self._idle_bar()
             self._fail(outcome.error)
             return
+        self._done_bar(job)
         clf = outcome.classifier
         self.cnn = clf
         self._write_outputs(job, outcome)
@@ -709,11 +712,11 @@ class CNNWidget(QWidget):
             best = f", best validation at epoch {clf.best_epoch_}" if clf.best_epoch_ else ""
             warm = " after a warm start from the forest" if job.warm_proba is not None else ""
             self._set_status(
-                f"Fine-tuned {n_epochs} epochs{warm} on {device} in {outcome.fit_s:.1f} s{best}; "
-                f"predicted classes {classes} in {outcome.predict_s:.1f} s (uncertainty: {unc}).")
+                f"Fine-tuned {n_epochs} epochs{warm} on {device} in {outcome.fit_s:.1f} s{best}. "
+                f"Predicted classes {classes} in {outcome.predict_s:.1f} s; uncertainty: {unc}.")
         else:
-            self._set_status(f"Predicted classes {classes} on {device} in {outcome.predict_s:.1f} s "
-                             f"(uncertainty: {unc}).")
+            self._set_status(f"Predicted classes {classes} on {device} in {outcome.predict_s:.1f} s; "
+                             f"uncertainty: {unc}.")
         self.predicted.emit()
         if job.kind == "fit":
             self.trained.emit()
@@ -726,6 +729,21 @@ class CNNWidget(QWidget):
             self._idle_bar()
             self._set_status(f"Error: {type(exc).__name__}: {exc}")
             self.failed.emit(str(exc))
+
+    def _done_bar(self, job):
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1)
+        c = self.curve
+        if job.kind == "fit" and c["x"]:
+            n_warm = c["phase"].count("warm_start")
+            n_fine = len(c["x"]) - n_warm
+            epochs = f"{n_warm} warm-start + {n_fine} fine-tuning epochs" if n_warm else f"{n_fine} epochs"
+            text = f"Done: {epochs}, last training loss {c['train_loss'][-1]:.3f}"
+            if np.isfinite(c["val_loss"][-1]):
+                text += f", validation {c['val_loss'][-1]:.3f}"
+            self.progress_bar.setFormat(text)
+        else:
+            self.progress_bar.setFormat("Done: prediction written")
 
     def _idle_bar(self):
         self.progress_bar.setRange(0, 1)
@@ -774,7 +792,10 @@ class CNNWidget(QWidget):
         self.val_line, = ax.plot(x[fine], val[fine], "s-", ms=3, color="tab:orange", label="validation strokes")
         if warm.any() and fine.any():
             ax.axvline(x[fine][0] - 0.5, color="0.6", lw=0.8, ls=":")
-        ax.set_xlabel("epoch", fontsize=8)
+        if fine.any() and np.isfinite(val[fine]).any():
+            i = np.nanargmin(np.where(fine, val, np.nan))
+            ax.plot([x[i]], [val[i]], "*", ms=11, color="tab:red", label="lowest validation loss")
+        ax.set_xlabel("epoch (warm start, then fine-tuning)" if warm.any() else "epoch", fontsize=8)
         ax.set_ylabel("loss (cross-entropy)", fontsize=8)
         ax.set_title("CNN loss per epoch (lower is better)", fontsize=9)
         ax.tick_params(labelsize=7)
