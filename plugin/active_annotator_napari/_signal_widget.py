@@ -114,6 +114,7 @@ class SignalPlot(QWidget):
         self.colors = {}
         self.class_names = {}
         self.suggestions = []  # (t0, t1) seconds
+        self._labels_version = 0
         self.current = -1
         self.view = (0.0, 1.0)
         self._lines = []
@@ -141,11 +142,23 @@ class SignalPlot(QWidget):
 
     def set_labels(self, labels, colors=None, class_names=None):
         self.labels = None if labels is None else np.asarray(labels).reshape(-1)
+        self._labels_version += 1  # labels change in place when painted
         if colors is not None:
             self.colors = colors
         if class_names is not None:
             self.class_names = class_names
         self.schedule()
+
+    def _present(self) -> set:
+        """Classes in the labels or the prediction (counted once per change, not per frame)."""
+        key = (id(self.labels), id(self.prediction), self._labels_version)
+        if getattr(self, "_present_key", None) != key:
+            found = set()
+            for arr in (self.labels, self.prediction):
+                if arr is not None and arr.size:
+                    found |= {int(c) for c in np.flatnonzero(np.bincount(arr.astype(np.intp, copy=False)))}
+            self._present_key, self._present_set = key, found - {0}
+        return self._present_set
 
     def set_prediction(self, prediction, uncertainty):
         self.prediction = None if prediction is None else np.asarray(prediction).reshape(-1)
@@ -172,7 +185,11 @@ class SignalPlot(QWidget):
 
     # -- drawing ---------------------------------------------------------------------------
     def _band(self, values, s0, s1, nb, reduce_max):
-        """RGBA image ``(1, nb, 4)`` of class values over samples ``[s0, s1)``."""
+        """RGBA image ``(1, nb, 4)`` of class values over samples ``[s0, s1)``.
+
+        With ``reduce_max`` a column shows the highest class value among its
+        samples, so a 5 s event stays visible in a day-long view.
+        """
         seg = values[s0:s1]
         nb = max(1, min(nb, seg.size))
         edges = np.linspace(0, seg.size, nb + 1).astype(np.int64)[:-1]
@@ -204,6 +221,9 @@ class SignalPlot(QWidget):
         while len(self._lines) < C:
             (ln,) = ax.plot([], [], color="k", lw=0.6, zorder=3)
             self._lines.append(ln)
+        # zoomed out, the pyramid gives (min, max) pairs per block: a filled band
+        # rasterises far faster than a zigzag line through them and looks the same
+        envelope = idx.size > 1 and idx[0] == idx[1]
         for i in range(C):
             v = vals[i].astype(np.float64)
             if v.size:
@@ -212,17 +232,22 @@ class SignalPlot(QWidget):
                 y = -2.0 * i + 0.9 * (v - centre) / amp
             else:
                 y = v
-            self._lines[i].set_data(tt, y)
+            if envelope:
+                self._lines[i].set_data([], [])
+                self._artists.append(ax.fill_between(tt[0::2], y[0::2], y[1::2], color="k", lw=0.6,
+                                                     edgecolor="k", zorder=3))
+            else:
+                self._lines[i].set_data(tt, y)
         bottom = -2.0 * (C - 1) - 1.0
         nb = min(n_px, 4000)
-        if self.labels is not None and self.labels.any():
+        if self.labels is not None:
             img = self._band(self.labels, s0, s1, nb, True)
             img[..., 3] *= 0.35
             self._artists.append(ax.imshow(img, extent=(s0 / sr, s1 / sr, bottom, 1.0), aspect="auto",
                                            interpolation="nearest", zorder=1))
         pred_y = (bottom - 0.9, bottom - 0.15)
         if self.prediction is not None:
-            img = self._band(self.prediction, s0, s1, nb, False)
+            img = self._band(self.prediction, s0, s1, nb, True)  # short events stay visible zoomed out
             self._artists.append(ax.imshow(img, extent=(s0 / sr, s1 / sr, *pred_y), aspect="auto",
                                            interpolation="nearest", zorder=1))
         ax.set_ylim(pred_y[0] - 0.1, 1.3)
@@ -246,8 +271,12 @@ class SignalPlot(QWidget):
                                          clip_on=True))
         if self.u_pyramid is not None:
             ui, uv = self.u_pyramid.view(s0, s1, n_px)
-            (ln,) = ax_u.plot(ui / sr, uv[0], color="tab:purple", lw=0.8)
-            self._artists.append(ln)
+            if ui.size > 1 and ui[0] == ui[1]:
+                art = ax_u.fill_between(ui[0::2] / sr, uv[0, 0::2], uv[0, 1::2], color="tab:purple", lw=0.8,
+                                        edgecolor="tab:purple")
+            else:
+                (art,) = ax_u.plot(ui / sr, uv[0], color="tab:purple", lw=0.8)
+            self._artists.append(art)
         ax_u.set_ylim(0, 1.05)
         ax_u.set_ylabel("uncertainty")
         start = "" if rec.starttime is None else f" since {rec.starttime:%Y-%m-%d %H:%M:%S.%f}"[:-4] + " UTC"
@@ -257,10 +286,7 @@ class SignalPlot(QWidget):
                      "shading: your labels · band: prediction · numbers: suggested windows\n"
                      "drag: label a span · wheel: zoom · right-drag: pan", fontsize=9, loc="left")
         shown = sorted(set(self.class_names) | set(self.colors))
-        present = set()
-        for arr in (self.labels, self.prediction):
-            if arr is not None:
-                present |= {int(c) for c in np.unique(arr[s0:s1]) if c}
+        present = self._present()
         handles = [Patch(color=self.colors.get(c, (0.5, 0.5, 0.5, 1)), label=f"{c}: {self.class_names.get(c, f'class {c}')}")
                    for c in shown if c in present or c in self.class_names]
         if handles:
