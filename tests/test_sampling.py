@@ -199,3 +199,24 @@ def test_suggest_for_image_refuses_two_stack_axes():
 
     with pytest.raises(InputError, match="one time point"):
         suggest_for_image(np.full((2, 2, 3, 16, 16), 0.5, np.float32), spatial_ndim=2)
+
+
+def test_suggest_on_a_stack_points_at_the_uncertain_plane():
+    ps = [p for z in range(3) for p in cand.patches((16, 16), 8, stack_index=z, start_id=4 * z)]
+    u = np.zeros((3, 16, 16), np.float32)
+    u[2, 8:, :8] = 0.7
+    s = suggest(ps, u, np.zeros((3, 16, 16), np.uint8), strategy="hybrid", n=2)
+    assert s[0].candidate.stack_index == 2 and s[0].candidate.key == (2, slice(8, 16), slice(0, 8))
+    assert s[0].candidate.centre == (2.0, 11.5, 3.5)
+
+
+def test_hybrid_on_a_collection_uses_descriptor_distance():
+    cs = cand.collection(4)
+    feats = np.zeros((2, 4, 8, 8), np.float32)
+    feats[0, :2] = 0.0  # images 0 and 1 look alike
+    feats[0, 2:] = 10.0  # images 2 and 3 look alike
+    feats[1] = 3.0  # a feature that does not tell images apart
+    cs = cand.describe(cs, feats)
+    scores = np.array([0.9, 0.85, 0.5, 0.4])
+    s = suggest(cs, scores, strategy="hybrid", n=2)
+    assert [x.candidate.stack_index for x in s] == [0, 2]
