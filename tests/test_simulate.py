@@ -114,3 +114,13 @@ def test_simulate_rejects_unknown_strategy():
     image, truth = _blobs((32, 32))
     with pytest.raises(InputError, match="choose from"):
         simulate(image, truth, strategies=["clever"], progress=False)
+
+
+@pytest.mark.parametrize("oracle", ["correct", "passive"])
+def test_every_strategy_runs_in_a_simulation(oracle):
+    image, truth = _blobs((48, 48))
+    strategies = ["hybrid", "entropy", "margin", "least_confidence", "diversity", "cluster", "random"]
+    res = simulate(image, truth, strategies=strategies, rounds=1, batch=2, seeds=1, patch=12,
+                   n_estimators=5, dense=False, progress=False, oracle=oracle)
+    assert [r["strategy"] for r in res.rows if r["round"] == 1] == strategies
+    assert all(r["labelled_pixels"] > 0 for r in res.rows)
