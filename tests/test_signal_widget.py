@@ -163,3 +163,37 @@ def test_napari_opens_miniseed_and_the_sample_through_the_manifest(make_napari_v
     np.testing.assert_allclose(viewer.layers["rjob"].data[0], st[0].data.astype(np.float32))
     viewer.open_sample("napari-active-annotator", "seismogram")
     assert "seismogram_BW_RJOB labels" in viewer.layers
+
+
+def test_mouse_drag_across_the_waveform_marks_a_span(widget, qtbot):
+    # mouse events through matplotlib's event system into the span selector
+    # (QTest's synthetic moves carry no button state, which matplotlib needs)
+    from matplotlib.backend_bases import MouseButton, MouseEvent
+
+    plot = widget.plot
+    plot.resize(900, 400)
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.redraw()
+    plot.canvas.draw()
+    widget.class_combo.setCurrentIndex(widget.class_combo.findData(2))
+    canvas = plot.canvas
+
+    def event(name, t):
+        x, y = plot.ax.transData.transform((t, 0.0))
+        canvas.callbacks.process(name, MouseEvent(name, canvas, x, y, button=MouseButton.LEFT))
+
+    event("button_press_event", 40.0)
+    for t in (45.0, 50.0, 55.0, 60.0):
+        event("motion_notify_event", t)
+    event("button_release_event", 60.0)
+    lab = widget.viewer.layers["bursts labels"].data[0]
+    marked = np.flatnonzero(lab == 2)
+    assert marked.size > 0
+    assert abs(marked[0] / 50.0 - 40.0) < 0.1 and abs((marked[-1] + 1) / 50.0 - 60.0) < 0.1
+    # wheel zooms time around the cursor, right-drag pans
+    t0, t1 = plot.view
+    x, y = plot.ax.transData.transform((50.0, 0.0))
+    canvas.callbacks.process("scroll_event", MouseEvent("scroll_event", canvas, x, y, button="up", step=1))
+    z0, z1 = plot.view
+    assert z1 - z0 < t1 - t0 and z0 < 50.0 < z1
