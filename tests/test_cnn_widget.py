@@ -175,6 +175,41 @@ def test_new_request_replaces_the_running_one(viewer, qtbot):
     assert widget.cnn.config_.epochs == 1
 
 
+def test_one_dimensional_signal_with_a_labels_row(viewer, qtbot):
+    """A (channels, time) record with its labels as one row (1, T), as the Signal reader lays it out."""
+    rng = np.random.default_rng(0)
+    truth = np.where((np.arange(2048) // 256) % 2 == 0, 1, 2).astype(np.uint8)
+    signal = (rng.normal(size=(3, 2048)) * np.where(truth == 2, 3.0, 0.5)).astype(np.float32)
+    viewer.add_image(signal, name="record", scale=(0.75, 0.01))
+    labels = np.zeros((1, 2048), np.uint8)
+    labels[0, ::7] = truth[::7]
+    viewer.add_labels(labels, name="annotations", scale=(0.75, 0.01), translate=(2.25, 0.0))
+    widget = dock(viewer, epochs=2, batches=2)
+    widget.patch_spin.setValue(0)  # auto: 512 samples in 1-D
+    widget.dims_combo.setCurrentIndex(1)  # "1D signal"
+    widget.channel_combo.setCurrentIndex(2)  # "first axis"
+    assert widget.channel_axis == 0 and widget.dims == 1
+    run(qtbot, widget, widget.fit_button.click)
+
+    assert widget.cnn.config_.dims == 1 and widget.cnn.config_.in_channels == 3
+    prediction = viewer.layers[CNN_PREDICTION]
+    assert prediction.data.shape == (1, 2048)
+    assert tuple(prediction.translate) == (2.25, 0.0)  # drawn where the labels row is
+    assert viewer.layers[CNN_PROBABILITIES].data.shape == (2, 1, 2048)
+    assert viewer.layers[CNN_UNCERTAINTY].data.shape == (1, 2048)
+
+
+def test_signal_reader_layers_choose_a_1d_network_with_channels_first(viewer):
+    pytest.importorskip("obspy")
+    from active_annotator_napari._signal_reader import seismogram
+
+    for layer_data, kwargs, kind in seismogram():
+        getattr(viewer, f"add_{kind}")(layer_data, **kwargs)
+    widget = dock(viewer)
+    assert widget.image_layer.name == "seismogram_BW_RJOB"
+    assert widget.dims == 1 and widget.channel_axis == 0
+
+
 # -- save and load ---------------------------------------------------------------------
 def test_load_then_save_round_trip_gives_identical_probabilities(viewer, qtbot, saved_cnn, tmp_path):
     path, reference = saved_cnn

@@ -95,6 +95,7 @@ class _Job:
     warm_proba: object = None
     warm_classes: object = None
     mc_samples: int = 0  # 0: softmax entropy; n >= 2: Monte-Carlo dropout with n passes
+    row: bool = False  # a 1-D record: napari shows labels and outputs as one row (1, T)
     stop: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False  # the user pressed Cancel (as opposed to being replaced)
     batches_after_stop: int = 0  # batches the core ran after the stop flag was set (must be <= 1)
@@ -412,6 +413,10 @@ class CNNWidget(QWidget):
         if layer is None:
             return
         shape = layer.data.shape
+        if "signal" in layer.metadata:  # the Signal reader's (channels, time) strip
+            self.channel_combo.setCurrentIndex([c for _, c in CHANNEL_CHOICES].index(0))
+            self.dims_combo.setCurrentIndex([d for _, d in DIMS_CHOICES].index(1))
+            return
         if layer.rgb:
             ca = -1
         elif len(shape) >= 3 and shape[0] <= 5 and shape[0] < min(shape[1:]):
@@ -498,6 +503,8 @@ class CNNWidget(QWidget):
                 f"Warm start needs the Pixel classifier's '{FOREST_PROBABILITIES}' layer: press Train in the "
                 "Pixel classifier widget first, or untick 'Warm start from the random forest'.")
         proba = np.asarray(layer.data, dtype=np.float32)
+        if len(shape) == 1 and proba.shape[1:] == (1,) + shape:  # a 1-D record's row
+            proba = proba[:, 0]
         if proba.shape[1:] != shape:
             raise InputError(
                 f"The '{FOREST_PROBABILITIES}' layer has shape {proba.shape}, which does not match the image's "
@@ -524,6 +531,10 @@ class CNNWidget(QWidget):
                 raise InputError("There is no annotations (Labels) layer: paint strokes of at least two "
                                  "classes first (the Pixel classifier's New button makes one).")
             labels = np.array(labels_layer.data, copy=True)  # the user may paint on while we train
+            row = len(shape) == 1
+            if row and labels.shape == (1,) + shape:
+                labels = labels[0]
+                scale, translate = tuple(labels_layer.scale), tuple(labels_layer.translate)
             if labels.shape != shape:
                 raise InputError(
                     f"Annotations '{labels_layer.name}' have shape {labels.shape} but the image's non-channel "
@@ -536,7 +547,7 @@ class CNNWidget(QWidget):
         self.curve = self._empty_curve()
         self._draw_curve()
         self._start(_Job("fit", image, labels, ca, clf, scale, translate, warm_proba=warm_proba,
-                         warm_classes=warm_classes, mc_samples=self._mc_samples()))
+                         warm_classes=warm_classes, mc_samples=self._mc_samples(), row=row))
 
     def predict(self, *_):
         """Apply the current CNN to the chosen image, in a worker thread."""
@@ -544,13 +555,21 @@ class CNNWidget(QWidget):
             self._fail("There is no CNN yet: press Fine-tune CNN, or Load CNN.")
             return
         try:
-            _, image, ca, _, scale, translate = self._image_and_geometry()
+            _, image, ca, shape, scale, translate = self._image_and_geometry()
             self.cnn.check_image(image.shape, ca)
         except AnnotatorError as e:
             self._fail(str(e))
             return
+        row = len(shape) == 1
+        if row:  # the outputs go where the labels row is, as in the Signal classifier's strip
+            labels_layer = self.annotations_layer
+            if labels_layer is not None and labels_layer.data.shape == (1,) + shape:
+                scale, translate = tuple(labels_layer.scale), tuple(labels_layer.translate)
+            else:
+                scale, translate = (1.0,) + tuple(scale), (0.0,) + tuple(translate)
         self.cnn.n_threads = self.n_threads
-        self._start(_Job("predict", image, None, ca, self.cnn, scale, translate, mc_samples=self._mc_samples()))
+        self._start(_Job("predict", image, None, ca, self.cnn, scale, translate, mc_samples=self._mc_samples(),
+                         row=row))
 
     def _mc_samples(self):
         return self.mc_spin.value() if self.mc_check.isChecked() else 0
@@ -810,6 +829,10 @@ class CNNWidget(QWidget):
     def _write_outputs(self, job, outcome):
         scale, translate = job.scale, job.translate
         classes = [int(c) for c in outcome.classifier.classes_]
+        if job.row:  # napari layers are at least 2-D: a 1-D record's outputs are one row
+            outcome.prediction = outcome.prediction[None]
+            outcome.probabilities = outcome.probabilities[:, None]
+            outcome.uncertainty = outcome.uncertainty[None]
         self._put_layer(CNN_PREDICTION, "labels", outcome.prediction, scale, translate, opacity=0.4)
         self._put_layer(CNN_PROBABILITIES, "image", outcome.probabilities, (1.0, *scale), (0.0, *translate),
                         visible=False, colormap="viridis", contrast_limits=(0.0, 1.0),
