@@ -94,6 +94,22 @@ def test_suggest_and_next_jump_the_view_to_ranked_windows(widget, qtbot):
     assert all(lab[s.candidate.slices[0]].min() == 0 for s in widget.suggestions)
 
 
+def test_a_third_class_can_be_added_by_name_and_trained(widget, qtbot):
+    widget.class_name_edit.setText("tourists jumping on the sensor")
+    widget.add_class_button.click()
+    value = widget.class_combo.currentData()
+    assert value == 4 and "4: tourists jumping on the sensor" in widget.class_combo.currentText()
+    labels = widget.viewer.layers["bursts labels"]
+    assert labels.metadata["class_names"][4] == "tourists jumping on the sensor"
+    widget.label_span(0.0, 15.0, 1)
+    widget.label_span(20.0, 30.0, 2)
+    widget.plot._on_span(100.0, 110.0)  # class 4, the chosen one
+    assert (labels.data[0, 5000:5500] == 4).all()
+    with qtbot.waitSignal(widget.trained, timeout=120_000):
+        widget.train()
+    assert list(widget.classifier.classes_) == [1, 2, 4]
+
+
 def test_training_without_two_classes_says_what_to_do(widget, qtbot):
     widget.label_span(0.0, 5.0, 1)
     with qtbot.waitSignal(widget.failed, timeout=60_000) as blocker:

@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -374,6 +375,14 @@ class SignalClassifierWidget(QWidget):
         form.addRow("Signal", self.signal_combo)
         self.class_combo = QComboBox()
         form.addRow("Drag marks", self.class_combo)
+        add_row = QHBoxLayout()
+        self.class_name_edit = QLineEdit()
+        self.class_name_edit.setPlaceholderText("e.g. tourists jumping on the sensor")
+        self.add_class_button = QPushButton("Add class")
+        self.add_class_button.clicked.connect(lambda *_: self.add_class(self.class_name_edit.text()))
+        add_row.addWidget(self.class_name_edit)
+        add_row.addWidget(self.add_class_button)
+        form.addRow("New class", add_row)
         feats = QHBoxLayout()
         self.envelope_box = QCheckBox("envelope")
         self.envelope_box.setChecked(True)
@@ -479,6 +488,30 @@ class SignalClassifierWidget(QWidget):
     def uncertainty_layer(self):
         return self._named(UNCERTAINTY_SUFFIX, napari.layers.Image)
 
+    def add_class(self, name: str) -> int:
+        """Add a class called ``name`` (the next free value) and choose it for dragging."""
+        labels = self.labels_layer
+        name = name.strip()
+        if labels is None or not name:
+            return 0
+        names = self._class_names(labels)
+        value = max(names) + 1
+        stored = dict(labels.metadata.get("class_names", {}))
+        stored[value] = name
+        labels.metadata["class_names"] = stored
+        self._fill_class_combo(labels)
+        self.class_combo.setCurrentIndex(self.class_combo.findData(value))
+        self.class_name_edit.clear()
+        self._update_labels()
+        return value
+
+    def _fill_class_combo(self, labels):
+        names = self._class_names(labels)
+        self.class_combo.clear()
+        for k in sorted(names):
+            self.class_combo.addItem(f"{k}: {names[k]}", k)
+        self.class_combo.addItem("0: erase", 0)
+
     def _class_names(self, layer):
         names = dict(CLASS_NAMES)
         if layer is not None:
@@ -492,11 +525,7 @@ class SignalClassifierWidget(QWidget):
             self.plot.schedule()
             return
         labels = self.labels_layer
-        names = self._class_names(labels)
-        self.class_combo.clear()
-        for k in sorted(names):
-            self.class_combo.addItem(f"{k}: {names[k]}", k)
-        self.class_combo.addItem("0: erase", 0)
+        self._fill_class_combo(labels)
         self.plot.set_record(rec)
         self._watch(labels)
         self._update_labels()
