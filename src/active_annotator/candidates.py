@@ -123,7 +123,9 @@ def patches(shape: Sequence[int], size=32, step=None, stack_index: int | None = 
     size : int or tuple of int
         Patch edge per axis in pixels; patches at the far edges are cut short.
     step : int or tuple of int, optional
-        Distance between patch starts; default ``size`` (no overlap).
+        Distance between patch starts; default ``size`` (no overlap). With an
+        explicit step, patches cut short by the far edges are left out (they
+        would repeat their overlapping neighbours).
     stack_index : int, optional
         Plane of a stack these patches belong to.
     start_id : int
