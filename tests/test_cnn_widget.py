@@ -210,6 +210,18 @@ def test_signal_reader_layers_choose_a_1d_network_with_channels_first(viewer):
     assert widget.dims == 1 and widget.channel_axis == 0
 
 
+def test_closing_the_widget_stops_its_training(viewer, qtbot):
+    add_sample(viewer)
+    widget = dock(viewer, epochs=500, batches=10)
+    widget.fit_button.click()
+    job = widget._job
+    qtbot.waitUntil(lambda: job in widget._running, timeout=5000)
+    viewer.window.remove_dock_widget(widget)
+    widget.deleteLater()
+    qtbot.waitUntil(lambda: job.stop.is_set(), timeout=10_000)
+    qtbot.waitUntil(lambda: job.worker is not None and not job.worker.is_running, timeout=TIMEOUT_MS)
+
+
 # -- save and load ---------------------------------------------------------------------
 def test_load_then_save_round_trip_gives_identical_probabilities(viewer, qtbot, saved_cnn, tmp_path):
     path, reference = saved_cnn

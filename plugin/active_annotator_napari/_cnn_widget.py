@@ -13,6 +13,7 @@ No ``from __future__ import annotations`` in this module: napari injects the
 viewer only when the constructor's annotation is the class itself.
 """
 
+import functools
 import importlib.util
 import threading
 import time
@@ -81,7 +82,7 @@ def missing_torch_message() -> str:
     return f"The CNN needs PyTorch and safetensors ({', '.join(missing)} missing). Install with: {INSTALL_HINT}"
 
 
-@dataclass
+@dataclass(eq=False)  # identity: jobs are compared with "is" and kept in a set
 class _Job:
     """One fine-tune (or predict-only) request with its inputs, frozen at request time."""
 
@@ -99,6 +100,7 @@ class _Job:
     stop: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False  # the user pressed Cancel (as opposed to being replaced)
     batches_after_stop: int = 0  # batches the core ran after the stop flag was set (must be <= 1)
+    orphaned: bool = False  # its widget was closed: nothing left to update
     worker: object = None
 
 
@@ -149,6 +151,12 @@ def _run_job(job: _Job, report):
                     fit_s=t1 - t0, predict_s=time.perf_counter() - t1)
 
 
+def _stop_jobs(jobs, *_):
+    for job in list(jobs):
+        job.orphaned = True
+        job.stop.set()
+
+
 class CNNWidget(QWidget):
     """Fine-tune a small U-Net on the painted annotations and see its prediction.
 
@@ -174,6 +182,9 @@ class CNNWidget(QWidget):
         self.cnn = None  # the trained or loaded CNNClassifier
         self._job = None
         self._workers = set()
+        self._running = set()  # jobs whose worker has not finished (also replaced/cancelled ones)
+        # a closed dock must not leave training running in the background
+        self.destroyed.connect(functools.partial(_stop_jobs, self._running))
         self.curve = self._empty_curve()
 
         self._build()
@@ -662,14 +673,19 @@ class CNNWidget(QWidget):
         job.worker = worker
         worker.returned.connect(lambda outcome, job=job: self._on_returned(job, outcome))
         worker.errored.connect(lambda exc, job=job: self._on_errored(job, exc))
-        worker.finished.connect(lambda worker=worker: self._workers.discard(worker))
+        worker.finished.connect(lambda worker=worker, job=job: self._on_finished(worker, job))
         self._workers.add(worker)
+        self._running.add(job)
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)  # busy until the first report
         self.progress_bar.setFormat("starting…")
         verb = "Fine-tuning" if job.kind == "fit" else "Predicting"
         self._set_status(f"{verb} on {self._device_text(job.classifier)}…")
         worker.start()
+
+    def _on_finished(self, worker, job):
+        self._workers.discard(worker)
+        self._running.discard(job)
 
     def _report(self, job, info):
         # worker thread: count batches run after a stop request, hand the report to the main thread
@@ -681,7 +697,7 @@ class CNNWidget(QWidget):
             pass
 
     def _on_report(self, job, info):
-        if job is not self._job or job.stop.is_set():
+        if job.orphaned or job is not self._job or job.stop.is_set():
             return
         event = info.get("event")
         if event == "predict":
@@ -706,7 +722,7 @@ class CNNWidget(QWidget):
         self.progressed.emit(dict(info))
 
     def _on_returned(self, job, outcome):
-        if job is not self._job:
+        if job.orphaned or job is not self._job:
             return  # replaced by a newer request
         self._job = None
         self.cancel_button.setEnabled(False)
@@ -742,7 +758,7 @@ class CNNWidget(QWidget):
 
     def _on_errored(self, job, exc):
         # an unexpected bug (expected errors come back as outcomes); napari shows the traceback
-        if job is self._job:
+        if job is self._job and not job.orphaned:
             self._job = None
             self.cancel_button.setEnabled(False)
             self._idle_bar()
