@@ -220,3 +220,18 @@ def test_hybrid_on_a_collection_uses_descriptor_distance():
     scores = np.array([0.9, 0.85, 0.5, 0.4])
     s = suggest(cs, scores, strategy="hybrid", n=2)
     assert [x.candidate.stack_index for x in s] == [0, 2]
+
+
+def test_hybrid_can_keep_distance_from_batch_picks_only():
+    ps = _grid((64, 64), 8)
+    u = np.full((64, 64), 0.5, np.float32)
+    u[8:16, 32:40] = 0.9  # the most uncertain patch, right next to the labels
+    lab = np.zeros((64, 64), np.uint8)
+    lab[:, :32] = 1
+    default = suggest(ps, u, lab, strategy="hybrid", n=2)
+    picks_only = suggest(ps, u, lab, strategy="hybrid", n=2, avoid="picks")
+    assert default[0].candidate.slices != (slice(8, 16), slice(32, 40))
+    assert picks_only[0].candidate.slices == (slice(8, 16), slice(32, 40))
+    assert "from suggestion 1" in picks_only[1].reason
+    with pytest.raises(InputError, match="avoid"):
+        suggest(ps, u, lab, strategy="hybrid", avoid="everything")

@@ -92,6 +92,7 @@ def suggest(
     aggregate: str = "top_mean",
     fraction: float = 0.1,
     distance_scale: float | None = None,
+    avoid: str = "labels_and_picks",
 ) -> list[Suggestion]:
     """Rank candidates and return the best ``n`` as suggestions.
 
@@ -123,6 +124,12 @@ def suggest(
     distance_scale : float, optional
         ``hybrid``'s distance scale in pixels; default the median candidate
         extent.
+    avoid : {"labels_and_picks", "picks"}
+        What ``hybrid`` keeps its distance from: labelled pixels and earlier
+        picks of the batch (default, as specified), or only the batch's picks
+        (labels then act only through the retrained model's uncertainty; it
+        did better in the passive-oracle simulations, see
+        ``docs/active_learning.md``).
 
     Returns
     -------
@@ -130,6 +137,8 @@ def suggest(
     """
     if strategy not in STRATEGIES:
         raise InputError(f"Unknown strategy {strategy!r}; choose from {list(STRATEGIES)}.")
+    if avoid not in ("labels_and_picks", "picks"):
+        raise InputError(f"avoid must be 'labels_and_picks' or 'picks', got {avoid!r}.")
     n = int(n)
     if n < 1:
         raise InputError(f"n must be a positive number of suggestions, got {n}.")
@@ -191,7 +200,8 @@ def suggest(
         return _k_center(cands, avail, frac, scores, n, rng, u_name)
     if strategy == "cluster":
         return _cluster(cands, avail, scores, n, seed, u_name)
-    return _hybrid(cands, avail, lab, scores, n, distance_scale, u_name)
+    return _hybrid(cands, avail, lab if avoid == "labels_and_picks" else None, scores, n,
+                   distance_scale, u_name)
 
 
 def _k_center(cands, avail, frac, scores, n, rng, u_name) -> list[Suggestion]:

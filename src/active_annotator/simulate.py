@@ -368,7 +368,8 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
              features: FeatureSet | None = None, channel_axis: int | None = None,
              dense: bool = True, target_fraction: float = 0.95, progress: bool = True,
              dense_max_pixels: int | None = None, oracle: str = "correct",
-             distance_scale: float | None = None) -> SimulationResult:
+             distance_scale: float | None = None,
+             hybrid_avoid: str = "labels_and_picks") -> SimulationResult:
     """Run the oracle annotator for each strategy and seed.
 
     Parameters
@@ -390,6 +391,8 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
         Oracle mode (see :class:`Oracle`); the same for every strategy.
     distance_scale : float, optional
         ``hybrid``'s distance scale in pixels (see :func:`~active_annotator.sampling.suggest`).
+    hybrid_avoid : {"labels_and_picks", "picks"}
+        ``hybrid``'s ``avoid`` (see :func:`~active_annotator.sampling.suggest`).
     holdout : float
         Fraction of the longest axis kept as the test region.
     n_estimators, n_jobs : forest size and training threads.
@@ -437,7 +440,8 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
 
     result = SimulationResult(settings=dict(
         strategies=list(strategies), rounds=rounds, batch=batch, seeds=seed_list, patch=size,
-        radius=radius, oracle=oracle, distance_scale=distance_scale, holdout=holdout, n_estimators=n_estimators, shape=list(spatial),
+        radius=radius, oracle=oracle, distance_scale=distance_scale,
+        hybrid_avoid=hybrid_avoid, holdout=holdout, n_estimators=n_estimators, shape=list(spatial),
         annotation_region=[[s.start, s.stop] for s in annotation],
         test_region=[[s.start, s.stop] for s in test], n_candidates=len(cands),
         features=fs.to_dict(), target_fraction=target_fraction,
@@ -468,7 +472,8 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
                 if r < rounds:
                     p_ann = proba[(slice(None),) + annotation]
                     picks = suggest(cands, labelled=labels, strategy=strategy, n=batch,
-                                    seed=seed * 100003 + r, proba=p_ann, distance_scale=distance_scale)
+                                    seed=seed * 100003 + r, proba=p_ann, distance_scale=distance_scale,
+                                    avoid=hybrid_avoid)
                     for s in picks:
                         annotator.label(s.candidate, truth_ann, p_ann, clf.classes_, labels)
                 row["seconds"] = round(time.perf_counter() - t0, 4)
@@ -530,7 +535,7 @@ def _run(args: argparse.Namespace) -> int:
         image, truth, strategies=strategies, rounds=args.rounds, batch=args.batch, seeds=args.seeds,
         patch=args.patch, radius=args.radius, holdout=args.holdout, n_estimators=args.trees,
         n_jobs=args.jobs, channel_axis=args.channel_axis, progress=not args.quiet, oracle=args.oracle,
-        distance_scale=args.hybrid_scale,
+        distance_scale=args.hybrid_scale, hybrid_avoid=args.hybrid_avoid,
     )
     files = _write_outputs(result, Path(args.output), args.name or f"simulation_{name}")
     print(f"dense labelling Jaccard {result.dense_jaccard:.3f}; target (95%) {result.target:.3f}")
@@ -566,6 +571,8 @@ def add_parser(subparsers) -> None:
                         "passive: dab a random pixel of it")
     p.add_argument("--hybrid-scale", type=float, default=None,
                    help="hybrid's distance scale in pixels (default: the patch size)")
+    p.add_argument("--hybrid-avoid", default="labels_and_picks", choices=("labels_and_picks", "picks"),
+                   help="what hybrid keeps its distance from (default labels_and_picks)")
     p.add_argument("--holdout", type=float, default=0.5, help="test fraction of the longest axis (default 0.5)")
     p.add_argument("--trees", type=int, default=50, help="trees in the forest (default 50)")
     p.add_argument("--jobs", type=int, default=1, help="training threads (default 1)")
