@@ -350,6 +350,8 @@ class Forest:
         cached = getattr(self, "_packed_cache", None)
         if cached is not None and cached[0] is self.threshold:
             return cached[1]
+        # the compiled kernels do not check bounds: never run them on unchecked arrays
+        self.validate()
         n = self.feature.shape[0]
         roots = self.roots.astype(np.uint32)
         ends = np.append(roots[1:], n).astype(np.int64)
