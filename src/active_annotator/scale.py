@@ -16,6 +16,7 @@ the halo, stack axes are processed plane by plane and get no overlap.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -44,11 +45,26 @@ def _merge_small(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4)
+def _load_model(path: str, mtime_ns: int, size: int):
+    """A model file loaded once per worker process (the key changes when the file does)."""
+    from .classifier import PixelClassifier
+
+    return PixelClassifier.load(path)
+
+
+def _model_from(ref):
+    if isinstance(ref, tuple):
+        return _load_model(*ref)
+    return ref
+
+
 def _predict_block(block, *, clf, n_stack: int, overlap: tuple[int, ...], proba: bool,
                    block_info=None):
     """Predict one overlapped chunk ``(*stack, *spatial+halo, C)``; return it without halo."""
     from .features import compute
 
+    clf = _model_from(clf)
     info = block_info[0]
     loc, nchunks = info["chunk-location"], info["num-chunks"]
     # boundary="none": a chunk has context only on sides that have a neighbour
@@ -83,8 +99,10 @@ def predict_dask(clf, image, channel_axis: int | None = None, proba: bool = Fals
 
     Parameters
     ----------
-    clf : PixelClassifier
-        A fitted classifier.
+    clf : PixelClassifier or path
+        A fitted classifier, or its model file. With a path, each worker
+        process loads the file once instead of receiving the model with every
+        task: use it on clusters (the file must be readable by the workers).
     image : dask array, zarr array or numpy array
         ``(*stack, *spatial)`` with an optional channel axis.
     channel_axis : int or None
@@ -105,6 +123,14 @@ def predict_dask(clf, image, channel_axis: int | None = None, proba: bool = Fals
     """
     import dask.array as da
 
+    from .classifier import PixelClassifier
+
+    ref = clf
+    if not isinstance(clf, PixelClassifier):
+        path = Path(clf).resolve()
+        st = path.stat()
+        ref = (str(path), st.st_mtime_ns, st.st_size)
+        clf = _load_model(*ref)
     clf._check_fitted()
     fs = clf.feature_set
     stack, spatial = clf.check_image(np.shape(image), channel_axis)
@@ -138,7 +164,7 @@ def predict_dask(clf, image, channel_axis: int | None = None, proba: bool = Fals
         x = x.rechunk(new_chunks)
     depth = tuple(halo if n_stack <= a < nd - 1 else 0 for a in range(nd))
     n_cls = len(clf.classes_)
-    kwargs = dict(clf=clf, n_stack=n_stack, overlap=depth, proba=proba)
+    kwargs = dict(clf=ref, n_stack=n_stack, overlap=depth, proba=proba)
     if proba:
         out = da.map_overlap(
             _predict_block, x, depth=depth, boundary="none", trim=False,
@@ -219,13 +245,11 @@ def predict_file(model, input_path, output_path, *, channel_axis=None, chunks=No
     """
     import dask.array as da
 
-    from .classifier import PixelClassifier
-
-    clf = model if isinstance(model, PixelClassifier) else PixelClassifier.load(model)
     image = open_array(input_path, lazy=True)
     if not isinstance(image, da.Array):
         image = da.from_array(image, chunks=-1)
-    result = predict_dask(clf, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
+    # a path travels to the workers instead of the model's arrays (see predict_dask)
+    result = predict_dask(model, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
     out = Path(output_path)
     if out.suffix == ".zarr":
         # zarr needs regular chunks; merging a small last chunk (see predict_dask) breaks that
