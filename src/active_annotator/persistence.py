@@ -96,7 +96,8 @@ def _read_npz(path: Path, names, what: str) -> dict[str, np.ndarray]:
             return {n: npz[n] for n in names}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError,
+            NotImplementedError, RuntimeError) as e:  # zipfile: unsupported versions, encryption
         raise ModelFileError(
             f"{str(path)!r} is not a readable model file ({type(e).__name__}: {e}). "
             "It may be truncated, corrupt, or not a napari-active-annotator model "
