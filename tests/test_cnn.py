@@ -362,3 +362,17 @@ def test_cnn_embeddings_drive_diversity_sampling(trained):
     ranked = sampling.suggest(patches, labelled=labels, strategy="diversity", n=4, seed=0,
                               proba=clf.predict_proba(img))
     assert len(ranked) == 4 and len({s.candidate.id for s in ranked}) == 4
+
+
+def test_predict_command_accepts_cnn_files(trained, tmp_path):
+    """`active-annotator predict` dispatches .aacnn models and matches in-memory prediction."""
+    import tifffile
+
+    from active_annotator.cli import main
+
+    clf, img = trained[0], trained[1]
+    model = clf.save(tmp_path / "net")
+    tifffile.imwrite(tmp_path / "img.tif", img)
+    assert main(["predict", "--model", str(model), "--input", str(tmp_path / "img.tif"),
+                 "--output", str(tmp_path / "out.tif")]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), clf.predict(img))

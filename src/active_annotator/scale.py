@@ -240,6 +240,8 @@ def predict_file(model, input_path, output_path, *, channel_axis=None, chunks=No
                  scheduler: str | None = None, proba: bool = False) -> Path:
     """Predict ``input_path`` with a model file and write ``output_path`` (.zarr or .tif).
 
+    ``model`` is a forest (``.aamodel``) or a fine-tuned CNN (``.aacnn``).
+
     A zarr output is written chunk by chunk, so neither input nor output needs to fit
     in memory; a TIFF output is assembled in memory.
     """
@@ -248,8 +250,16 @@ def predict_file(model, input_path, output_path, *, channel_axis=None, chunks=No
     image = open_array(input_path, lazy=True)
     if not isinstance(image, da.Array):
         image = da.from_array(image, chunks=-1)
-    # a path travels to the workers instead of the model's arrays (see predict_dask)
-    result = predict_dask(model, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
+    from .cnn import is_cnn_file
+
+    if isinstance(model, (str, Path)) and is_cnn_file(model):
+        from .cnn import load_cnn, predict_dask as cnn_predict_dask
+
+        result = cnn_predict_dask(load_cnn(model), image, channel_axis=channel_axis, proba=proba,
+                                  chunks=chunks)
+    else:
+        # a path travels to the workers instead of the model's arrays (see predict_dask)
+        result = predict_dask(model, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
     out = Path(output_path)
     if out.suffix == ".zarr":
         # zarr needs regular chunks; merging a small last chunk (see predict_dask) breaks that
