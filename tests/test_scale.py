@@ -148,3 +148,27 @@ def test_local_cluster_equals_single_process(tmp_path, model3d):
     assert np.array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[...], single)
     assert np.array_equal(api, single)
     assert np.array_equal(single, clf.predict(vol))
+
+
+def test_train_and_predict_commands_accept_a_seismogram(tmp_path):
+    """miniSEED in, one class per sample out: the same commands as for images."""
+    pytest.importorskip("obspy")
+    import tifffile
+
+    from active_annotator import data
+    from active_annotator.cli import main
+
+    rec = data.seismogram()
+    src = data.sample_dir() / "seismogram_BW_RJOB.mseed"
+    n = rec.data.shape[1]
+    labels = np.zeros(n, np.uint8)
+    labels[30:300] = 1                      # quiet start: noise
+    labels[int(5 * rec.sampling_rate):int(9 * rec.sampling_rate)] = 2   # the earthquake
+    np.save(tmp_path / "labels.npy", labels)
+    assert main(["train", "--image", str(src), "--labels", str(tmp_path / "labels.npy"),
+                 "--sigmas", "1,4,16", "--trees", "20", "--output", str(tmp_path / "m.aamodel")]) == 0
+    assert main(["predict", "--model", str(tmp_path / "m.aamodel"), "--input", str(src),
+                 "--output", str(tmp_path / "pred.tif")]) == 0
+    pred = tifffile.imread(tmp_path / "pred.tif")
+    assert pred.shape == (n,)
+    assert (pred[30:300] == 1).mean() > 0.9 and (pred[int(6 * rec.sampling_rate)] == 2)

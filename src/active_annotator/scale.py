@@ -186,8 +186,16 @@ def _is_zarr(path: Path) -> bool:
     return path.suffix == ".zarr" or (path / "zarr.json").exists() or (path / ".zarray").exists()
 
 
+def is_signal_file(path) -> bool:
+    """miniSEED, SAC and other seismic formats: read as ``(channels, time)`` signals."""
+    from .signals import SEISMIC_SUFFIXES
+
+    return Path(path).suffix.lower() in SEISMIC_SUFFIXES
+
+
 def open_array(path, lazy: bool = True):
-    """Open a ``.zarr`` (lazily, as dask), ``.tif``/``.tiff`` or ``.npy`` file."""
+    """Open a ``.zarr`` (lazily, as dask), ``.tif``/``.tiff`` or ``.npy`` file, or a
+    seismic record (miniSEED, SAC: ``(channels, time)``, needs the ``[signals]`` extra)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist.")
@@ -209,6 +217,10 @@ def open_array(path, lazy: bool = True):
             return da.from_zarr(node)
         return node[...]
     suffix = path.suffix.lower()
+    if is_signal_file(path):
+        from .signals import read_signal
+
+        return read_signal(path).data  # (channels, time)
     if suffix in (".tif", ".tiff"):
         import tifffile
 
@@ -326,6 +338,8 @@ def run_train(args) -> int:
 
     image = np.asarray(open_array(args.image, lazy=False))
     labels = np.asarray(open_array(args.labels, lazy=False))
+    if is_signal_file(args.image) and args.channel_axis is None:
+        args.channel_axis, args.ndim = 0, args.ndim or 1  # one label per sample
     n_axes = image.ndim - (args.channel_axis is not None)
     ndim = args.ndim or max(1, min(3, n_axes))
     fs = FeatureSet(ndim=ndim) if args.sigmas is None else FeatureSet(sigmas=args.sigmas, ndim=ndim)
@@ -338,6 +352,8 @@ def run_train(args) -> int:
 
 
 def run_predict(args) -> int:
+    if is_signal_file(args.input) and args.channel_axis is None:
+        args.channel_axis = 0
     out = predict_file(args.model, args.input, args.output, channel_axis=args.channel_axis,
                        chunks=args.chunks, scheduler=args.scheduler, proba=args.probabilities)
     print(f"wrote {out}")
