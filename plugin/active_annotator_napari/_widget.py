@@ -40,8 +40,10 @@ from qtpy.QtWidgets import (
 from active_annotator import FAMILIES, FeatureSet, PixelClassifier, entropy
 from active_annotator import load_model as _load_model_file
 from active_annotator import save_model as _save_model_file
-from active_annotator.errors import AnnotatorError, Cancelled, InputError
-from active_annotator.evaluation import History, fit_and_validate
+from active_annotator.classifier import check_size, split_axes
+from active_annotator.errors import AnnotatorError, Cancelled, InputError, LabelError
+from active_annotator.evaluation import History, Validation, metrics, split_labels
+from active_annotator.features import FeatureCache
 
 PREDICTION = "prediction"
 PROBABILITIES = "probabilities"
@@ -71,6 +73,108 @@ FAMILY_TEXT = {
     "hessian": ("Hessian eigenvalues", "Local curvature: ridges, valleys, corners and texture."),
 }
 DEFAULT_SIGMAS = "1, 2, 4, 8"
+# Live mode retrains this long after the last finished stroke (a burst trains once);
+# features are cached, so a retrain is cheap and the delay can be short.
+LIVE_DELAY_MS = 150
+
+
+# Features kept per image for interactive retraining (all planes together): beyond this
+# the least recently used planes are dropped. 2048x2048 with the default 20 features: 335 MB.
+FEATURE_CACHE_BYTES = 1 << 31
+# A zarr/dask image larger than this many pixels is predicted on screen only (visible region);
+# smaller ones get the whole image in a second stage like numpy images.
+LAZY_FULL_MAX_PIXELS = 1 << 26
+
+
+def _is_lazy(data):
+    return not isinstance(data, np.ndarray)
+
+
+class _PlaneView:
+    """One plane of an image ``(*stack, *spatial)`` (channel axis anywhere) as a lazy,
+    channels-last array: slicing reads only what is asked (zarr, dask, numpy).
+
+    Counts its reads: :class:`FeatureCache` reads the image once per feature tile it
+    computes, so ``reads`` is the number of tiles computed for this plane.
+    """
+
+    def __init__(self, data, plane, channel_axis, spatial_ndim):
+        self.data = data
+        self.plane = tuple(int(i) for i in plane)
+        nd = len(data.shape)
+        self.ca = None if channel_axis is None else channel_axis % nd
+        self.axes = [a for a in range(nd) if a != self.ca]  # non-channel axes in order
+        spatial = tuple(data.shape[a] for a in self.axes[len(self.plane):])
+        assert len(spatial) == spatial_ndim
+        self.shape = spatial + (() if self.ca is None else (data.shape[self.ca],))
+        self.ndim = len(self.shape)
+        self.dtype = data.dtype
+        self.reads = 0
+
+    def __getitem__(self, index):
+        index = tuple(index) if isinstance(index, tuple) else (index,)
+        n_sp = len(self.axes) - len(self.plane)
+        sp = index[:n_sp]
+        ch = index[n_sp] if len(index) > n_sp else slice(None)
+        full = [None] * len(self.data.shape)
+        for a, v in zip(self.axes, self.plane + tuple(sp)):
+            full[a] = v
+        if self.ca is not None:
+            full[self.ca] = ch
+        full = [slice(None) if v is None else v for v in full]
+        block = np.asarray(self.data[tuple(full)])
+        self.reads += 1
+        if self.ca is not None:
+            # the channel axis's place among the axes left after integer indexing
+            pos = sum(1 for a in range(self.ca) if not isinstance(full[a], (int, np.integer)))
+            block = np.moveaxis(block, pos, -1)
+        return block
+
+
+class _ImageFeatures:
+    """Feature caches of one image (one :class:`FeatureCache` per plane of a stack).
+
+    Valid while the image data, the axes and the feature set stay the same
+    (see :meth:`PixelClassifierWidget._features_for`). Used from worker threads.
+    """
+
+    def __init__(self, data, channel_axis, spec, stack, spatial, max_bytes=FEATURE_CACHE_BYTES):
+        self.data, self.channel_axis, self.spec = data, channel_axis, spec
+        self.stack, self.spatial = tuple(stack), tuple(spatial)
+        self.max_bytes = max_bytes
+        self.tile = 512 if spec.ndim == 2 else 128
+        self._planes = {}  # plane -> (view, cache), least recently used first
+        self._lock = threading.Lock()
+
+    def plane(self, p):
+        p = tuple(int(i) for i in p)
+        with self._lock:
+            entry = self._planes.pop(p, None)
+            if entry is None:
+                view = _PlaneView(self.data, p, self.channel_axis, self.spec.ndim)
+                cache = FeatureCache(view, self.spec, channel_axis=None if view.ca is None else -1,
+                                     tile=self.tile, max_bytes=self.max_bytes)
+                entry = (view, cache)
+            self._planes[p] = entry
+            # whole planes beyond the budget go, least recently used first
+            while len(self._planes) > 1 and sum(c.nbytes for _, c in self._planes.values()) > self.max_bytes:
+                self._planes.pop(next(iter(self._planes)))
+        return entry[1]
+
+    @property
+    def tiles_computed(self) -> int:
+        """Feature tiles computed so far (each reads the image once); a cache hit adds nothing."""
+        with self._lock:
+            return sum(v.reads for v, _ in self._planes.values())
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(c.nbytes for _, c in self._planes.values())
+
+    def clear(self):
+        with self._lock:
+            self._planes.clear()
 
 
 @dataclass
@@ -87,6 +191,10 @@ class _Job:
     notify: bool = True
     stop: threading.Event = field(default_factory=threading.Event)
     worker: object = None
+    features: _ImageFeatures = None
+    visible: tuple = None  # slices over (*stack, *spatial): what is on screen
+    full: bool = True  # predict the rest of the image after the visible region
+    shown: threading.Event = field(default_factory=threading.Event)  # visible result on screen
 
 
 @dataclass
@@ -99,33 +207,156 @@ class _Outcome:
     cancelled: bool = False
     seconds: float = 0.0
     validation: object = None  # evaluation.Validation of a training round
+    region: tuple = None  # for a visible-region result: where it goes (slices over *stack, *spatial)
+    complete: bool = True  # False when only the visible region was predicted
+
+
+def _check_stop(job):
+    if job.stop.is_set():
+        raise Cancelled("Cancelled.")
+
+
+def _training_data(job, report):
+    """Features at the labelled pixels from the job's feature cache (only tiles with labels)."""
+    clf, feats = job.classifier, job.features
+    lab = job.labels
+    check_size(feats.spatial, clf.feature_set)
+    if not np.any(lab):
+        raise LabelError("There are no labels yet: paint at least two classes (values 1, 2, ...) "
+                         "before training.")
+    planes = list(np.ndindex(*feats.stack)) if feats.stack else [()]
+    planes = [p for p in planes if np.any(lab[p])]
+    Xs, ys = [], []
+    for i, p in enumerate(planes):
+        _check_stop(job)
+        mask = lab[p] > 0
+        Xs.append(feats.plane(p).at(mask))
+        ys.append(lab[p][mask])
+        report(job, "Training: features of labelled planes", i + 1, len(planes))
+    n_ch = 1 if job.channel_axis is None else int(job.image.shape[job.channel_axis])
+    return np.concatenate(Xs), np.concatenate(ys), n_ch
+
+
+def _validate(clf, X, y, lab, n_ch, should_stop, validation=0.3, seed=0):
+    """What :func:`evaluation.fit_and_validate` scores, on features already computed:
+    a twin trained without the validation strokes, scored on both parts."""
+    split = split_labels(lab, validation=validation, seed=seed)
+    held_out = split.validation[lab != 0] != 0  # rows follow the labelled pixels in C order
+    values, counts = np.unique(y, return_counts=True)
+    classes = [int(v) for v in values]
+    if held_out.any():
+        twin = type(clf)(**clf.get_params())
+        twin.fit_features(X[~held_out], y[~held_out], n_channels=n_ch, labels_dtype=lab.dtype,
+                          should_stop=should_stop)
+    else:
+        twin = clf
+
+    def predict(rows):
+        proba = twin.predict_proba_features(np.ascontiguousarray(X[rows].T))
+        return twin.classes_[np.argmax(proba, axis=0)]
+
+    train_m = metrics(y[~held_out], predict(~held_out), classes)
+    val_m = metrics(y[held_out], predict(held_out) if held_out.any() else y[held_out], classes)
+    return Validation(split, dict(zip(classes, counts.tolist())), train_m, val_m)
+
+
+def _tiles(region, tile):
+    """Tile-aligned pieces (slices) of a spatial region."""
+    ranges = [range(s.start // tile * tile, s.stop, tile) for s in region]
+    for starts in np.ndindex(*[len(r) for r in ranges]):
+        yield tuple(slice(max(s.start, r[k]), min(s.stop, r[k] + tile))
+                    for s, r, k in zip(region, ranges, starts))
+
+
+def _predict_region(job, region, out, out_region, skip=None, progress=None):
+    """Probabilities of ``region`` (slices over *stack, *spatial) into ``out[:, out_region]``.
+
+    Features come from the cache, tile by tile (stop checked between tiles). Tiles fully
+    inside ``skip`` (same kind of slices) are left alone: they were predicted already.
+    """
+    clf, feats = job.classifier, job.features
+    nst = len(feats.stack)
+    planes = list(np.ndindex(*[s.stop - s.start for s in region[:nst]])) if nst else [()]
+    work = []
+    for q in planes:
+        p = tuple(i + s.start for i, s in zip(q, region[:nst]))
+        for t in _tiles(region[nst:], feats.tile):
+            if skip is not None and all(s.start <= i < s.stop for i, s in zip(p, skip[:nst])) and all(
+                    k.start <= s.start and s.stop <= k.stop for s, k in zip(t, skip[nst:])):
+                continue
+            work.append((p, t))
+    for n, (p, t) in enumerate(work):
+        _check_stop(job)
+        proba = clf.predict_proba_features(feats.plane(p).region(t))
+        o = tuple(slice(i - s.start + r.start, i - s.start + r.start + 1)
+                  for i, s, r in zip(p, region[:nst], out_region[:nst]))
+        o += tuple(slice(a.start - s.start + r.start, a.stop - s.start + r.start)
+                   for a, s, r in zip(t, region[nst:], out_region[nst:]))
+        out[(slice(None),) + o] = proba.reshape(proba.shape[:1] + (1,) * nst + proba.shape[1:])
+        if progress is not None:
+            progress(n + 1, len(work))
+
+
+def _derive(clf, proba):
+    uncertainty = entropy(proba)
+    # the most likely class, in the user's label values (as predict() would give)
+    prediction = clf.classes_[np.argmax(proba, axis=0)].astype(clf.labels_dtype_)
+    return prediction, uncertainty
+
+
+def _wait_shown(job):
+    # the visible result is drawn on the main thread first: the full stage would compete
+    # with it for the two cores (and the GIL) and delay what the user is looking at
+    while not job.shown.wait(0.02):
+        _check_stop(job)
 
 
 def _run_job(job: _Job, report):
-    """Worker body: fit (train jobs), predict probabilities, derive the outputs.
+    """Worker body: fit on cached features (train jobs), predict the visible region and
+    yield it (the widget shows it), then score the round and predict the whole image.
 
-    Yields once per stage (the progress bar has three steps). Expected
-    failures come back as an :class:`_Outcome` with a message rather than as
-    exceptions, so the widget can show the core's own words.
+    Yields once per stage (the progress bar has four steps); the visible result is
+    yielded as an :class:`_Outcome` with ``region`` set. Expected failures come back
+    as an :class:`_Outcome` with a message rather than as exceptions, so the widget can
+    show the core's own words.
     """
     start = time.perf_counter()
     clf = job.classifier
+    feats = job.features
     validation = None
     try:
+        X = y = None
         if job.kind == "train":
-            # the shown model learns from all strokes; a twin without the validation strokes scores the round
-            validation = fit_and_validate(
-                clf, job.image, job.labels, channel_axis=job.channel_axis,
-                on_progress=lambda d, t: report(job, "Training: features of labelled planes", d, t),
-                should_stop=job.stop.is_set)
+            X, y, n_ch = _training_data(job, report)
+            clf.fit_features(X, y, n_channels=n_ch, labels_dtype=job.labels.dtype,
+                             should_stop=job.stop.is_set)
         yield "predicting"
-        proba = clf.predict_proba(job.image, channel_axis=job.channel_axis,
-                                  on_progress=lambda d, t: report(job, "Predicting tiles", d, t),
-                                  should_stop=job.stop.is_set)
-        yield "uncertainty"
-        uncertainty = entropy(proba)
-        # the most likely class, in the user's label values (as predict() would give)
-        prediction = clf.classes_[np.argmax(proba, axis=0)].astype(clf.labels_dtype_)
+        full_shape = feats.stack + feats.spatial
+        n_cls = len(clf.classes_)
+        vis = job.visible
+        if vis is None:
+            vis = tuple(slice(0, 1) for _ in feats.stack) + tuple(slice(0, n) for n in feats.spatial)
+        vshape = tuple(s.stop - s.start for s in vis)
+        vproba = np.empty((n_cls,) + vshape, np.float32)
+        _predict_region(job, vis, vproba, tuple(slice(0, n) for n in vshape),
+                        progress=lambda d, t: report(job, "Predicting the visible region", d, t))
+        vpred, vunc = _derive(clf, vproba)
+        yield _Outcome(classifier=clf, prediction=vpred, probabilities=vproba, uncertainty=vunc,
+                       seconds=time.perf_counter() - start, region=vis, complete=False)
+        _wait_shown(job)
+        if job.kind == "train":
+            validation = _validate(clf, X, y, job.labels, n_ch, job.stop.is_set)
+        _check_stop(job)
+        yield "full"
+        if not job.full:
+            return _Outcome(classifier=clf, seconds=time.perf_counter() - start, validation=validation,
+                            complete=False)
+        proba = np.empty((n_cls,) + full_shape, np.float32)
+        proba[(slice(None),) + vis] = vproba
+        whole = tuple(slice(0, n) for n in full_shape)
+        _predict_region(job, whole, proba, whole, skip=vis,
+                        progress=lambda d, t: report(job, "Predicting the rest", d, t))
+        prediction, uncertainty = _derive(clf, proba)
         yield "done"
     except Cancelled:
         return _Outcome(cancelled=True)
@@ -140,12 +371,15 @@ class PixelClassifierWidget(QWidget):
 
     Signals
     -------
+    visible_updated : emitted after the visible region's prediction was written to the
+        output layers (first stage of every train/predict; the whole image follows).
     predicted : emitted after the output layers were written (train or predict).
     trained : emitted after a training job wrote the output layers.
     failed(str) : emitted with the message shown when a request fails.
     cancelled : emitted when the running job is cancelled.
     """
 
+    visible_updated = Signal()
     trained = Signal()
     predicted = Signal()
     failed = Signal(str)
@@ -161,11 +395,12 @@ class PixelClassifierWidget(QWidget):
         self._watched_annotations = None
         self.history = History()  # one row per training round, for the learning curve
         self.project_session = None
+        self._features = None  # _ImageFeatures of the image last used (see _features_for)
 
         self._build()
         self._live_timer = QTimer(self)
         self._live_timer.setSingleShot(True)
-        self._live_timer.setInterval(500)
+        self._live_timer.setInterval(LIVE_DELAY_MS)
         self._live_timer.timeout.connect(self._live_retrain)
         self._progress.connect(self._on_progress)
 
@@ -174,6 +409,7 @@ class PixelClassifierWidget(QWidget):
         layers.events.removed.connect(self._on_layers_changed)
         for layer in layers:
             layer.events.name.connect(self._refresh_layer_choices)
+            layer.events.data.connect(self._on_layer_data)
         self._refresh_layer_choices()
 
     # -- layout ------------------------------------------------------------------
@@ -328,6 +564,9 @@ class PixelClassifierWidget(QWidget):
     def _on_layers_changed(self, event=None):
         if event is not None and getattr(event, "type", "") == "inserted":
             event.value.events.name.connect(self._refresh_layer_choices)
+            event.value.events.data.connect(self._on_layer_data)
+        if self._features is not None and not any(ly.data is self._features.data for ly in self.viewer.layers):
+            self._features = None  # its image was removed: free the cached features
         self._refresh_layer_choices()
 
     def _refresh_layer_choices(self, event=None):
@@ -436,6 +675,84 @@ class PixelClassifierWidget(QWidget):
                 "choose '2D image' under Spatial dims.")
         return layer, image, ca, tuple(shape), tuple(scale), tuple(translate)
 
+    def _on_layer_data(self, event=None):
+        # an image's pixels were replaced: features of the old pixels are void
+        feats = self._features
+        if feats is not None and event is not None and getattr(event, "source", None) is not None:
+            src = event.source
+            if isinstance(src, napari.layers.Image) and src.name not in OUTPUT_LAYERS:
+                self._features = None
+
+    def _features_for(self, image, ca, fs, shape) -> "_ImageFeatures":
+        """The feature cache of this image; a new one when the data, axes or features changed."""
+        stack, spatial = shape[:len(shape) - fs.ndim], shape[len(shape) - fs.ndim:]
+        f = self._features
+        if (f is None or f.data is not image or f.channel_axis != ca or f.spec != fs
+                or f.stack != tuple(stack) or f.spatial != tuple(spatial)):
+            f = self._features = _ImageFeatures(image, ca, fs, stack, spatial)
+        return f
+
+    @property
+    def feature_tiles_computed(self) -> int:
+        """Feature tiles computed for the current image so far (a cache hit adds none)."""
+        return 0 if self._features is None else self._features.tiles_computed
+
+    def visible_region(self, layer, shape, ca, spatial_ndim):
+        """Slices over the image's non-channel axes ``(*stack, *spatial)`` of what is on screen.
+
+        From the public viewer API: camera center and zoom, canvas size and the dims
+        point; stack axes get the current plane. Falls back to the whole current plane
+        (or volume) in a 3-D view or when the displayed axes are not the spatial ones.
+        """
+        nst = len(shape) - spatial_ndim
+        try:
+            point = np.asarray(layer.world_to_data(self.viewer.dims.point), float)
+            if ca is not None and not layer.rgb:
+                point = np.delete(point, ca)
+            region = [slice(int(np.clip(round(point[i]), 0, n - 1)),
+                            int(np.clip(round(point[i]), 0, n - 1)) + 1) for i, n in enumerate(shape)]
+            region[nst:] = [slice(0, n) for n in shape[nst:]]
+            if spatial_ndim == 3 and self.viewer.dims.ndisplay == 2:
+                z = int(np.clip(round(point[nst]), 0, shape[nst] - 1))
+                region[nst] = slice(z, z + 1)
+            if self.viewer.dims.ndisplay != 2:
+                return tuple(region)
+            displayed = list(self.viewer.dims.displayed)
+            lay_axes = list(range(layer.ndim))
+            world_axes = [self.viewer.dims.ndim - layer.ndim + a for a in lay_axes]
+            if displayed != world_axes[-2:]:
+                return tuple(region)
+            cam = self.viewer.scene.camera
+            center = np.asarray(cam.center, float)[-2:]
+            half = np.asarray(self.viewer.canvas.size, float)[:2] / (2.0 * cam.zoom)
+            corners = []
+            for dy in (-1, 1):
+                for dx in (-1, 1):
+                    w = np.asarray(self.viewer.dims.point, float).copy()
+                    w[displayed[0]] = center[0] + dy * half[0]
+                    w[displayed[1]] = center[1] + dx * half[1]
+                    c = np.asarray(layer.world_to_data(w), float)
+                    if ca is not None and not layer.rgb:
+                        c = np.delete(c, ca)
+                    corners.append(c[-2:])
+            corners = np.array(corners)
+            lo, hi = np.floor(corners.min(0)), np.ceil(corners.max(0)) + 1
+            for k, i in enumerate((len(shape) - 2, len(shape) - 1)):
+                a, b = int(np.clip(lo[k], 0, shape[i])), int(np.clip(hi[k], 0, shape[i]))
+                if b > a:
+                    region[i] = slice(a, b)
+            return tuple(region)
+        except Exception:  # noqa: BLE001 - a view we do not understand: the current plane
+            return tuple([slice(0, 1)] * nst + [slice(0, n) for n in shape[nst:]])
+
+    def _prepare(self, job, layer, shape):
+        """Attach the feature cache and the visible region to a job (main thread)."""
+        fs = job.classifier.feature_set
+        job.features = self._features_for(job.image, job.channel_axis, fs, shape)
+        job.visible = self.visible_region(layer, shape, job.channel_axis, fs.ndim)
+        job.full = not (_is_lazy(job.image) and int(np.prod(shape)) > LAZY_FULL_MAX_PIXELS)
+        return job
+
     def _make_classifier(self) -> PixelClassifier:
         depth = self.depth_spin.value()
         return PixelClassifier(features=self.feature_set(), n_estimators=self.trees_spin.value(),
@@ -464,7 +781,7 @@ class PixelClassifierWidget(QWidget):
         A request while another job runs cancels that job and starts this one.
         """
         try:
-            _, image, ca, shape, scale, translate = self._image_and_geometry()
+            layer, image, ca, shape, scale, translate = self._image_and_geometry()
             clf = self._make_classifier()
             labels_layer = self.annotations_layer
             if labels_layer is None:
@@ -480,7 +797,8 @@ class PixelClassifierWidget(QWidget):
         except AnnotatorError as e:
             self._fail(str(e), notify=notify)
             return
-        self._start(_Job("train", image, labels, ca, clf, scale, translate, notify=notify))
+        job = _Job("train", image, labels, ca, clf, scale, translate, notify=notify)
+        self._start(self._prepare(job, layer, shape))
 
     def predict(self, *_):
         """Apply the current model to the chosen image, in a worker thread."""
@@ -488,12 +806,13 @@ class PixelClassifierWidget(QWidget):
             self._fail("There is no model yet: press Train, or Load model.")
             return
         try:
-            _, image, ca, shape, scale, translate = self._image_and_geometry()
+            layer, image, ca, shape, scale, translate = self._image_and_geometry()
             self.classifier.check_image(image.shape, ca)
         except AnnotatorError as e:
             self._fail(str(e))
             return
-        self._start(_Job("predict", image, None, ca, self.classifier, scale, translate))
+        job = _Job("predict", image, None, ca, self.classifier, scale, translate)
+        self._start(self._prepare(job, layer, shape))
 
     def cancel(self, *_):
         """Stop the running job; its results are discarded and the layers stay as they were."""
@@ -718,8 +1037,9 @@ class PixelClassifierWidget(QWidget):
         self._job = job
         verb = "Training" if job.kind == "train" else "Predicting"
         worker = create_worker(_run_job, job, self._report,
-                               _progress={"total": 3, "desc": f"Pixel classifier: {verb.lower()}"})
+                               _progress={"total": 4, "desc": f"Pixel classifier: {verb.lower()}"})
         job.worker = worker
+        worker.yielded.connect(lambda value, job=job: self._on_yielded(job, value))
         worker.returned.connect(lambda outcome, job=job: self._on_returned(job, outcome))
         worker.errored.connect(lambda exc, job=job: self._on_errored(job, exc))
         # napari's activity dock can also stop the worker (worker.quit)
@@ -760,7 +1080,8 @@ class PixelClassifierWidget(QWidget):
             self._fail(outcome.error, notify=job.notify)
             return
         self.classifier = outcome.classifier
-        self._write_outputs(job, outcome)
+        if outcome.prediction is not None:
+            self._write_outputs(job, outcome)
         if outcome.validation is not None:
             outcome.validation.record(self.history)
             self.validation_panel.show_round(self.history, outcome.validation)
@@ -768,11 +1089,27 @@ class PixelClassifierWidget(QWidget):
         classes = ", ".join(str(c) for c in clf.classes_)
         what = (f"Trained on {clf.n_training_pixels_} labelled pixels (classes {classes})"
                 if job.kind == "train" else f"Predicted classes {classes}")
-        self._set_status(f"{what} in {outcome.seconds:.1f} s. Paint where the prediction "
+        where = "" if outcome.complete else " (visible region only: the image is large and lazy)"
+        self._set_status(f"{what} in {outcome.seconds:.1f} s{where}. Paint where the prediction "
                          "is wrong or uncertain and train again.")
         self.predicted.emit()
         if job.kind == "train":
             self.trained.emit()
+
+    def _on_yielded(self, job, value):
+        if not isinstance(value, _Outcome):
+            return  # a stage name: the progress bar advanced
+        try:
+            if job is not self._job:
+                return  # stale: cancelled or replaced
+            self.classifier = value.classifier
+            self._write_region(job, value)
+            classes = ", ".join(str(c) for c in value.classifier.classes_)
+            self._set_status(f"Classes {classes}: visible region predicted in {value.seconds:.1f} s; "
+                             "the rest of the image follows…")
+            self.visible_updated.emit()
+        finally:
+            job.shown.set()  # the worker goes on with the rest
 
     def _on_aborted(self, job):
         if job is self._job:
@@ -811,6 +1148,38 @@ class PixelClassifierWidget(QWidget):
             self.viewer.layers.selection.active = annotations
         elif keep_active is not None:
             self.viewer.layers.selection.active = keep_active
+
+    def _write_region(self, job, part):
+        """Write a visible-region result into the output layers, in place when their shapes
+        fit (the rest keeps the previous prediction until the full stage replaces it)."""
+        feats = job.features
+        shape = feats.stack + feats.spatial
+        n_cls = len(part.classifier.classes_)
+        pred, prob, unc = (self._layer(PREDICTION, napari.layers.Labels),
+                           self._layer(PROBABILITIES, napari.layers.Image),
+                           self._layer(UNCERTAINTY, napari.layers.Image))
+        region = part.region
+        fits = (pred is not None and prob is not None and unc is not None
+                and isinstance(pred.data, np.ndarray) and pred.data.shape == shape
+                and pred.data.dtype == part.prediction.dtype
+                and isinstance(prob.data, np.ndarray) and prob.data.shape == (n_cls,) + shape
+                and isinstance(unc.data, np.ndarray) and unc.data.shape == shape)
+        if fits:
+            pred.data[region] = part.prediction
+            prob.data[(slice(None),) + region] = part.probabilities
+            unc.data[region] = part.uncertainty
+            prob.metadata.update({"classes": [int(c) for c in part.classifier.classes_]})
+            for layer in (pred, prob, unc):
+                layer.refresh()
+            return
+        full = _Outcome(classifier=part.classifier,
+                        prediction=np.zeros(shape, part.prediction.dtype),
+                        probabilities=np.zeros((n_cls,) + shape, np.float32),
+                        uncertainty=np.zeros(shape, np.float32))
+        full.prediction[region] = part.prediction
+        full.probabilities[(slice(None),) + region] = part.probabilities
+        full.uncertainty[region] = part.uncertainty
+        self._write_outputs(job, full)
 
     def _put_layer(self, name, kind, data, scale, translate, **kwargs):
         """Update the output layer's data in place, or add it the first time."""
