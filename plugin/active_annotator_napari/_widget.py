@@ -75,7 +75,7 @@ FAMILY_TEXT = {
 DEFAULT_SIGMAS = "1, 2, 4, 8"
 # Live mode retrains this long after the last finished stroke (a burst trains once);
 # features are cached, so a retrain is cheap and the delay can be short.
-LIVE_DELAY_MS = 150
+LIVE_DELAY_MS = 50
 
 
 # Features kept per image for interactive retraining (all planes together): beyond this
@@ -396,6 +396,7 @@ class PixelClassifierWidget(QWidget):
         self.history = History()  # one row per training round, for the learning curve
         self.project_session = None
         self._features = None  # _ImageFeatures of the image last used (see _features_for)
+        self.timings = {}  # seconds of the last visible-region update: worker, layer writes
 
         self._build()
         self._live_timer = QTimer(self)
@@ -1081,7 +1082,10 @@ class PixelClassifierWidget(QWidget):
             return
         self.classifier = outcome.classifier
         if outcome.prediction is not None:
+            t = time.perf_counter()
             self._write_outputs(job, outcome)
+            self.timings["full_write_s"] = time.perf_counter() - t
+            self.timings["full_worker_s"] = outcome.seconds
         if outcome.validation is not None:
             outcome.validation.record(self.history)
             self.validation_panel.show_round(self.history, outcome.validation)
@@ -1103,7 +1107,9 @@ class PixelClassifierWidget(QWidget):
             if job is not self._job:
                 return  # stale: cancelled or replaced
             self.classifier = value.classifier
+            t = time.perf_counter()
             self._write_region(job, value)
+            self.timings = {"worker_s": value.seconds, "write_s": time.perf_counter() - t}
             classes = ", ".join(str(c) for c in value.classifier.classes_)
             self._set_status(f"Classes {classes}: visible region predicted in {value.seconds:.1f} s; "
                              "the rest of the image follows…")
