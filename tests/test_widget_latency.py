@@ -174,3 +174,21 @@ def test_live_stroke_updates_the_visible_region_first(viewer, qtbot):
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
     assert order == ["visible", "trained"]
     np.testing.assert_array_equal(viewer.layers["prediction"].data, widget.classifier.predict(image))
+
+
+def test_zoomed_out_preview_predicts_one_pixel_per_screen_pixel_exactly():
+    from active_annotator import PixelClassifier
+    from active_annotator_napari._widget import _ImageFeatures, _Job, _predict_region
+
+    image, starter = tiled_sample()
+    clf = PixelClassifier(n_estimators=5)
+    job = _Job("predict", image, None, None, clf.fit(image[:512, :512], starter), (1, 1), (0, 0))
+    job.features = _ImageFeatures(image, None, clf.feature_set, (), image.shape)
+    region = (slice(96, 1000), slice(0, 1024))  # starts at multiples of the step
+    shape = (904, 1024)
+    out = np.empty((2,) + shape, np.float32)
+    _predict_region(job, region, out, (slice(0, shape[0]), slice(0, shape[1])), step=4)
+    exact = clf.predict_proba(image)[:, region[0], region[1]]
+    # the sampled pixels are exact, and each fills its 4 x 4 block
+    np.testing.assert_allclose(out[:, ::4, ::4], exact[:, ::4, ::4], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(out[:, 1::4, 2::4], out[:, ::4, ::4][:, : out[:, 1::4].shape[1], : out[:, :, 2::4].shape[2]])

@@ -194,6 +194,7 @@ class _Job:
     features: _ImageFeatures = None
     visible: tuple = None  # slices over (*stack, *spatial): what is on screen
     full: bool = True  # predict the rest of the image after the visible region
+    step: int = 1  # zoomed out: image pixels per screen pixel (power of 2); the preview samples them
     shown: threading.Event = field(default_factory=threading.Event)  # visible result on screen
 
 
@@ -268,11 +269,14 @@ def _tiles(region, tile):
                     for s, r, k in zip(region, ranges, starts))
 
 
-def _predict_region(job, region, out, out_region, skip=None, progress=None):
+def _predict_region(job, region, out, out_region, skip=None, progress=None, step=1):
     """Probabilities of ``region`` (slices over *stack, *spatial) into ``out[:, out_region]``.
 
     Features come from the cache, tile by tile (stop checked between tiles). Tiles fully
     inside ``skip`` (same kind of slices) are left alone: they were predicted already.
+    ``step`` > 1 (a preview when zoomed out): only pixels at multiples of ``step`` are
+    predicted and each fills its ``step`` x ``step`` block (the region's spatial starts
+    must be multiples of ``step``; the tile size is).
     """
     clf, feats = job.classifier, job.features
     nst = len(feats.stack)
@@ -287,7 +291,15 @@ def _predict_region(job, region, out, out_region, skip=None, progress=None):
             work.append((p, t))
     for n, (p, t) in enumerate(work):
         _check_stop(job)
-        proba = clf.predict_proba_features(feats.plane(p).region(t))
+        f = feats.plane(p).region(t)
+        if step > 1:
+            sub = (slice(None),) + (slice(None, None, step),) * len(t)
+            proba = clf.predict_proba_features(np.ascontiguousarray(f[sub]))
+            for ax in range(1, proba.ndim):
+                proba = np.repeat(proba, step, axis=ax)
+            proba = proba[(slice(None),) + tuple(slice(0, a.stop - a.start) for a in t)]
+        else:
+            proba = clf.predict_proba_features(f)
         o = tuple(slice(i - s.start + r.start, i - s.start + r.start + 1)
                   for i, s, r in zip(p, region[:nst], out_region[:nst]))
         o += tuple(slice(a.start - s.start + r.start, a.stop - s.start + r.start)
@@ -336,9 +348,13 @@ def _run_job(job: _Job, report):
         vis = job.visible
         if vis is None:
             vis = tuple(slice(0, 1) for _ in feats.stack) + tuple(slice(0, n) for n in feats.spatial)
+        step = job.step if feats.spec.ndim == 2 else 1
+        if step > 1:  # align the preview's blocks to multiples of step
+            nst = len(feats.stack)
+            vis = vis[:nst] + tuple(slice(s.start // step * step, s.stop) for s in vis[nst:])
         vshape = tuple(s.stop - s.start for s in vis)
         vproba = np.empty((n_cls,) + vshape, np.float32)
-        _predict_region(job, vis, vproba, tuple(slice(0, n) for n in vshape),
+        _predict_region(job, vis, vproba, tuple(slice(0, n) for n in vshape), step=step,
                         progress=lambda d, t: report(job, "Predicting the visible region", d, t))
         vpred, vunc = _derive(clf, vproba)
         yield _Outcome(classifier=clf, prediction=vpred, probabilities=vproba, uncertainty=vunc,
@@ -352,9 +368,10 @@ def _run_job(job: _Job, report):
             return _Outcome(classifier=clf, seconds=time.perf_counter() - start, validation=validation,
                             complete=False)
         proba = np.empty((n_cls,) + full_shape, np.float32)
-        proba[(slice(None),) + vis] = vproba
+        if step == 1:  # an exact visible result is reused; a preview is not
+            proba[(slice(None),) + vis] = vproba
         whole = tuple(slice(0, n) for n in full_shape)
-        _predict_region(job, whole, proba, whole, skip=vis,
+        _predict_region(job, whole, proba, whole, skip=vis if step == 1 else None,
                         progress=lambda d, t: report(job, "Predicting the rest", d, t))
         prediction, uncertainty = _derive(clf, proba)
         yield "done"
@@ -752,7 +769,21 @@ class PixelClassifierWidget(QWidget):
         job.features = self._features_for(job.image, job.channel_axis, fs, shape)
         job.visible = self.visible_region(layer, shape, job.channel_axis, fs.ndim)
         job.full = not (_is_lazy(job.image) and int(np.prod(shape)) > LAZY_FULL_MAX_PIXELS)
+        job.step = self._screen_step(layer) if job.full else 1  # lazy visible-only: exact
         return job
+
+    def _screen_step(self, layer):
+        """Image pixels per screen pixel when zoomed out (a power of 2, at most 16; else 1)."""
+        try:
+            if self.viewer.dims.ndisplay != 2:
+                return 1
+            per_screen = 1.0 / (self.viewer.scene.camera.zoom * min(abs(float(v)) for v in layer.scale[-2:]))
+        except Exception:  # noqa: BLE001 - no camera we understand: exact
+            return 1
+        step = 1
+        while step * 2 <= min(per_screen, 16):
+            step *= 2
+        return step
 
     def _make_classifier(self) -> PixelClassifier:
         depth = self.depth_spin.value()
