@@ -229,7 +229,7 @@ def main(argv=None):
           f"{np.median([t['full_worker_s'] for t in parts]):.2f} s, whole-image layer writes "
           f"{np.median([t['full_write_s'] for t in parts]):.2f} s")
     print(f"breakdown (ours, one update): live delay {LIVE_DELAY_MS / 1000:.2f} s, cached features at "
-          f"labels {t_x:.2f} s, forest fit {t_fit:.2f} s, predict visible {t_pred:.2f} s; the rest is "
+          f"labels {t_x:.2f} s, forest fit {t_fit:.2f} s, predict visible (every pixel) {t_pred:.2f} s; the rest is "
           "thread hand-over, entropy/argmax and the layer writes")
     viewer.close()
 

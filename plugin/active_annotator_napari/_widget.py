@@ -76,6 +76,8 @@ DEFAULT_SIGMAS = "1, 2, 4, 8"
 # Live mode retrains this long after the last finished stroke (a burst trains once);
 # features are cached, so a retrain is cheap and the delay can be short.
 LIVE_DELAY_MS = 50
+# Progress in the status line at most this often (each update repaints the window)
+REPORT_INTERVAL_S = 1.0
 
 
 # Features kept per image for interactive retraining (all planes together): beyond this
@@ -194,6 +196,7 @@ class _Job:
     features: _ImageFeatures = None
     visible: tuple = None  # slices over (*stack, *spatial): what is on screen
     full: bool = True  # predict the rest of the image after the visible region
+    reported: float = field(default_factory=time.perf_counter)  # last status update (throttle)
     step: int = 1  # zoomed out: image pixels per screen pixel (power of 2); the preview samples them
     shown: threading.Event = field(default_factory=threading.Event)  # visible result on screen
 
@@ -1089,7 +1092,14 @@ class PixelClassifierWidget(QWidget):
             job.worker.quit()  # and the generator stops at its next yield
 
     def _report(self, job, stage, done, total):
-        # called in the worker thread: a queued signal hands it to the main thread
+        # called in the worker thread: a queued signal hands it to the main thread.
+        # At most one status update per REPORT_INTERVAL_S: each one relayouts and repaints
+        # the window, which redraws the GL canvas too (in software under Xvfb: measured to
+        # double the time to the visible result on 2 cores)
+        now = time.perf_counter()
+        if now - job.reported < REPORT_INTERVAL_S:
+            return
+        job.reported = now
         try:
             self._progress.emit(job, stage, done, total)
         except RuntimeError:  # widget already deleted
