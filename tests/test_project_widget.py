@@ -141,6 +141,10 @@ def test_widget_saves_and_reopens_a_project_with_model_and_settings(make_napari_
     with qtbot.waitSignal(widget.trained, timeout=120_000):
         widget.train()
     assert widget.classifier is not None, widget.status.text()
+    with qtbot.waitSignal(widget.suggestions_panel.suggested, timeout=60_000):
+        widget.suggestions_panel.suggest()
+    ranking = [(s.rank, s.candidate.slices) for s in widget.suggestions_panel.suggestions]
+    assert ranking
     session = widget.save_project(tmp_path / "study")
     assert session is not None and "autosave" in widget.project_status.text()
     assert session.project.model_path("pixel.aamodel").exists()
@@ -156,6 +160,9 @@ def test_widget_saves_and_reopens_a_project_with_model_and_settings(make_napari_
     np.testing.assert_array_equal(viewer2.layers["annotations"].data, expected)
     np.testing.assert_array_equal(viewer2.layers["nuclei"].data, image)
     assert widget2.sigmas_edit.text() == "1, 2, 4" and widget2.trees_spin.value() == 20
+    # the learning curve's rounds and the ranking come back with the project
+    assert len(widget2.history.rounds) == len(widget.history.rounds) >= 1
+    assert [(s.rank, s.candidate.slices) for s in widget2.suggestions_panel.suggestions] == ranking
     assert "prediction" in viewer2.layers
     widget2.project_session.close()
     session.close()

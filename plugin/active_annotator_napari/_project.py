@@ -148,7 +148,8 @@ class ProjectSession(QObject):
 
 
 def save_project(path, image_layer, labels_layer, settings=None, classes=None,
-                 channel_axis=None, spatial_ndim=2, delay_ms=AUTOSAVE_DELAY_MS) -> ProjectSession:
+                 channel_axis=None, spatial_ndim=2, delay_ms=AUTOSAVE_DELAY_MS,
+                 history=None, suggestions=None) -> ProjectSession:
     """Create (or overwrite) a project from two layers and start autosaving into it."""
     path = Path(path)
     project = Project.open(path) if (path / "project.json").exists() else Project.create(path)
@@ -159,6 +160,8 @@ def save_project(path, image_layer, labels_layer, settings=None, classes=None,
                       source_path=src_path, channel_axis=channel_axis, spatial_ndim=spatial_ndim)
     project.settings = dict(settings or {})
     project.classes = {str(k): str(v) for k, v in (classes or {}).items()}
+    project.history = list((history or {}).get("rounds", []))
+    project.suggestions = dict(suggestions or {})
     session = ProjectSession(project, image_layer.name, labels_layer, delay_ms=delay_ms)
     session.save()
     return session

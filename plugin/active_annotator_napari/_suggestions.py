@@ -252,6 +252,53 @@ class SuggestionsPanel(QWidget):
             "paint there, retrain." if n else "Nothing left to suggest: every patch is labelled.")
         self.suggested.emit()
 
+    # -- saved in projects ---------------------------------------------------------
+    def state(self) -> dict:
+        """JSON-serialisable ranking (for project files)."""
+        if self._geometry is None:
+            return {"strategy": self.strategy, "suggestions": []}
+        return {
+            "strategy": self.strategy,
+            "geometry": [list(map(float, g)) for g in self._geometry],
+            "baseline": [float(b) for b in self._baseline],
+            "suggestions": [
+                {"id": int(s.candidate.id), "kind": s.candidate.kind,
+                 "slices": [[int(sl.start), int(sl.stop)] for sl in s.candidate.slices],
+                 "centre": [float(c) for c in s.candidate.centre],
+                 "stack_index": s.candidate.stack_index, "rank": int(s.rank),
+                 "score": float(s.score), "reason": str(s.reason), "done": bool(d)}
+                for s, d in zip(self.suggestions, self.done)
+            ],
+        }
+
+    def restore(self, state: dict) -> None:
+        """Show a ranking saved by :meth:`state` (without re-ranking)."""
+        from active_annotator.candidates import Candidate
+        from active_annotator.sampling import Suggestion
+
+        items = state.get("suggestions") or []
+        if not items or "geometry" not in state:
+            return
+        keys = [k for _, k in STRATEGY_CHOICES]
+        if state.get("strategy") in keys:
+            self.strategy_combo.setCurrentIndex(keys.index(state["strategy"]))
+        self.suggestions = [
+            Suggestion(Candidate(int(d["id"]), str(d["kind"]),
+                                 tuple(slice(int(a), int(b)) for a, b in d["slices"]),
+                                 tuple(float(c) for c in d["centre"]),
+                                 None if d.get("stack_index") is None else int(d["stack_index"])),
+                       int(d["rank"]), float(d["score"]), str(d["reason"]))
+            for d in items
+        ]
+        self.done = np.array([bool(d.get("done")) for d in items])
+        self._baseline = np.asarray(state.get("baseline", [0.0] * len(items)), float)
+        self._geometry = tuple(tuple(g) for g in state["geometry"])
+        self.current = -1
+        self._fill_table()
+        self._draw()
+        self.status.setText(f"{len(items)} suggestions restored from the project "
+                            f"({int(self.done.sum())} done). Press Next to continue.")
+
     def _on_errored(self, worker, exc):
         if worker is not self._worker:
             return

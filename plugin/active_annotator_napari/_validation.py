@@ -72,6 +72,11 @@ class ValidationPanel(QWidget):
             ax.legend(fontsize=7)
         self.canvas.draw()  # synchronous: an idle draw could outlive a closed widget
 
+    def show_history(self, history):
+        """Redraw the curve from a saved ``history`` (e.g. a reopened project)."""
+        self._draw(history)
+        self.summary.setText(f"{len(history.rounds)} training rounds restored from the project.")
+
     def show_round(self, history, validation):
         """Redraw the curve from ``history`` and fill the table from the round's ``validation``."""
         self._draw(history)

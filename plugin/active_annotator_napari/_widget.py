@@ -962,7 +962,9 @@ class PixelClassifierWidget(QWidget):
                 self.project_session.close()
             session = save_project(path, layer, labels_layer, settings=self._settings(),
                                    channel_axis=self.channel_axis,
-                                   spatial_ndim=3 if mode == "3d" else 2)
+                                   spatial_ndim=3 if mode == "3d" else 2,
+                                   history=self.history.to_dict(),
+                                   suggestions=self.suggestions_panel.state())
             if self.classifier is not None:
                 self.classifier.save(session.project.model_path("pixel.aamodel"))
         except (AnnotatorError, OSError) as e:
@@ -1007,6 +1009,10 @@ class PixelClassifierWidget(QWidget):
         self.trees_spin.setValue(int(settings.get("n_estimators", self.trees_spin.value())))
         self.depth_spin.setValue(int(settings.get("max_depth", self.depth_spin.value())))
         self._attach_session(session)
+        if project.history:
+            self.history = History.from_dict({"rounds": project.history})
+            self.validation_panel.show_history(self.history)
+        self.suggestions_panel.restore(project.suggestions)
         model = project.model_path("pixel.aamodel")
         if model.exists():
             self.load_model(model)
