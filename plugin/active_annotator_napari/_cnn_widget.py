@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
 
 from active_annotator import entropy
 from active_annotator.errors import AnnotatorError, Cancelled, InputError
+from ._layers import LayerChoiceMixin
 
 CNN_PREDICTION = "cnn prediction"
 CNN_PROBABILITIES = "cnn probabilities"
@@ -157,7 +158,7 @@ def _stop_jobs(jobs, *_):
         job.stop.set()
 
 
-class CNNWidget(QWidget):
+class CNNWidget(LayerChoiceMixin, QWidget):
     """Fine-tune a small U-Net on the painted annotations and see its prediction.
 
     Signals
@@ -389,27 +390,6 @@ class CNNWidget(QWidget):
         self._set_items(self.image_combo, images, images[0] if images else None)
         default = "annotations" if "annotations" in labels else (labels[0] if labels else None)
         self._set_items(self.annotations_combo, labels, default)
-
-    @staticmethod
-    def _set_items(combo, names, default):
-        current = combo.currentText()
-        if [combo.itemText(i) for i in range(combo.count())] == names:
-            return
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItems(names)
-        keep = current if current in names else default
-        combo.setCurrentIndex(names.index(keep) if keep in names else -1)
-        combo.blockSignals(False)
-        if combo.currentText() != current:
-            combo.currentTextChanged.emit(combo.currentText())
-
-    def _layer(self, name, kind):
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            if isinstance(layer, kind):
-                return layer
-        return None
 
     @property
     def image_layer(self):

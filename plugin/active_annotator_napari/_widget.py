@@ -44,6 +44,7 @@ from active_annotator.classifier import check_size, split_axes
 from active_annotator.errors import AnnotatorError, Cancelled, InputError, LabelError
 from active_annotator.evaluation import History, Validation, metrics, split_labels
 from active_annotator.features import FeatureCache
+from ._layers import LayerChoiceMixin
 
 PREDICTION = "prediction"
 PROBABILITIES = "probabilities"
@@ -386,7 +387,7 @@ def _run_job(job: _Job, report):
                     uncertainty=uncertainty, seconds=time.perf_counter() - start, validation=validation)
 
 
-class PixelClassifierWidget(QWidget):
+class PixelClassifierWidget(LayerChoiceMixin, QWidget):
     """Paint a few pixels per class, train a random forest, see its prediction.
 
     Signals
@@ -598,27 +599,6 @@ class PixelClassifierWidget(QWidget):
         self._set_items(self.image_combo, images, default=images[0] if images else None)
         default = ANNOTATIONS if ANNOTATIONS in labels else NEW_ANNOTATIONS
         self._set_items(self.annotations_combo, [NEW_ANNOTATIONS] + labels, default=default)
-
-    @staticmethod
-    def _set_items(combo, names, default):
-        current = combo.currentText()
-        if [combo.itemText(i) for i in range(combo.count())] == names:
-            return
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItems(names)
-        keep = current if current in names else default
-        combo.setCurrentIndex(names.index(keep) if keep in names else -1)
-        combo.blockSignals(False)
-        if combo.currentText() != current:
-            combo.currentTextChanged.emit(combo.currentText())
-
-    def _layer(self, name, kind):
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            if isinstance(layer, kind):
-                return layer
-        return None
 
     @property
     def image_layer(self):

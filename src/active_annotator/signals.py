@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._estimator import ParamsMixin
 from .errors import AnnotatorError as AnnotatorErrorBase
 from .errors import Cancelled, InputError, LabelError, NotFittedError
 from .features import FeatureSet, compute, padded, tile_slices
@@ -588,7 +589,7 @@ def _signal_array(signal) -> tuple[np.ndarray, float | None]:
 
 
 # -- classifier -----------------------------------------------------------------
-class SignalClassifier:
+class SignalClassifier(ParamsMixin):
     """Random forest that classifies every sample of a signal ``(channels, time)``.
 
     Parameters
@@ -624,16 +625,6 @@ class SignalClassifier:
 
     _param_names = ("features", "n_estimators", "max_depth", "min_samples_leaf", "max_features",
                     "class_weight", "random_state", "n_jobs", "tile")
-
-    def get_params(self, deep: bool = False) -> dict:
-        return {k: getattr(self, k) for k in self._param_names}
-
-    def set_params(self, **params) -> SignalClassifier:
-        for k, v in params.items():
-            if k not in self._param_names:
-                raise InputError(f"Unknown parameter {k!r}; valid: {list(self._param_names)}.")
-            setattr(self, k, v)
-        return self
 
     def _tiles(self, n: int, spec: SignalFeatures, wanted=None):
         """(outer, inner) slices of tiles; ``wanted``: bool (time,) — only tiles touching it."""
