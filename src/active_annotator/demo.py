@@ -168,10 +168,13 @@ def _overview(path: Path, image, labels, prediction, uncertainty, score: float) 
 
 # -- GUI -------------------------------------------------------------------------
 def run_gui(quit_after: float | None = None, timeout: float = 300.0) -> int:
-    """Open napari with the sample and the docked widget, trained once."""
+    """Open napari with the sample and the docked widget, trained once.
+
+    The napari part lives in the plugin (``active_annotator_napari._demo``):
+    the core never imports napari or Qt itself.
+    """
     try:
-        import napari
-        from qtpy.QtCore import QTimer
+        from active_annotator_napari._demo import run
     except ImportError as e:  # napari, Qt binding or qtpy missing
         print(f"active-annotator demo: {e}\n{GUI_INSTALL_HINT}", file=sys.stderr)
         return 1
@@ -184,42 +187,4 @@ def run_gui(quit_after: float | None = None, timeout: float = 300.0) -> int:
               "or start it on a virtual display: xvfb-run -a active-annotator demo",
               file=sys.stderr)
         return 1
-
-    viewer = napari.Viewer(title="napari-active-annotator demo")
-    # the same layers as File > Open Sample > napari-active-annotator > Nuclei 2D:
-    # image, "annotations" (starter strokes) and "ground truth" (hidden)
-    viewer.open_sample("napari-active-annotator", "nuclei2d")
-    _dock, widget = viewer.window.add_plugin_dock_widget(
-        "napari-active-annotator", "Pixel classifier"
-    )
-
-    state = {"trained": False, "error": None}
-
-    def on_trained(*_):
-        if state["trained"]:
-            return
-        state["trained"] = True
-        if quit_after is not None:
-            QTimer.singleShot(int(max(quit_after, 0) * 1000), viewer.close)
-
-    def on_failed(message=""):
-        state["error"] = message
-        print(f"active-annotator demo: training failed: {message}", file=sys.stderr)
-        if quit_after is not None:
-            viewer.close()
-
-    widget.trained.connect(on_trained)
-    widget.failed.connect(on_failed)
-    if quit_after is not None:
-        def give_up():
-            if not state["trained"] and state["error"] is None:
-                print(f"active-annotator demo: no prediction after {timeout:.0f} s; closing.",
-                      file=sys.stderr)
-                viewer.close()
-        QTimer.singleShot(int(timeout * 1000), give_up)
-    # train once the event loop runs, so the window is already on screen
-    QTimer.singleShot(0, widget.train)
-    napari.run()
-    if quit_after is not None and not state["trained"]:
-        return 1
-    return 0
+    return run(quit_after=quit_after, timeout=timeout)
