@@ -393,15 +393,20 @@ class Forest:
             _predict_kernel_py(xt, self.feature, self.threshold, self.left, self.right,
                                self.value, self.roots, out)
             return out
+        return self._run(_predict_packed, xt, out, threads)
+
+    def _run(self, kernel, xt, out, threads):
+        """Run a packed-forest kernel over pixel chunks on threads (the kernels release the GIL)."""
+        n = xt.shape[1]
         packed = self._packed()
         n_threads = max(1, min(int(threads or os.cpu_count() or 1), -(-n // 16384)))
         if n_threads == 1:
-            _predict_packed(xt, 0, n, *packed, out)
+            kernel(xt, 0, n, *packed, out)
             return out
         # chunks several times the thread count, so a slow core does not hold the rest
         step = -(-n // (4 * n_threads))
         with ThreadPoolExecutor(n_threads) as pool:
-            futs = [pool.submit(_predict_packed, xt, lo, min(n, lo + step), *packed, out)
+            futs = [pool.submit(kernel, xt, lo, min(n, lo + step), *packed, out)
                     for lo in range(0, n, step)]
             for f in futs:
                 f.result()
@@ -429,15 +434,4 @@ class Forest:
             return out
         if not _HAVE_NUMBA:  # pragma: no cover
             return self.predict_proba(xt).argmax(axis=1)
-        packed = self._packed()
-        n_threads = max(1, min(int(threads or os.cpu_count() or 1), -(-n // 16384)))
-        if n_threads == 1:
-            _predict_index_packed(xt, 0, n, *packed, out)
-            return out
-        step = -(-n // (4 * n_threads))
-        with ThreadPoolExecutor(n_threads) as pool:
-            futs = [pool.submit(_predict_index_packed, xt, lo, min(n, lo + step), *packed, out)
-                    for lo in range(0, n, step)]
-            for f in futs:
-                f.result()
-        return out
+        return self._run(_predict_index_packed, xt, out, threads)
