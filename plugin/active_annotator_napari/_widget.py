@@ -40,9 +40,9 @@ from qtpy.QtWidgets import (
 from active_annotator import FAMILIES, FeatureSet, PixelClassifier, entropy
 from active_annotator import load_model as _load_model_file
 from active_annotator import save_model as _save_model_file
-from active_annotator.classifier import check_size, split_axes
+from active_annotator.classifier import check_size
 from active_annotator.errors import AnnotatorError, Cancelled, InputError, LabelError
-from active_annotator.evaluation import History, Validation, metrics, split_labels
+from active_annotator.evaluation import History, validate_fitted
 from active_annotator.features import FeatureCache
 from ._layers import LayerChoiceMixin
 
@@ -242,29 +242,6 @@ def _training_data(job, report):
     return np.concatenate(Xs), np.concatenate(ys), n_ch
 
 
-def _validate(clf, X, y, lab, n_ch, should_stop, validation=0.3, seed=0):
-    """What :func:`evaluation.fit_and_validate` scores, on features already computed:
-    a twin trained without the validation strokes, scored on both parts."""
-    split = split_labels(lab, validation=validation, seed=seed)
-    held_out = split.validation[lab != 0] != 0  # rows follow the labelled pixels in C order
-    values, counts = np.unique(y, return_counts=True)
-    classes = [int(v) for v in values]
-    if held_out.any():
-        twin = type(clf)(**clf.get_params())
-        twin.fit_features(X[~held_out], y[~held_out], n_channels=n_ch, labels_dtype=lab.dtype,
-                          should_stop=should_stop)
-    else:
-        twin = clf
-
-    def predict(rows):
-        proba = twin.predict_proba_features(np.ascontiguousarray(X[rows].T))
-        return twin.classes_[np.argmax(proba, axis=0)]
-
-    train_m = metrics(y[~held_out], predict(~held_out), classes)
-    val_m = metrics(y[held_out], predict(held_out) if held_out.any() else y[held_out], classes)
-    return Validation(split, dict(zip(classes, counts.tolist())), train_m, val_m)
-
-
 def _tiles(region, tile):
     """Tile-aligned pieces (slices) of a spatial region."""
     ranges = [range(s.start // tile * tile, s.stop, tile) for s in region]
@@ -365,7 +342,7 @@ def _run_job(job: _Job, report):
                        seconds=time.perf_counter() - start, region=vis, complete=False)
         _wait_shown(job)
         if job.kind == "train":
-            validation = _validate(clf, X, y, job.labels, n_ch, job.stop.is_set)
+            validation = validate_fitted(clf, X, y, job.labels, n_ch, should_stop=job.stop.is_set)
         _check_stop(job)
         yield "full"
         if not job.full:

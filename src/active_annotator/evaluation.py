@@ -348,19 +348,40 @@ def fit_and_validate(classifier, image, labels, channel_axis: int | None = None,
     """
     lab = np.asarray(labels)
     X, y, n_ch = classifier.training_data(image, lab, channel_axis, on_progress, should_stop)
+    classifier.fit_features(X, y, n_channels=n_ch, labels_dtype=lab.dtype, should_stop=should_stop)
+    return validate_fitted(classifier, X, y, lab, n_ch, validation=validation, seed=seed,
+                           should_stop=should_stop)
+
+
+def validate_fitted(classifier, X, y, labels, n_channels: int, validation: float = 0.3,
+                    seed: int | None = 0, should_stop=None) -> Validation:
+    """Score a classifier already trained on all labels, on features already computed.
+
+    A twin with the same parameters is trained without the validation
+    strokes (:func:`split_labels`) and scored on both parts, so interactive
+    callers that cache features (the napari widget) validate without
+    recomputing them.
+
+    Parameters
+    ----------
+    classifier : PixelClassifier, fitted on ``X, y``
+    X : float32 (n_labelled, n_features), rows in C order of ``labels != 0``
+    y : (n_labelled,) class values
+    labels : int array, the labels ``X`` and ``y`` came from
+    n_channels : int
+    """
+    lab = np.asarray(labels)
     split = split_labels(lab, validation=validation, seed=seed)
-    # training_data's rows follow the labelled pixels in C order, as boolean indexing does
+    # rows follow the labelled pixels in C order, as boolean indexing does
     held_out = split.validation[lab != 0] != 0
     values, counts = np.unique(y, return_counts=True)
     classes = [int(v) for v in values]
     if held_out.any():
         twin = type(classifier)(**classifier.get_params())
-        twin.fit_features(X[~held_out], y[~held_out], n_channels=n_ch, labels_dtype=lab.dtype,
-                          should_stop=should_stop)
-        classifier.fit_features(X, y, n_channels=n_ch, labels_dtype=lab.dtype, should_stop=should_stop)
+        twin.fit_features(X[~held_out], y[~held_out], n_channels=n_channels,
+                          labels_dtype=lab.dtype, should_stop=should_stop)
     else:
-        twin = classifier.fit_features(X, y, n_channels=n_ch, labels_dtype=lab.dtype,
-                                       should_stop=should_stop)
+        twin = classifier
 
     def predict(rows):
         proba = twin.predict_proba_features(np.ascontiguousarray(X[rows].T))
@@ -372,4 +393,4 @@ def fit_and_validate(classifier, image, labels, channel_axis: int | None = None,
 
 
 __all__ = ["LabelSplit", "split_labels", "Metrics", "metrics", "History", "Validation",
-           "fit_and_validate"]
+           "fit_and_validate", "validate_fitted"]
