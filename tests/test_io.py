@@ -44,6 +44,20 @@ def test_nuclei3d_sample_gives_volume_sparse_starter_labels_and_truth():
     np.testing.assert_array_equal(annotations[labelled], truth[labelled])
 
 
+def test_micronuclei2d_sample_is_the_mnfinder_image_with_three_class_truth():
+    layers = _sample_data.micronuclei2d()
+    assert [(m["name"], t) for _, m, t in layers] == [
+        ("micronuclei", "image"), ("annotations", "labels"), ("ground truth", "labels")]
+    image, annotations, truth = (arr for arr, _, _ in layers)
+    assert image.shape == annotations.shape == truth.shape == (768, 869)
+    assert image.dtype == np.uint16 and not annotations.any()  # nothing painted yet
+    counts = np.bincount(truth.ravel(), minlength=4)
+    assert counts[0] == 0 and counts[1:].tolist() == [527544, 133794, 6054]  # micronuclei are rare
+    assert layers[1][1]["metadata"]["class_names"] == {1: "background", 2: "nucleus", 3: "micronucleus"}
+    lo, hi = layers[0][1]["contrast_limits"]
+    assert image.min() <= lo < hi <= image.max()
+
+
 def test_napari_lists_and_opens_the_samples_through_the_manifest():
     napari = pytest.importorskip("napari")
     from napari.components import ViewerModel

@@ -222,16 +222,27 @@ def test_hybrid_on_a_collection_uses_descriptor_distance():
     assert [x.candidate.stack_index for x in s] == [0, 2]
 
 
-def test_hybrid_can_keep_distance_from_batch_picks_only():
+def test_hybrid_discounts_uncertainty_touching_labels_not_a_few_pixels_away():
     ps = _grid((64, 64), 8)
-    u = np.full((64, 64), 0.5, np.float32)
-    u[8:16, 32:40] = 0.9  # the most uncertain patch, right next to the labels
     lab = np.zeros((64, 64), np.uint8)
     lab[:, :32] = 1
+    u = np.full((64, 64), 0.3, np.float32)
+    u[8:16, 32] = 0.9  # patch A: uncertain pixels touching the labels
+    u[40:48, 60] = 0.6  # patch B: less uncertain, far from labels
     default = suggest(ps, u, lab, strategy="hybrid", n=2)
     picks_only = suggest(ps, u, lab, strategy="hybrid", n=2, avoid="picks")
-    assert default[0].candidate.slices != (slice(8, 16), slice(32, 40))
-    assert picks_only[0].candidate.slices == (slice(8, 16), slice(32, 40))
+    a, b = (slice(8, 16), slice(32, 40)), (slice(40, 48), slice(56, 64))
+    assert default[0].candidate.slices == b  # 0.9 at 1 px keeps 63 %: 0.57 < 0.6
+    assert picks_only[0].candidate.slices == a  # labels act only through the model
     assert "from suggestion 1" in picks_only[1].reason
+    # the same uncertainty 4 px from the labels is nearly untouched (98 %)
+    u2 = u.copy()
+    u2[8:16, 32] = 0.3
+    u2[8:16, 36] = 0.9
+    assert suggest(ps, u2, lab, strategy="hybrid", n=1)[0].candidate.slices == a
+    # a wider label scale reaches further
+    assert suggest(ps, u2, lab, strategy="hybrid", n=1, label_scale=16)[0].candidate.slices == b
     with pytest.raises(InputError, match="avoid"):
         suggest(ps, u, lab, strategy="hybrid", avoid="everything")
+    with pytest.raises(InputError, match="label_scale"):
+        suggest(ps, u, lab, strategy="hybrid", label_scale=0)

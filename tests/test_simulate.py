@@ -32,7 +32,7 @@ def test_oracle_dabs_the_most_wrong_interior_pixel_within_its_class():
     proba[:, 5, 12] = [0.99, 0.01]  # nearly as wrong, well inside class 2
     labels = np.zeros((16, 16), np.uint8)
     c = cand.patches((16, 16), 16)[0]
-    n = Oracle(radius=2).label(c, truth, proba, np.array([1, 2]), labels)
+    n = Oracle(radius=2, mode="correct").label(c, truth, proba, np.array([1, 2]), labels)
     assert labels[5, 12] == 2 and labels[5, 8] == 0
     assert n == (labels == 2).sum() == 13  # a whole radius-2 disk
     # a thin mistake (nothing interior) is still corrected, the dab cut at the class border
@@ -42,11 +42,31 @@ def test_oracle_dabs_the_most_wrong_interior_pixel_within_its_class():
     p2 = np.zeros((2, 8, 16), np.float32)
     p2[0] = 1.0  # class 1 everywhere: only the stripe is wrong
     p2[:, 3, 9] = [0.9, 0.1]  # and (3, 9) is the least wrong of it
-    Oracle(2).label(cand.patches((8, 16), 16)[0], truth2, p2, np.array([1, 2]), lab2)
+    Oracle(2, "correct").label(cand.patches((8, 16), 16)[0], truth2, p2, np.array([1, 2]), lab2)
     assert lab2[3, 9] == 0 and (lab2 != 0).sum() > 0
     assert set(np.unique(lab2[lab2 != 0])) == {2} and (lab2[:, 8:10] != 0).sum() == (lab2 != 0).sum()
     empty = cand.Candidate(0, "patch", (slice(0, 0), slice(0, 0)), (0, 0))
     assert Oracle(1).label(empty, truth, proba, np.array([1, 2]), labels) == 0
+
+
+def test_classes_oracle_dabs_every_class_the_candidate_shows_without_looking_at_the_model():
+    truth = np.ones((20, 30), np.uint8)
+    truth[2:12, 2:12] = 2  # a big nucleus
+    truth[15:18, 24:27] = 3  # a tiny micronucleus: no pixel is 3 px deep, still dabbed
+    proba = np.full((3, 20, 30), 1 / 3, np.float32)
+    c = cand.patches((20, 30), (20, 30))[0]
+    for seed in (0, 1):
+        labels = np.zeros((20, 30), np.uint8)
+        n = Oracle(radius=2, mode="classes", seed=seed).label(c, truth, proba, np.array([1, 2, 3]), labels)
+        assert set(np.unique(labels[labels != 0])) == {1, 2, 3}
+        np.testing.assert_array_equal(labels[labels != 0], truth[labels != 0])  # labels agree with truth
+        assert (labels == 1).sum() == (labels == 2).sum() == 13  # interior dabs: whole disks
+        assert 0 < (labels == 3).sum() <= 9 and n == (labels != 0).sum()
+    # the model plays no part: other probabilities, same dabs for the same seed
+    a, b = np.zeros((20, 30), np.uint8), np.zeros((20, 30), np.uint8)
+    Oracle(2, "classes", seed=3).label(c, truth, proba, np.array([1, 2, 3]), a)
+    Oracle(2, "classes", seed=3).label(c, truth, np.roll(proba, 1, axis=0), np.array([1, 2, 3]), b)
+    np.testing.assert_array_equal(a, b)
 
 
 def test_small_simulation_writes_rows_and_reaches_sensible_scores():
@@ -58,7 +78,8 @@ def test_small_simulation_writes_rows_and_reaches_sensible_scores():
     assert [r["round"] for r in r0] == [0, 1, 2, 3]
     px = [r["labelled_pixels"] for r in r0]
     assert all(b > a for a, b in zip(px, px[1:]))  # every round adds labels
-    assert px[-1] - px[0] <= 3 * 2 * 13  # at most one disk of radius 2 per suggestion
+    # the default oracle paints at most one disk of radius 2 per class shown (2 classes)
+    assert px[-1] - px[0] <= 3 * 2 * 2 * 13
     assert 0 < res.dense_jaccard <= 1 and res.target == pytest.approx(0.95 * res.dense_jaccard)
     # the same start for every strategy of a seed (a fair comparison)
     starts = {(r["strategy"], r["seed"]): r["labelled_pixels"] for r in res.rows if r["round"] == 0}
@@ -116,7 +137,7 @@ def test_simulate_rejects_unknown_strategy():
         simulate(image, truth, strategies=["clever"], progress=False)
 
 
-@pytest.mark.parametrize("oracle", ["correct", "passive"])
+@pytest.mark.parametrize("oracle", ["correct", "passive", "classes"])
 def test_every_strategy_runs_in_a_simulation(oracle):
     image, truth = _blobs((48, 48))
     strategies = ["hybrid", "entropy", "margin", "least_confidence", "diversity", "cluster", "random"]

@@ -6,19 +6,22 @@ here they only get layer names and display settings.
 
 from active_annotator import data
 
+import numpy as np
+
 CLASS_NAMES = {1: "background", 2: "nucleus"}
+MICRONUCLEI_CLASS_NAMES = {1: "background", 2: "nucleus", 3: "micronucleus"}
 
 
-def _annotations(labels, scale=None):
-    meta = {"name": "annotations", "metadata": {"class_names": dict(CLASS_NAMES)}, "opacity": 0.8}
+def _annotations(labels, scale=None, names=CLASS_NAMES):
+    meta = {"name": "annotations", "metadata": {"class_names": dict(names)}, "opacity": 0.8}
     if scale is not None:
         meta["scale"] = scale
     return (labels, meta, "labels")
 
 
-def _truth(truth, scale=None):
+def _truth(truth, scale=None, names=CLASS_NAMES):
     meta = {"name": "ground truth", "visible": False,
-            "metadata": {"class_names": dict(CLASS_NAMES)}}
+            "metadata": {"class_names": dict(names)}}
     if scale is not None:
         meta["scale"] = scale
     return (truth, meta, "labels")
@@ -45,4 +48,20 @@ def nuclei3d():
         (d["image"], {"name": "nuclei 3D", "colormap": "gray"}, "image"),
         _annotations(d["labels"]),
         _truth(d["truth"]),
+    ]
+
+
+def micronuclei2d():
+    """U2OS nuclei with micronuclei (768x869), an empty annotations layer and the ground truth.
+
+    Classes: 1 background, 2 nucleus, 3 micronucleus (small and rare: let the
+    Suggestions tab find them).
+    """
+    d = data.micronuclei2d()
+    return [
+        (d["image"], {"name": "micronuclei", "colormap": "gray",
+                      "contrast_limits": [float(np.percentile(d["image"], 0.5)),
+                                          float(np.percentile(d["image"], 99.8))]}, "image"),
+        _annotations(np.zeros(d["truth"].shape, np.uint8), names=MICRONUCLEI_CLASS_NAMES),
+        _truth(d["truth"], names=MICRONUCLEI_CLASS_NAMES),
     ]

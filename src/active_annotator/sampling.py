@@ -15,12 +15,17 @@ an ordered list of :class:`Suggestion` (candidate, rank, score, reason):
     k-means on the descriptors (scikit-learn) into ``n`` clusters; the most
     uncertain candidate of each cluster, most uncertain cluster first.
 ``hybrid`` (default)
-    Uncertainty times a distance weight ``1 - exp(-d / scale)``, ``d`` the
-    distance in pixels from the candidate's centre to the nearest labelled
-    pixel or earlier pick of the same batch, ``scale`` the candidates' typical
-    size: a place next to a label or a pick is worth little, one a few patch
-    widths away is worth its full uncertainty. So a batch does not pile up
-    along one uncertain boundary.
+    Uncertainty weighted by distance to what is labelled and to what the
+    batch already picked. Labels: every pixel's uncertainty is multiplied by
+    ``1 - exp(-d / label_scale)``, ``d`` its distance to the nearest labelled
+    pixel (``label_scale`` 1 px: a pixel touching a label keeps 63 %, three
+    pixels away 95 %), before the per-candidate aggregation; farther away the
+    retrained model's own uncertainty says what the labels taught. Picks: the
+    candidate's score is multiplied by ``1 - exp(-d / scale)``, ``d`` the
+    distance from its centre to the nearest earlier pick of the batch,
+    ``scale`` the candidates' typical size, so a batch does not pile up along
+    one uncertain boundary. (Wider label scales were measured and cost labels:
+    ``docs/active_learning.md``.)
 ``random``
     Uniformly random order: the baseline.
 
@@ -93,6 +98,7 @@ def suggest(
     fraction: float = 0.1,
     distance_scale: float | None = None,
     avoid: str = "labels_and_picks",
+    label_scale: float = 1.0,
 ) -> list[Suggestion]:
     """Rank candidates and return the best ``n`` as suggestions.
 
@@ -122,14 +128,16 @@ def suggest(
         How pixel uncertainty becomes per-candidate uncertainty, see
         :func:`active_annotator.candidates.uncertainty`.
     distance_scale : float, optional
-        ``hybrid``'s distance scale in pixels; default the median candidate
-        extent.
+        ``hybrid``'s distance scale from the batch's picks, in pixels; default
+        the median candidate extent.
     avoid : {"labels_and_picks", "picks"}
         What ``hybrid`` keeps its distance from: labelled pixels and earlier
-        picks of the batch (default, as specified), or only the batch's picks
-        (labels then act only through the retrained model's uncertainty; it
-        did better in the passive-oracle simulations, see
-        ``docs/active_learning.md``).
+        picks of the batch (default), or only the batch's picks (labels then
+        act only through the retrained model's uncertainty).
+    label_scale : float
+        ``hybrid``'s distance scale from labelled pixels, per pixel (default
+        1 px). For whole images of a collection, labelled images are avoided
+        at ``distance_scale`` in descriptor space instead.
 
     Returns
     -------
@@ -153,6 +161,8 @@ def suggest(
     scores = None
     if proba is not None:
         uncertainty = pixel_uncertainty(proba, measure)
+    spatial = all(c.kind != "image" for c in cands)
+    label_weighted = False
     if uncertainty is not None:
         u = np.asarray(uncertainty, dtype=np.float64)
         if u.ndim == 1 and u.shape[0] == len(cands) and (lab is None or lab.shape != u.shape):
@@ -163,6 +173,10 @@ def suggest(
                     f"labelled has shape {lab.shape} but the uncertainty map has {u.shape}; "
                     "both must have the data's shape."
                 )
+            if (strategy == "hybrid" and avoid == "labels_and_picks" and spatial
+                    and lab is not None and np.any(lab)):
+                u = u * _label_weight(lab, label_scale)
+                label_weighted = True
             scores = cand.uncertainty(cands, u, lab, aggregate=aggregate, fraction=fraction)
     elif strategy not in ("random", "diversity"):
         raise InputError(
@@ -200,8 +214,16 @@ def suggest(
         return _k_center(cands, avail, frac, scores, n, rng, u_name)
     if strategy == "cluster":
         return _cluster(cands, avail, scores, n, seed, u_name)
-    return _hybrid(cands, avail, lab if avoid == "labels_and_picks" else None, scores, n,
-                   distance_scale, u_name)
+    return _hybrid(cands, avail, lab if avoid == "labels_and_picks" else None,
+                   scores, n, distance_scale, u_name, label_weighted)
+
+
+def _label_weight(lab: np.ndarray, scale: float) -> np.ndarray:
+    """``1 - exp(-d / scale)``, ``d`` each pixel's distance to the nearest labelled pixel."""
+    if not scale > 0:
+        raise InputError(f"label_scale must be a positive distance in pixels, got {scale}.")
+    d = ndi.distance_transform_edt(lab == 0)
+    return -np.expm1(-d / max(float(scale), 1e-9))
 
 
 def _k_center(cands, avail, frac, scores, n, rng, u_name) -> list[Suggestion]:
@@ -251,7 +273,7 @@ def _cluster(cands, avail, scores, n, seed, u_name) -> list[Suggestion]:
     ]
 
 
-def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name) -> list[Suggestion]:
+def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name, label_weighted=False) -> list[Suggestion]:
     centres = np.array([c.centre for c in cands], dtype=np.float64)
     spatial = all(c.kind != "image" for c in cands)
     if spatial:
@@ -284,11 +306,12 @@ def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name) -> list[Sugges
     is_avail[avail] = True
     out = []
     for r in range(1, n + 1):
-        d = np.minimum(d_label, d_pick)
+        # with per-pixel label weighting the labels are already in ``scores``
+        d = d_pick if label_weighted else np.minimum(d_label, d_pick)
         weight = 1.0 - np.exp(-d / distance_scale)
         total = np.where(is_avail, scores * weight, -np.inf)
         i = int(np.argmax(total))
-        if np.isinf(d[i]):
+        if np.isinf(d_label[i]) and np.isinf(d_pick[i]):
             where = "nothing labelled or picked yet"
         elif d_label[i] <= d_pick[i]:
             where = f"{d_label[i]:.0f} {unit} from nearest label"

@@ -14,17 +14,23 @@ The protocol (identical for every strategy, so the comparison is fair):
   computed once on the whole image (they depend on the image, not on labels).
 * **Start.** For each seed, one dab per class at a random pixel of that class
   in the annotation region (the same start for every strategy of that seed).
-* **Oracle.** For each suggested candidate, the oracle looks at the current
-  prediction inside it and picks, among the misclassified unlabelled pixels
-  (what a person sees as mistakes; all unlabelled pixels if there are none),
-  the one deepest inside its true class (up to ``radius + 1`` pixels from
-  another class: people paint inside a region, not on its ambiguous border)
-  and, among equally deep ones, the most wrong (lowest probability of the
-  true class). It paints a small dab there: the pixels of a disk (ball in 3-D)
-  of ``radius`` pixels around it that have the same true class and lie in the
-  candidate. With radius 2 a dab is at most 13 pixels in 2-D (33 in 3-D). A
-  person correcting a prediction does about this with one click of a small
-  brush.
+* **Oracle.** For each suggested candidate the oracle paints dabs of a small
+  brush: the pixels of a disk (ball in 3-D) of ``radius`` pixels around a
+  centre pixel that have the centre's true class and lie in the candidate
+  (with radius 2 at most 13 pixels in 2-D, 33 in 3-D: one click of a small
+  brush). People paint inside a region, not on its ambiguous border, so
+  centres prefer pixels up to ``radius + 1`` pixels deep inside their class.
+  Three modes, the same for every strategy of a run:
+
+  - ``classes`` (default): one dab on each class the candidate shows, each at
+    a random pixel of that class. A person shown a place paints a quick
+    stroke on each kind of thing in it, without studying the prediction.
+  - ``passive``: one dab at a random pixel of the candidate.
+  - ``correct``: one dab on the worst visible mistake: among the
+    misclassified unlabelled pixels (all of them if there is none), the
+    deepest, then the most wrong (lowest probability of the true class).
+    This annotator searches the candidate for the model's errors itself, so
+    even randomly placed candidates get labelled where the model is weakest.
 * **Score.** Jaccard of the prediction in the test region against the truth,
   for the foreground class when there are two classes (the larger value, e.g.
   2 = nucleus) and averaged over classes otherwise.
@@ -58,7 +64,7 @@ from .features import FeatureSet, compute
 from .sampling import STRATEGIES, suggest
 
 DEFAULT_PATCH = {1: 256, 2: 32, 3: 8}
-ORACLE_MODES = ("correct", "passive")
+ORACLE_MODES = ("correct", "passive", "classes")
 
 
 def _ball(radius: int, ndim: int) -> np.ndarray:
@@ -69,25 +75,29 @@ def _ball(radius: int, ndim: int) -> np.ndarray:
 
 @dataclass
 class Oracle:
-    """Labels a candidate from the truth the way a person correcting a prediction would.
+    """Labels a candidate from the truth the way a person would: a dab of a small brush.
 
     Parameters
     ----------
     radius : int
         Brush radius in pixels: the dab is a disk (ball in 3-D) clipped to the
         true class of its centre pixel and to the candidate.
-    mode : {"correct", "passive"}
-        ``correct`` (default): dab the worst visible mistake (see the module
-        docstring). ``passive``: dab a random pixel of the candidate, ignoring
-        the prediction (still preferring the inside of a region): labelling
-        that does not look at the model, the classic "random sampling"
-        reference when combined with the ``random`` strategy.
+    mode : {"classes", "passive", "correct"}
+        ``classes`` (default): one dab on each class the candidate shows, at a
+        random pixel of that class (preferring its inside), ignoring the
+        prediction: a person shown a place paints a quick stroke on each kind
+        of thing in it. ``passive``: one dab at a random pixel of the
+        candidate, ignoring the prediction. ``correct``: one dab on the worst
+        visible mistake (see the module docstring); this annotator does the
+        searching itself, so it hides what the ranking is worth. With the
+        ``random`` strategy, ``classes`` and ``passive`` are classic random
+        sampling.
     seed : int or None
         Random state of the ``passive`` mode.
     """
 
     radius: int = 2
-    mode: str = "correct"
+    mode: str = "classes"
     seed: int | None = 0
 
     def __post_init__(self):
@@ -99,7 +109,7 @@ class Oracle:
 
     def label(self, candidate: cand.Candidate, truth: np.ndarray, proba: np.ndarray,
               classes: np.ndarray, labels: np.ndarray) -> int:
-        """Paint one dab inside ``candidate`` into ``labels`` (in place).
+        """Paint a dab (one per class shown, in ``classes`` mode) inside ``candidate`` (in place).
 
         Parameters
         ----------
@@ -131,7 +141,7 @@ class Oracle:
         pool = ok & (p_true < 0.5) if self.mode == "correct" else ok
         if not pool.any():
             pool = ok
-        if self.mode == "passive":
+        if self.mode in ("passive", "classes"):
             # not looking at the prediction: a random pixel, ties below broken at random
             wrong = self._rng.random(t.shape)
         # people paint inside a region, not on its ambiguous border: among the pool,
@@ -141,7 +151,15 @@ class Oracle:
             inside = t == k
             depth[inside] = ndi.distance_transform_edt(inside)[inside]
         key = np.minimum(depth, self.radius + 1) * 2.0 + wrong
-        centre = np.unravel_index(int(np.argmax(np.where(pool, key, -1.0))), key.shape)
+        if self.mode == "classes":
+            # one dab on each kind of thing the candidate shows
+            return sum(self._dab(t, lab, ok, np.where(pool & (t == k), key, -1.0))
+                       for k in np.unique(t[ok]))
+        return self._dab(t, lab, ok, np.where(pool, key, -1.0))
+
+    def _dab(self, t, lab, ok, key) -> int:
+        """Paint the brush around the best pixel of ``key`` (views of the candidate)."""
+        centre = np.unravel_index(int(np.argmax(key)), key.shape)
         ball = _ball(self.radius, t.ndim)
         r = self.radius
         lo = [c - r for c in centre]
@@ -367,9 +385,10 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
              radius: int = 2, holdout: float = 0.5, n_estimators: int = 50, n_jobs: int = 1,
              features: FeatureSet | None = None, channel_axis: int | None = None,
              dense: bool = True, target_fraction: float = 0.95, progress: bool = True,
-             dense_max_pixels: int | None = None, oracle: str = "correct",
+             dense_max_pixels: int | None = None, oracle: str = "classes",
              distance_scale: float | None = None,
-             hybrid_avoid: str = "labels_and_picks") -> SimulationResult:
+             hybrid_avoid: str = "labels_and_picks",
+             label_scale: float = 1.0) -> SimulationResult:
     """Run the oracle annotator for each strategy and seed.
 
     Parameters
@@ -389,8 +408,9 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
         Oracle brush radius (see :class:`Oracle`).
     oracle : {"correct", "passive"}
         Oracle mode (see :class:`Oracle`); the same for every strategy.
-    distance_scale : float, optional
-        ``hybrid``'s distance scale in pixels (see :func:`~active_annotator.sampling.suggest`).
+    distance_scale, label_scale : float, optional
+        ``hybrid``'s distance scales from the batch's picks and from labelled
+        pixels (see :func:`~active_annotator.sampling.suggest`).
     hybrid_avoid : {"labels_and_picks", "picks"}
         ``hybrid``'s ``avoid`` (see :func:`~active_annotator.sampling.suggest`).
     holdout : float
@@ -441,7 +461,7 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
     result = SimulationResult(settings=dict(
         strategies=list(strategies), rounds=rounds, batch=batch, seeds=seed_list, patch=size,
         radius=radius, oracle=oracle, distance_scale=distance_scale,
-        hybrid_avoid=hybrid_avoid, holdout=holdout, n_estimators=n_estimators, shape=list(spatial),
+        hybrid_avoid=hybrid_avoid, label_scale=label_scale, holdout=holdout, n_estimators=n_estimators, shape=list(spatial),
         annotation_region=[[s.start, s.stop] for s in annotation],
         test_region=[[s.start, s.stop] for s in test], n_candidates=len(cands),
         features=fs.to_dict(), target_fraction=target_fraction,
@@ -473,7 +493,7 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
                     p_ann = proba[(slice(None),) + annotation]
                     picks = suggest(cands, labelled=labels, strategy=strategy, n=batch,
                                     seed=seed * 100003 + r, proba=p_ann, distance_scale=distance_scale,
-                                    avoid=hybrid_avoid)
+                                    avoid=hybrid_avoid, label_scale=label_scale)
                     for s in picks:
                         annotator.label(s.candidate, truth_ann, p_ann, clf.classes_, labels)
                 row["seconds"] = round(time.perf_counter() - t0, 4)
@@ -516,26 +536,44 @@ def _fmt_px(v) -> str:
     return "not reached" if v is None else f"{v:.0f}"
 
 
+def _merge(truth: np.ndarray, rules: Sequence[str]) -> np.ndarray:
+    """Apply ``FROM=TO`` class merges to a copy of ``truth``."""
+    if not rules:
+        return truth
+    out = np.array(truth, copy=True)
+    for rule in rules:
+        try:
+            a, b = (int(v) for v in rule.split("="))
+        except ValueError:
+            raise InputError(f"--merge expects FROM=TO with class numbers, e.g. 3=2; got {rule!r}.") from None
+        if not (truth == a).any():
+            raise InputError(f"--merge {rule}: the truth has no class {a} "
+                             f"(it has {np.unique(truth[truth != 0]).tolist()}).")
+        if b < 0:
+            raise InputError(f"--merge {rule}: classes are non-negative integers.")
+        out[truth == a] = b
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.sample:
         from . import data
 
-        loader = {"nuclei2d": data.nuclei2d, "nuclei3d": data.nuclei3d}
-        if args.sample not in loader:
-            raise InputError(f"Unknown sample {args.sample!r}; choose from {list(loader)}.")
-        d = loader[args.sample]()
+        d = data.load(args.sample)
         image, truth, name = d["image"], d["truth"], args.sample
     else:
         if not (args.image and args.truth):
-            raise InputError("Give --image and --truth files, or --sample nuclei2d|nuclei3d.")
+            raise InputError("Give --image and --truth files, or --sample nuclei2d|micronuclei2d|nuclei3d.")
         image, truth = _read_array(args.image), _read_array(args.truth)
         name = Path(args.image).stem
+    truth = _merge(truth, args.merge)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     result = simulate(
         image, truth, strategies=strategies, rounds=args.rounds, batch=args.batch, seeds=args.seeds,
         patch=args.patch, radius=args.radius, holdout=args.holdout, n_estimators=args.trees,
         n_jobs=args.jobs, channel_axis=args.channel_axis, progress=not args.quiet, oracle=args.oracle,
         distance_scale=args.hybrid_scale, hybrid_avoid=args.hybrid_avoid,
+        label_scale=args.label_scale,
     )
     files = _write_outputs(result, Path(args.output), args.name or f"simulation_{name}")
     print(f"dense labelling Jaccard {result.dense_jaccard:.3f}; target (95%) {result.target:.3f}")
@@ -558,7 +596,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--image", help="image file (.tif or .npy)")
     p.add_argument("--truth", help="ground-truth mask (.tif or .npy): classes 1..K, 0 = unknown")
-    p.add_argument("--sample", help="use bundled sample data instead: nuclei2d or nuclei3d")
+    p.add_argument("--sample", help="use bundled sample data instead: nuclei2d, micronuclei2d or nuclei3d")
     p.add_argument("--strategies", default="hybrid,entropy,random",
                    help=f"comma-separated, from {','.join(STRATEGIES)} (default hybrid,entropy,random)")
     p.add_argument("--rounds", type=int, default=20, help="suggestion rounds (default 20)")
@@ -566,13 +604,19 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
     p.add_argument("--patch", type=int, default=None, help="candidate patch edge in pixels (default 32 in 2-D, 8 in 3-D)")
     p.add_argument("--radius", type=int, default=2, help="oracle brush radius in pixels (default 2)")
-    p.add_argument("--oracle", default="correct", choices=ORACLE_MODES,
-                   help="correct: dab the worst visible mistake in each suggestion (default); "
-                        "passive: dab a random pixel of it")
+    p.add_argument("--oracle", default="classes", choices=ORACLE_MODES,
+                   help="classes: one dab on each class the suggestion shows (default); "
+                        "passive: one dab at a random pixel of it; "
+                        "correct: one dab on the worst visible mistake in it")
+    p.add_argument("--merge", action="append", default=[], metavar="FROM=TO",
+                   help="relabel truth class FROM as TO before simulating, e.g. --merge 3=2 "
+                        "(repeatable)")
     p.add_argument("--hybrid-scale", type=float, default=None,
                    help="hybrid's distance scale in pixels (default: the patch size)")
     p.add_argument("--hybrid-avoid", default="labels_and_picks", choices=("labels_and_picks", "picks"),
                    help="what hybrid keeps its distance from (default labels_and_picks)")
+    p.add_argument("--label-scale", type=float, default=1.0,
+                   help="hybrid's distance scale from labelled pixels, per pixel (default 1)")
     p.add_argument("--holdout", type=float, default=0.5, help="test fraction of the longest axis (default 0.5)")
     p.add_argument("--trees", type=int, default=50, help="trees in the forest (default 50)")
     p.add_argument("--jobs", type=int, default=1, help="training threads (default 1)")
