@@ -131,6 +131,24 @@ def test_cli_simulate_reports_bad_input(tmp_path, capsys):
     assert "truth has shape" in capsys.readouterr().err
 
 
+def test_cli_simulate_merges_classes_and_names_a_missing_one(tmp_path, capsys):
+    image, truth = _blobs()
+    truth[truth == 2] = 3  # three-valued file: 1 background, 3 disk
+    truth[:4, :4] = 2
+    np.save(tmp_path / "img.npy", image)
+    np.save(tmp_path / "truth.npy", truth)
+    base = ["simulate", "--image", str(tmp_path / "img.npy"), "--truth", str(tmp_path / "truth.npy"),
+            "--strategies", "random", "--rounds", "1", "--batch", "1", "--seeds", "1", "--patch", "16",
+            "--trees", "4", "--output", str(tmp_path / "o"), "--quiet"]
+    assert main(base + ["--merge", "3=2"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "o" / "simulation_img.csv")))
+    assert "labels_class_3" not in rows[0] and "labels_class_2" in rows[0]  # two classes left
+    assert main(base + ["--merge", "4=2"]) == 1
+    assert "has no class 4" in capsys.readouterr().err
+    assert main(base + ["--merge", "three=2"]) == 1
+    assert "FROM=TO" in capsys.readouterr().err
+
+
 def test_simulate_rejects_unknown_strategy():
     image, truth = _blobs((32, 32))
     with pytest.raises(InputError, match="choose from"):

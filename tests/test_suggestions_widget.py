@@ -234,3 +234,20 @@ def test_learning_curve_gets_a_point_per_training_round_and_metrics_per_class(vi
     jaccard = float(panel.table.item(1, 4).text())
     assert jaccard == pytest.approx(rounds[1]["validation_jaccard_2"], abs=1e-3)
     assert "validation error" in panel.summary.text()
+
+
+def test_choosing_another_image_starts_a_new_learning_curve(viewer, qtbot):
+    widget, annotations, truth = crop2d(viewer)
+    first = widget.image_combo.currentText()
+    run(qtbot, widget, widget.train_button.click)
+    assert len(widget.history.rounds) == 1
+    # re-selecting the same image keeps the curve
+    widget.image_combo.setCurrentText(first)
+    assert len(widget.history.rounds) == 1
+    viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="other image")
+    widget.image_combo.setCurrentText("other image")
+    assert widget.history.rounds == []
+    assert "New learning curve for 'other image'" in widget.validation_panel.summary.text()
+    assert widget.validation_panel.table.rowCount() == 0
+    lines = [ln for ln in widget.validation_panel.figure.axes[0].get_lines() if len(ln.get_xdata())]
+    assert lines == []  # the old points are gone from the plot

@@ -72,6 +72,12 @@ class ValidationPanel(QWidget):
             ax.legend(fontsize=7)
         self.canvas.draw()  # synchronous: an idle draw could outlive a closed widget
 
+    def reset(self, why: str):
+        """Empty curve and table, with ``why`` in the summary line (e.g. another image was chosen)."""
+        self._draw(None)
+        self.table.setRowCount(0)
+        self.summary.setText(why)
+
     def show_history(self, history):
         """Redraw the curve from a saved ``history`` (e.g. a reopened project)."""
         self._draw(history)

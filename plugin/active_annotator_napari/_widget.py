@@ -392,6 +392,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self._workers = set()
         self._watched_annotations = None
         self.history = History()  # one row per training round, for the learning curve
+        self._history_image = None  # the image layer the history belongs to
         self.project_session = None
         self._features = None  # _ImageFeatures of the image last used (see _features_for)
         self.timings = {}  # seconds of the last visible-region update: worker, layer writes
@@ -592,6 +593,13 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         if layer is not None:
             channel_axis, spatial = _guess_axes(layer)
             self.set_axes(channel_axis, spatial)
+        # the learning curve belongs to one image: start a new one for another image
+        if self.history.rounds and name and name != self._history_image:
+            self.history = History()
+            self.validation_panel.reset(
+                f"New learning curve for {name!r}: the previous one belonged to {self._history_image!r}.")
+        if name:
+            self._history_image = self._history_image if self.history.rounds else name
 
     def set_axes(self, channel_axis, spatial):
         """Choose the channel axis (None, -1 or 0) and spatial mode ("2d", "3d", "planes")."""
@@ -968,6 +976,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self._attach_session(session)
         if project.history:
             self.history = History.from_dict({"rounds": project.history})
+            self._history_image = session.name
             self.validation_panel.show_history(self.history)
         self.suggestions_panel.restore(project.suggestions)
         model = project.model_path("pixel.aamodel")
@@ -1091,6 +1100,8 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
             self.timings["full_write_s"] = time.perf_counter() - t
             self.timings["full_worker_s"] = outcome.seconds
         if outcome.validation is not None:
+            if not self.history.rounds:
+                self._history_image = self.image_combo.currentText()
             outcome.validation.record(self.history)
             self.validation_panel.show_round(self.history, outcome.validation)
         clf = outcome.classifier
