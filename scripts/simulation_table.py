@@ -6,6 +6,9 @@ summary (pixels to target per seed, to stay at target, mean-curve crossing,
 final Jaccard, savings against random)::
 
     python scripts/simulation_table.py docs/results nuclei2d_classes micronuclei2d_classes
+
+``--figure OUT.png`` also draws the learning curves of the runs side by side
+(the README's figure).
 """
 
 from __future__ import annotations
@@ -50,14 +53,30 @@ def table(res: SimulationResult, name: str) -> str:
     return "\n".join(out)
 
 
+def figure(results: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0 * len(results), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(results), squeeze=False)[0]
+    for ax, (name, res) in zip(axes, results.items()):
+        res.figure(title=name, ax=ax)
+    fig.savefig(path, dpi=110)
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) < 2:
-        print(__doc__)
-        return 2
-    folder = Path(argv[0])
-    for name in argv[1:]:
-        print(table(load(folder, name), name), end="\n\n")
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("names", nargs="+")
+    ap.add_argument("--figure", type=Path, help="also draw the curves side by side into this PNG")
+    args = ap.parse_args(argv)
+    results = {name: load(args.folder, name) for name in args.names}
+    for name, res in results.items():
+        print(table(res, name), end="\n\n")
+    if args.figure:
+        figure(results, args.figure)
+        print(f"wrote {args.figure}")
     return 0
 
 

@@ -275,15 +275,19 @@ class SimulationResult:
             w.writeheader()
             w.writerows(self.rows)
 
-    def figure(self, title: str | None = None):
+    def figure(self, title: str | None = None, ax=None):
         """Jaccard against labelled pixels: per strategy the mean over seeds and its min-max band.
 
-        Returns a ``matplotlib.figure.Figure``.
+        Draws into ``ax`` (a matplotlib Axes) when given, else into a new
+        figure. Returns the ``matplotlib.figure.Figure``.
         """
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-        ax = fig.add_subplot()
+        if ax is None:
+            fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
         for s in self.strategies():
             px, jac = self.curves(s)
             x = np.nanmean(px, axis=0)
