@@ -3,6 +3,10 @@
 Run under a virtual display::
 
     xvfb-run -a python scripts/screenshot.py [output.png]
+    xvfb-run -a python scripts/screenshot.py --sample micronuclei2d docs/images/suggestions_micronuclei.png
+
+The micronuclei2d sample comes without strokes: the script starts it with one
+dab per class copied from the ground truth.
 
 Opens napari, loads the plugin's nuclei2d sample (image, starter strokes,
 hidden ground truth), docks the widget, trains, and then plays three rounds
@@ -36,17 +40,27 @@ def label_from_truth(annotations, truth, candidate, every=6):
             annotations.data_setitem(where, int(value))
 
 
-def main(output: Path = DEFAULT_OUTPUT, timeout_s: float = 300) -> int:
+def starter_dabs(annotations, truth, seed=0):
+    """One radius-2 dab per class at a random pixel of it (the simulation's start)."""
+    from active_annotator.simulate import Oracle, _start_labels
+
+    start = _start_labels(truth, Oracle(2), seed)
+    annotations.data_setitem(np.nonzero(start), start[start != 0])
+
+
+def main(output: Path = DEFAULT_OUTPUT, timeout_s: float = 300, sample: str = "nuclei2d") -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(title="napari-active-annotator: pixel classifier")
     viewer.window.resize(1500, 950)
-    viewer.open_sample(PLUGIN, "nuclei2d")
+    viewer.open_sample(PLUGIN, sample)
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Pixel classifier")
     result = {"code": 1}
     panel = widget.suggestions_panel
     panel.n_spin.setValue(8)
     truth = np.asarray(viewer.layers["ground truth"].data)
     annotations = viewer.layers["annotations"]
+    if not np.any(annotations.data):
+        starter_dabs(annotations, truth)
 
     def on_trained():
         if not panel.suggestions:
@@ -90,4 +104,10 @@ def main(output: Path = DEFAULT_OUTPUT, timeout_s: float = 300) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUTPUT))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("output", nargs="?", type=Path, default=DEFAULT_OUTPUT)
+    ap.add_argument("--sample", default="nuclei2d", choices=("nuclei2d", "micronuclei2d"))
+    args = ap.parse_args()
+    sys.exit(main(args.output, sample=args.sample))
