@@ -240,6 +240,11 @@ def test_hybrid_discounts_uncertainty_touching_labels_not_a_few_pixels_away():
     u2[8:16, 32] = 0.3
     u2[8:16, 36] = 0.9
     assert suggest(ps, u2, lab, strategy="hybrid", n=1)[0].candidate.slices == a
+    # a patch that holds a label and stays uncertain elsewhere is still offered, and says so
+    lab2 = lab.copy()
+    lab2[10, 38] = 1
+    s2 = suggest(ps, u2, lab2, strategy="hybrid", n=1)[0]
+    assert s2.candidate.slices == a and "holds labels but is still uncertain" in s2.reason
     # a wider label scale reaches further
     assert suggest(ps, u2, lab, strategy="hybrid", n=1, label_scale=16)[0].candidate.slices == b
     with pytest.raises(InputError, match="avoid"):

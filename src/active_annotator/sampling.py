@@ -215,7 +215,7 @@ def suggest(
     if strategy == "cluster":
         return _cluster(cands, avail, scores, n, seed, u_name)
     return _hybrid(cands, avail, lab if avoid == "labels_and_picks" else None,
-                   scores, n, distance_scale, u_name, label_weighted)
+                   scores, n, distance_scale, u_name, label_weighted, frac)
 
 
 def _label_weight(lab: np.ndarray, scale: float) -> np.ndarray:
@@ -273,7 +273,8 @@ def _cluster(cands, avail, scores, n, seed, u_name) -> list[Suggestion]:
     ]
 
 
-def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name, label_weighted=False) -> list[Suggestion]:
+def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name, label_weighted=False,
+            frac=None) -> list[Suggestion]:
     centres = np.array([c.centre for c in cands], dtype=np.float64)
     spatial = all(c.kind != "image" for c in cands)
     if spatial:
@@ -313,6 +314,8 @@ def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name, label_weighted
         i = int(np.argmax(total))
         if np.isinf(d_label[i]) and np.isinf(d_pick[i]):
             where = "nothing labelled or picked yet"
+        elif label_weighted and frac is not None and frac[i] > 0:
+            where = "holds labels but is still uncertain"
         elif d_label[i] <= d_pick[i]:
             where = f"{d_label[i]:.0f} {unit} from nearest label"
         else:
