@@ -74,6 +74,9 @@ def main(output: Path = DEFAULT_OUTPUT, timeout_s: float = 300, sample: str = "n
             shoot()
 
     def shoot():
+        for s in panel.suggestions:  # what the truth holds in each suggested patch
+            shown = np.unique(truth[s.candidate.region_mask(truth.shape)]).tolist()
+            print(f"suggestion {s.rank}: true classes {shown}; {s.reason}")
         panel.next_suggestion()  # outline the first suggestion in yellow...
         viewer.reset_view()  # ...but show the whole image with every suggestion
         widget.panels.setCurrentWidget(panel)
