@@ -1,8 +1,8 @@
 """Screenshot of the "CNN fine-tuning" widget on the nuclei2d sample (docs/cnn.md).
 
 The sample's starter strokes (435 pixels), a random forest trained on them
-(what pressing Train in the Pixel classifier gives: a hidden "probabilities"
-layer), then a short CNN fine-tuning run through the widget with a warm start
+(what pressing Train in the Pixel classifier gives: hidden per-class "probability"
+layers), then a short CNN fine-tuning run through the widget with a warm start
 from that forest, and ``docs/images/cnn_widget.png`` with the loss curve.
 Needs a display; on a server:
 
@@ -17,6 +17,7 @@ from qtpy.QtCore import QEventLoop, QTimer
 
 from active_annotator import FeatureSet, PixelClassifier, data
 from active_annotator_napari._cnn_widget import CNNWidget
+from active_annotator_napari._layers import FOREST_SOURCE, put_probability_layers
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "cnn_widget.png"
 
@@ -39,8 +40,8 @@ def main(out=OUT):
     viewer.add_image(d["image"], name="nuclei", contrast_limits=(0, 300))
     # the forest the Pixel classifier's Train button would give, as its hidden layer
     forest = PixelClassifier(FeatureSet.default(ndim=2), random_state=0).fit(d["image"], d["labels"])
-    viewer.add_image(forest.predict_proba(d["image"]), name="probabilities", visible=False,
-                     metadata={"classes": [int(c) for c in forest.classes_]})
+    put_probability_layers(viewer, forest.predict_proba(d["image"]), forest.classes_, prefix="probability",
+                           source=FOREST_SOURCE, scale=(1.0, 1.0), translate=(0.0, 0.0))
     viewer.add_labels(d["labels"], name="annotations")
 
     widget = CNNWidget(viewer)

@@ -17,11 +17,16 @@ from active_annotator.cnn import CNNClassifier, CNNConfig  # noqa: E402
 from active_annotator_napari import _cnn_widget  # noqa: E402
 from active_annotator_napari._cnn_widget import (  # noqa: E402
     CNN_PREDICTION,
-    CNN_PROBABILITIES,
     CNN_UNCERTAINTY,
     INSTALL_HINT,
     OUTPUT_LAYERS,
     CNNWidget,
+)
+from active_annotator_napari._layers import (  # noqa: E402
+    CNN_SOURCE,
+    probability_layers,
+    put_probability_layers,
+    read_probabilities,
 )
 
 pytestmark = pytest.mark.gui
@@ -107,11 +112,12 @@ def test_fine_tune_writes_prediction_probabilities_uncertainty_and_loss_curve(vi
     assert isinstance(prediction, napari.layers.Labels)
     assert prediction.data.shape == (SIZE, SIZE)
     assert set(np.unique(prediction.data)) <= {1, 2}
-    proba = viewer.layers[CNN_PROBABILITIES]
-    assert proba.data.shape == (2, SIZE, SIZE)
-    assert not proba.visible
-    assert proba.metadata["classes"] == [1, 2]
-    np.testing.assert_allclose(proba.data.sum(axis=0), 1.0, atol=1e-4)
+    layers = probability_layers(viewer, CNN_SOURCE)
+    assert sorted(layers) == [1, 2] and not any(ly.visible for ly in layers.values())
+    assert layers[2].name.startswith("cnn probability 2")
+    proba, classes = read_probabilities(viewer, CNN_SOURCE)
+    assert proba.shape == (2, SIZE, SIZE) and classes == [1, 2]
+    np.testing.assert_allclose(proba.sum(axis=0), 1.0, atol=1e-4)
     uncertainty = viewer.layers[CNN_UNCERTAINTY].data
     assert uncertainty.shape == (SIZE, SIZE)
     assert 0.0 <= uncertainty.min() and uncertainty.max() <= 1.0 + 1e-6
@@ -195,7 +201,7 @@ def test_one_dimensional_signal_with_a_labels_row(viewer, qtbot):
     prediction = viewer.layers[CNN_PREDICTION]
     assert prediction.data.shape == (1, 2048)
     assert tuple(prediction.translate) == (2.25, 0.0)  # drawn where the labels row is
-    assert viewer.layers[CNN_PROBABILITIES].data.shape == (2, 1, 2048)
+    assert read_probabilities(viewer, CNN_SOURCE)[0].shape == (2, 1, 2048)
     assert viewer.layers[CNN_UNCERTAINTY].data.shape == (1, 2048)
 
 
@@ -228,16 +234,17 @@ def test_load_then_save_round_trip_gives_identical_probabilities(viewer, qtbot, 
     add_sample(viewer)
     widget = dock(viewer)
     run(qtbot, widget, lambda: widget.load_cnn(path), signal=widget.predicted)
-    np.testing.assert_allclose(viewer.layers[CNN_PROBABILITIES].data, reference, atol=1e-5)
+    np.testing.assert_allclose(read_probabilities(viewer, CNN_SOURCE)[0], reference, atol=1e-5)
     assert widget.seed_spin.value() == 1  # the file's settings are shown
     assert len(widget.train_line.get_xdata()) == 2  # and its loss curve
 
     written = widget.save_cnn(tmp_path / "again")
     assert written == tmp_path / "again.aacnn" and written.exists()
-    viewer.layers.remove(CNN_PROBABILITIES)
+    for layer in probability_layers(viewer, CNN_SOURCE).values():
+        viewer.layers.remove(layer)
     other = dock(viewer)
     run(qtbot, other, lambda: other.load_cnn(written), signal=other.predicted)
-    np.testing.assert_allclose(viewer.layers[CNN_PROBABILITIES].data, reference, atol=1e-5)
+    np.testing.assert_allclose(read_probabilities(viewer, CNN_SOURCE)[0], reference, atol=1e-5)
 
 
 def test_corrupt_or_foreign_file_gives_a_clear_message_and_keeps_the_model(viewer, qtbot, saved_cnn, tmp_path):
@@ -283,7 +290,9 @@ def test_warm_start_distils_the_forest_probabilities_layer(viewer, qtbot):
     _, _, truth = sample()
     add_sample(viewer)
     forest = np.stack([truth == 1, truth == 2]).astype(np.float32) * 0.8 + 0.1
-    viewer.add_image(forest, name="probabilities", visible=False, metadata={"classes": [1, 2]})
+    # what the Pixel classifier's Train writes: one hidden layer per class
+    put_probability_layers(viewer, forest, [1, 2], prefix="probability", source="pixel classifier",
+                           scale=(1.0, 1.0), translate=(0.0, 0.0))
     widget = dock(viewer, epochs=2, warm_start=True)
     widget.warm_epochs_spin.setValue(2)
     run(qtbot, widget, widget.fit_button.click)
@@ -292,7 +301,8 @@ def test_warm_start_distils_the_forest_probabilities_layer(viewer, qtbot):
     assert phases[:2] == ["warm_start", "warm_start"] and "finetune" in phases
     assert len(widget.warm_line.get_xdata()) == 2
     assert "warm start from the forest" in widget.status.text()
-    assert "probabilities" not in [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())]
+    offered = [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())]
+    assert not any(name.startswith("probability") for name in offered)
 
 
 def test_warm_start_without_the_forest_layer_says_to_train_it_first(viewer, qtbot):

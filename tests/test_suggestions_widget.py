@@ -114,7 +114,8 @@ def test_next_in_a_volume_moves_the_dims_slider_to_the_candidate_plane(viewer, q
     suggest(qtbot, panel)
     first = panel.suggestions[0].candidate
     assert len(first.slices) == 3  # 3-D blocks
-    z_axis = viewer.dims.ndim - 3  # the probabilities layer adds a class axis in front
+    assert viewer.dims.ndim == 3  # per-class probability layers add no class axis
+    z_axis = 0
     viewer.dims.set_point(z_axis, 0)
 
     panel.next_button.click()
@@ -140,7 +141,8 @@ def test_next_in_a_stack_of_planes_goes_to_the_plane_and_key_n_does_the_same(vie
     first, second = (s.candidate for s in panel.suggestions[:2])
     assert first.stack_index is not None and len(first.slices) == 2
 
-    z_axis = viewer.dims.ndim - 3  # the probabilities layer adds a class axis in front
+    assert viewer.dims.ndim == 3  # per-class probability layers add no class axis
+    z_axis = 0
     keys = {str(k): f for k, f in viewer.keymap.items()}
     assert NEXT_KEY.upper() in keys and "B" in keys
     keys[NEXT_KEY.upper()](viewer)

@@ -14,6 +14,7 @@ napari = pytest.importorskip("napari")
 from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 
 from active_annotator import data  # noqa: E402
+from active_annotator_napari._layers import FOREST_SOURCE, read_probabilities  # noqa: E402
 from active_annotator_napari._widget import PixelClassifierWidget  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -40,6 +41,12 @@ def jaccard(prediction, truth, value=2):
     """Intersection over union of one class (2 = nucleus in the samples)."""
     p, t = prediction == value, truth == value
     return (p & t).sum() / (p | t).sum()
+
+
+def probabilities(viewer):
+    """The Pixel classifier's per-class probability layers, stacked (K, *shape)."""
+    proba, _ = read_probabilities(viewer, FOREST_SOURCE)
+    return proba
 
 
 def paint(layer, labels):
@@ -103,10 +110,13 @@ def test_plugin_widget_trains_on_sample_starter_labels_and_segments_nuclei(viewe
     score = jaccard(prediction.data, truth)
     assert score >= MIN_JACCARD_2D, score
 
-    proba = viewer.layers["probabilities"]
-    assert not proba.visible
-    assert proba.data.shape == (2, *truth.shape) and proba.data.dtype == np.float32
-    np.testing.assert_allclose(proba.data.sum(axis=0), 1.0, atol=1e-5)
+    # one hidden layer per class, named after the sample's classes; no class axis, so a 2-D
+    # image keeps a 2-D viewer (no dims slider)
+    p1, p2 = viewer.layers["probability 1 (background)"], viewer.layers["probability 2 (nucleus)"]
+    assert not p1.visible and not p2.visible
+    assert p1.data.shape == p2.data.shape == truth.shape and p1.data.dtype == np.float32
+    np.testing.assert_allclose(p1.data + p2.data, 1.0, atol=1e-5)
+    assert viewer.dims.ndim == 2
     uncertainty = viewer.layers["uncertainty"]
     assert uncertainty.visible and uncertainty.colormap.name == "magma"
     assert 0.0 <= uncertainty.data.min() and uncertainty.data.max() <= 1.0
@@ -174,7 +184,7 @@ def test_channel_first_multichannel_image(viewer, qtbot):
     assert widget.classifier.n_channels_in_ == 2
     assert widget.classifier.feature_set.ndim == 2
     assert viewer.layers["prediction"].data.shape == (256, 256)
-    assert viewer.layers["probabilities"].data.shape == (2, 256, 256)
+    assert probabilities(viewer).shape == (2, 256, 256)
     assert jaccard(viewer.layers["prediction"].data, d["truth"]) >= MIN_JACCARD_2D
 
 
@@ -207,7 +217,7 @@ def test_stack_processed_as_2d_planes(viewer, qtbot):
     assert widget.classifier.feature_set.names()[-1] == "hessian1_s8.0_c0"  # two eigenvalues: 2-D
     prediction = viewer.layers["prediction"].data
     assert prediction.shape == (31, 61, 57)
-    assert viewer.layers["probabilities"].data.shape == (2, 31, 61, 57)
+    assert probabilities(viewer).shape == (2, 31, 61, 57)
     assert jaccard(prediction, truth) >= MIN_JACCARD_PLANES
 
 
@@ -265,7 +275,7 @@ def test_new_train_request_replaces_the_running_one(viewer, qtbot):
 
     assert trained == [1]  # the stale job's result was dropped, not shown
     assert list(widget.classifier.classes_) == [1, 2, 3]
-    assert viewer.layers["probabilities"].data.shape[0] == 3
+    assert probabilities(viewer).shape[0] == 3
     assert 3 in viewer.layers["prediction"].data
 
 

@@ -12,6 +12,7 @@ napari = pytest.importorskip("napari")
 zarr = pytest.importorskip("zarr")
 
 from active_annotator import data  # noqa: E402
+from active_annotator_napari._layers import FOREST_SOURCE, read_probabilities  # noqa: E402
 from active_annotator_napari._widget import PixelClassifierWidget  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -103,7 +104,8 @@ def test_zarr_image_trains_and_predicts_visible_region_without_reading_every_chu
     assert len(set(store.reads)) == total
     expected = widget.classifier.predict(image)
     np.testing.assert_array_equal(viewer.layers["prediction"].data, expected)
-    assert viewer.layers["probabilities"].data.shape == (2,) + image.shape
+    proba, classes = read_probabilities(viewer, FOREST_SOURCE)
+    assert classes == [1, 2] and proba.shape == (2,) + image.shape
 
     # a new stroke and a second training: every feature comes from the cache
     tiles = widget.feature_tiles_computed

@@ -1,10 +1,10 @@
 """The "CNN fine-tuning" dock widget.
 
 Reads the chosen image and annotations layers (and, for a warm start, the
-pixel classifier's "probabilities" layer), runs one core call
+pixel classifier's per-class "probability" layers), runs one core call
 (:meth:`CNNClassifier.fit`, then ``predict_proba`` or
 ``mc_dropout_uncertainty``) in a napari worker thread, and writes the
-"cnn prediction", "cnn probabilities" and "cnn uncertainty" layers back on the
+"cnn prediction", "cnn probability <class>" and "cnn uncertainty" layers back on the
 main thread. The core reports every batch and epoch through a callback; a
 queued Qt signal carries those reports to the main thread, where the progress
 bar and the loss curve are drawn. No numerical work lives here.
@@ -46,15 +46,22 @@ from qtpy.QtWidgets import (
 
 from active_annotator import entropy
 from active_annotator.errors import AnnotatorError, Cancelled, InputError
-from ._layers import LayerChoiceMixin
+from ._layers import (
+    CNN_SOURCE,
+    FOREST_SOURCE,
+    LayerChoiceMixin,
+    is_probability_layer,
+    put_probability_layers,
+    read_probabilities,
+)
 
 CNN_PREDICTION = "cnn prediction"
-CNN_PROBABILITIES = "cnn probabilities"
+CNN_PROBABILITY = "cnn probability"  # one hidden layer per class: "cnn probability 2 (nucleus)"
 CNN_UNCERTAINTY = "cnn uncertainty"
-OUTPUT_LAYERS = (CNN_PREDICTION, CNN_PROBABILITIES, CNN_UNCERTAINTY)
-# the pixel classifier's layers: never offered as inputs; "probabilities" is the warm-start source
-FOREST_PROBABILITIES = "probabilities"
-FOREST_LAYERS = ("prediction", FOREST_PROBABILITIES, "uncertainty")
+OUTPUT_LAYERS = (CNN_PREDICTION, CNN_UNCERTAINTY)
+# the pixel classifier's layers: never offered as inputs; its per-class probability layers
+# ("probability 1 (background)", ...) are the warm-start source
+FOREST_LAYERS = ("prediction", "uncertainty")
 INSTALL_HINT = 'pip install "napari-active-annotator[cnn]"'
 
 # (text shown, channel_axis passed to the core) -- as in the Pixel classifier widget
@@ -228,7 +235,7 @@ class CNNWidget(LayerChoiceMixin, QWidget):
         self.warm_check = QCheckBox("Warm start from the random forest")
         self.warm_check.setChecked(True)
         self.warm_check.setToolTip(
-            f"First teach the CNN to copy the Pixel classifier's '{FOREST_PROBABILITIES}' layer over the\n"
+            "First teach the CNN to copy the Pixel classifier's probability layers over the\n"
             "whole image (distillation), then fine-tune on your strokes: with few strokes this gives\n"
             "a much better start. Uses the existing layer, so press Train in the Pixel classifier first;\n"
             "its classes must be the ones painted here. Without that layer the CNN starts from scratch\n"
@@ -384,7 +391,8 @@ class CNNWidget(LayerChoiceMixin, QWidget):
     def _refresh_layer_choices(self, event=None):
         skip = OUTPUT_LAYERS + FOREST_LAYERS
         images = [ly.name for ly in self.viewer.layers
-                  if isinstance(ly, napari.layers.Image) and ly.name not in skip]
+                  if isinstance(ly, napari.layers.Image) and ly.name not in skip
+                  and not is_probability_layer(ly)]
         labels = [ly.name for ly in self.viewer.layers
                   if isinstance(ly, napari.layers.Labels) and ly.name not in skip]
         self._set_items(self.image_combo, images, images[0] if images else None)
@@ -488,21 +496,19 @@ class CNNWidget(LayerChoiceMixin, QWidget):
         """(proba, classes) from the forest's probabilities layer, or (None, None) when unticked."""
         if not self.warm_check.isChecked():
             return None, None
-        layer = self._layer(FOREST_PROBABILITIES, napari.layers.Image)
-        if layer is None:
+        proba, classes = read_probabilities(self.viewer, FOREST_SOURCE)
+        if proba is None:
             raise InputError(
-                f"Warm start needs the Pixel classifier's '{FOREST_PROBABILITIES}' layer: press Train in the "
-                "Pixel classifier widget first, or untick 'Warm start from the random forest'.")
-        proba = np.asarray(layer.data, dtype=np.float32)
+                "Warm start needs the Pixel classifier's probability layers ('probability 1', ...): press "
+                "Train in the Pixel classifier widget first, or untick 'Warm start from the random forest'.")
         if len(shape) == 1 and proba.shape[1:] == (1,) + shape:  # a 1-D record's row
             proba = proba[:, 0]
         if proba.shape[1:] != shape:
             raise InputError(
-                f"The '{FOREST_PROBABILITIES}' layer has shape {proba.shape}, which does not match the image's "
-                f"{shape}: it belongs to another image. Train the Pixel classifier on this image first, "
-                "or untick the warm start.")
-        classes = layer.metadata.get("classes")
-        return proba, (None if classes is None else [int(c) for c in classes])
+                f"The Pixel classifier's probability layers have shape {proba.shape[1:]}, which does not match "
+                f"the image's {shape}: they belong to another image. Train the Pixel classifier on this image "
+                "first, or untick the warm start.")
+        return proba, classes
 
     # -- actions ---------------------------------------------------------------------
     def fine_tune(self, *_):
@@ -830,12 +836,12 @@ class CNNWidget(LayerChoiceMixin, QWidget):
             outcome.probabilities = outcome.probabilities[:, None]
             outcome.uncertainty = outcome.uncertainty[None]
         self._put_layer(CNN_PREDICTION, "labels", outcome.prediction, scale, translate, opacity=0.4)
-        self._put_layer(CNN_PROBABILITIES, "image", outcome.probabilities, (1.0, *scale), (0.0, *translate),
-                        visible=False, colormap="viridis", contrast_limits=(0.0, 1.0),
-                        metadata={"classes": classes})
+        annotations = self.annotations_layer
+        names = {} if annotations is None else annotations.metadata.get("class_names", {})
+        put_probability_layers(self.viewer, outcome.probabilities, classes, prefix=CNN_PROBABILITY,
+                               source=CNN_SOURCE, scale=scale, translate=translate, class_names=names)
         self._put_layer(CNN_UNCERTAINTY, "image", outcome.uncertainty, scale, translate, colormap="magma",
                         contrast_limits=(0.0, 1.0), blending="additive", opacity=0.7)
-        annotations = self.annotations_layer
         if annotations is not None:  # keep the strokes on top and selected, so painting goes on
             layers = self.viewer.layers
             layers.move(layers.index(annotations.name), len(layers))

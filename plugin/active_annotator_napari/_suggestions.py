@@ -1,6 +1,6 @@
 """The "Suggestions" panel of the pixel-classifier widget: where to label next.
 
-Reads the classifier's "probabilities" layer and the annotations, ranks the
+Reads the classifier's per-class probability layers and the annotations, ranks the
 image's patches with one core call (:func:`active_annotator.sampling.suggest_for_image`)
 in a worker thread, lists the ranking, outlines it in a "suggestions" Shapes
 layer and walks the camera and the dims sliders from one suggestion to the
@@ -42,6 +42,8 @@ from qtpy.QtWidgets import (
 from active_annotator.candidates import labelled_fraction
 from active_annotator.errors import AnnotatorError, Cancelled, InputError
 from active_annotator.sampling import suggest_for_image
+
+from ._layers import FOREST_SOURCE, read_probabilities
 
 SUGGESTIONS = "suggestions"
 NEXT_KEY, PREVIOUS_KEY = "n", "b"
@@ -204,8 +206,8 @@ class SuggestionsPanel(QWidget):
             if owner.classifier is None:
                 raise InputError("Train first: suggestions rank patches by the model's uncertainty.")
             _, image, ca, shape, scale, translate = owner._image_and_geometry()
-            proba_layer = owner._layer("probabilities", napari.layers.Image)
-            if proba_layer is None or tuple(proba_layer.data.shape[1:]) != shape:
+            proba, _classes = read_probabilities(owner.viewer, FOREST_SOURCE)
+            if proba is None or tuple(proba.shape[1:]) != shape:
                 raise InputError("There is no prediction of this image yet: press Train or Predict.")
             annotations = owner.annotations_layer
             labels = None if annotations is None else np.array(annotations.data, copy=True)
@@ -216,7 +218,6 @@ class SuggestionsPanel(QWidget):
             return
         self._cancel()
         stop = self._stop = threading.Event()
-        proba = np.asarray(proba_layer.data)
         worker = create_worker(
             _rank, proba, labels, self.strategy, self.n_spin.value(), self.size_spin.value(),
             owner.classifier.feature_set.ndim, image, owner.classifier.feature_set, ca, stop.is_set,

@@ -44,13 +44,20 @@ from active_annotator.classifier import check_size
 from active_annotator.errors import AnnotatorError, Cancelled, InputError, LabelError
 from active_annotator.evaluation import History, validate_fitted
 from active_annotator.features import FeatureCache
-from ._layers import LayerChoiceMixin
+from ._layers import (
+    FOREST_SOURCE,
+    LayerChoiceMixin,
+    is_probability_layer,
+    probability_layers,
+    put_probability_layers,
+)
 
 PREDICTION = "prediction"
-PROBABILITIES = "probabilities"
+PROBABILITY = "probability"  # one hidden layer per class: "probability 2 (nucleus)"
+SOURCE = FOREST_SOURCE  # metadata "source" of the probability layers
 UNCERTAINTY = "uncertainty"
 ANNOTATIONS = "annotations"
-OUTPUT_LAYERS = (PREDICTION, PROBABILITIES, UNCERTAINTY)
+OUTPUT_LAYERS = (PREDICTION, UNCERTAINTY)
 NEW_ANNOTATIONS = f"(new '{ANNOTATIONS}' layer)"
 
 # (text shown, channel_axis passed to the core)
@@ -571,7 +578,8 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
 
     def _refresh_layer_choices(self, event=None):
         images = [ly.name for ly in self.viewer.layers
-                  if isinstance(ly, napari.layers.Image) and ly.name not in OUTPUT_LAYERS]
+                  if isinstance(ly, napari.layers.Image) and ly.name not in OUTPUT_LAYERS
+                  and not is_probability_layer(ly)]
         labels = [ly.name for ly in self.viewer.layers
                   if isinstance(ly, napari.layers.Labels) and ly.name not in OUTPUT_LAYERS]
         self._set_items(self.image_combo, images, default=images[0] if images else None)
@@ -666,7 +674,8 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         feats = self._features
         if feats is not None and event is not None and getattr(event, "source", None) is not None:
             src = event.source
-            if isinstance(src, napari.layers.Image) and src.name not in OUTPUT_LAYERS:
+            if (isinstance(src, napari.layers.Image) and src.name not in OUTPUT_LAYERS
+                    and not is_probability_layer(src)):
                 self._features = None
 
     def _features_for(self, image, ca, fs, shape) -> "_ImageFeatures":
@@ -1155,14 +1164,14 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         classes = [int(c) for c in outcome.classifier.classes_]
         self._put_layer(PREDICTION, "labels", outcome.prediction, scale, translate,
                         opacity=0.35)
-        self._put_layer(PROBABILITIES, "image", outcome.probabilities, (1.0, *scale), (0.0, *translate),
-                        visible=False, colormap="viridis", contrast_limits=(0.0, 1.0),
-                        metadata={"classes": classes})
+        annotations = self.annotations_layer
+        names = {} if annotations is None else annotations.metadata.get("class_names", {})
+        put_probability_layers(self.viewer, outcome.probabilities, classes, prefix=PROBABILITY, source=SOURCE,
+                               scale=scale, translate=translate, class_names=names)
         self._put_layer(UNCERTAINTY, "image", outcome.uncertainty, scale, translate,
                         colormap="magma", contrast_limits=(0.0, 1.0), blending="additive",
                         opacity=0.7)
         # keep the annotations on top and selected so painting can go on
-        annotations = self.annotations_layer
         if annotations is not None:
             layers = self.viewer.layers
             layers.move(layers.index(annotations.name), len(layers))
@@ -1176,21 +1185,22 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         feats = job.features
         shape = feats.stack + feats.spatial
         n_cls = len(part.classifier.classes_)
-        pred, prob, unc = (self._layer(PREDICTION, napari.layers.Labels),
-                           self._layer(PROBABILITIES, napari.layers.Image),
-                           self._layer(UNCERTAINTY, napari.layers.Image))
+        classes = [int(c) for c in part.classifier.classes_]
+        pred, unc = (self._layer(PREDICTION, napari.layers.Labels),
+                     self._layer(UNCERTAINTY, napari.layers.Image))
+        prob = probability_layers(self.viewer, SOURCE)
         region = part.region
-        fits = (pred is not None and prob is not None and unc is not None
+        fits = (pred is not None and unc is not None and sorted(prob) == classes
                 and isinstance(pred.data, np.ndarray) and pred.data.shape == shape
                 and pred.data.dtype == part.prediction.dtype
-                and isinstance(prob.data, np.ndarray) and prob.data.shape == (n_cls,) + shape
+                and all(isinstance(ly.data, np.ndarray) and ly.data.shape == shape for ly in prob.values())
                 and isinstance(unc.data, np.ndarray) and unc.data.shape == shape)
         if fits:
             pred.data[region] = part.prediction
-            prob.data[(slice(None),) + region] = part.probabilities
+            for k, c in enumerate(classes):
+                prob[c].data[region] = part.probabilities[k]
             unc.data[region] = part.uncertainty
-            prob.metadata.update({"classes": [int(c) for c in part.classifier.classes_]})
-            for layer in (pred, prob, unc):
+            for layer in (pred, unc, *prob.values()):
                 layer.refresh()
             return
         full = _Outcome(classifier=part.classifier,
