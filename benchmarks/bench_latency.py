@@ -5,7 +5,8 @@ Run: ``xvfb-run -a python benchmarks/bench_latency.py [--strokes 10] [--view 102
 Drives the real ``PixelClassifierWidget`` in a napari viewer on a 2048x2048 real
 image (the nuclei2d sample tiled 4x4, uint16) with the sample's starter strokes
 tiled over it, Live mode on, default features (20) and forest (100 trees,
-unlimited depth). The camera shows about ``--view`` image pixels (``0``: the
+unlimited depth; Live mode retrains a preview forest of "Trees in Live mode",
+default 32, which ``--live-trees`` changes). The camera shows about ``--view`` image pixels (``0``: the
 whole image). Each stroke is painted with ``data_setitem`` inside
 ``block_history()`` (fires ``events.paint`` like a brush); the clock runs from
 the paint event to the widget's ``visible_updated`` signal (emitted after the
@@ -19,7 +20,9 @@ predict_proba + entropy/argmax with features recomputed every time, then the
 layers are written) is measured in the same run through the same widget, by
 swapping its worker body for the previous one (``_previous_run_job`` below, a
 copy of it); its latency runs from the paint event to ``predicted``. The core
-calls alone (no GUI, no delay) are timed as well.
+calls alone (no GUI, no delay) are timed as well; both use the full forest.
+``--full-strokes`` more strokes are timed with Live mode training the full
+forest too, to show what the preview forest saves.
 """
 
 import argparse
@@ -66,6 +69,9 @@ def main(argv=None):
     p.add_argument("--strokes", type=int, default=10)
     p.add_argument("--old", type=int, default=5, help="strokes with the previous approach")
     p.add_argument("--view", type=int, default=1024, help="image pixels on screen (0: whole image)")
+    p.add_argument("--live-trees", type=int, default=None, help="Trees in Live mode (default: the widget's)")
+    p.add_argument("--full-strokes", type=int, default=3,
+                   help="strokes timed with Live mode training the full forest")
     a = p.parse_args(argv)
 
     import napari
@@ -89,6 +95,10 @@ def main(argv=None):
     annotations = viewer.add_labels(labels.copy(), name="annotations")
     widget = PixelClassifierWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Pixel classifier")
+    if a.live_trees:
+        widget.live_trees_spin.setValue(a.live_trees)
+    live_trees = widget.live_trees_spin.value()
+    trees = widget.trees_spin.value()
     app = QApplication.instance()
     heartbeat = QTimer()  # wakes the blocking waits now and then (finished workers post no event)
     heartbeat.start(20)
@@ -121,8 +131,7 @@ def main(argv=None):
     idle()
     first = time.perf_counter() - t0
 
-    # the first result adds the probabilities layer (an extra axis): napari resets the view,
-    # so the camera is placed after it
+    # the first result adds the output layers (napari may reset the view), so the camera is placed after it
     camera = viewer.scene.camera
     if a.view:
         camera.center = (n / 2, n / 2)
@@ -152,9 +161,11 @@ def main(argv=None):
         return t0
 
     # the previous approach through the same widget: its worker body and its 500 ms delay
+    # (it trained the full forest on every stroke)
     ours_run_job = _widget._run_job
     _widget._run_job = _previous_run_job
     widget._live_timer.setInterval(500)
+    widget.live_trees_spin.setValue(trees)
     prev = []
     for _ in range(a.old):
         t0 = stroke()
@@ -163,6 +174,16 @@ def main(argv=None):
         prev.append(state["full"] - t0)
     _widget._run_job = ours_run_job
     widget._live_timer.setInterval(LIVE_DELAY_MS)
+
+    # ours, but Live mode training the full forest
+    lat_full_forest = []
+    for _ in range(a.full_strokes):
+        t0 = stroke()
+        wait("visible")
+        lat_full_forest.append(state["visible"] - t0)
+        wait("full")
+        idle()
+    widget.live_trees_spin.setValue(live_trees)
 
     lat, full, parts = [], [], []
     for i in range(a.strokes):
@@ -174,7 +195,7 @@ def main(argv=None):
         parts.append(dict(widget.timings))
         full.append(state["full"] - t0)
 
-    # breakdown of one update on the final labels
+    # breakdown of one update on the final labels (the live preview forest)
     clf = widget.classifier
     feats = widget._features.plane(())  # noqa: SLF001 - benchmark only
     lab = np.asarray(annotations.data)
@@ -195,7 +216,7 @@ def main(argv=None):
     # the previous approach's core calls alone, same labels, same run
     old = []
     for _ in range(a.old):  # noqa: B007
-        c = PixelClassifier(**clf.get_params())
+        c = PixelClassifier(**{**clf.get_params(), "n_estimators": trees})
         t = time.perf_counter()
         fit_and_validate(c, image, lab)
         proba = c.predict_proba(image)
@@ -207,7 +228,7 @@ def main(argv=None):
         return float(np.percentile(v, p))
 
     print(f"image {image.shape} {image.dtype}, {X.shape[0]} labelled pixels, {X.shape[1]} features, "
-          f"{clf.n_estimators} trees, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+          f"{trees} trees ({live_trees} in Live mode), {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     print(f"visible region {vy.stop - vy.start} x {vx.stop - vx.start} px "
           f"(canvas {tuple(viewer.canvas.size)}), live delay {LIVE_DELAY_MS} ms")
     print(f"first training on the image (features of all tiles computed): {first:.2f} s")
@@ -218,6 +239,10 @@ def main(argv=None):
           f"{q(prev, 50) / q(lat, 50):.1f}x |")
     print(f"| ours: stroke -> whole image updated | {len(full)} | {q(full, 50):.2f} | {q(full, 90):.2f} | "
           f"{q(prev, 50) / q(full, 50):.1f}x |")
+    if lat_full_forest:
+        print(f"| ours, Live mode with all {trees} trees: stroke -> visible region on screen | "
+              f"{len(lat_full_forest)} | {q(lat_full_forest, 50):.2f} | {q(lat_full_forest, 90):.2f} | "
+              f"{q(prev, 50) / q(lat_full_forest, 50):.1f}x |")
     print(f"| previous widget: stroke -> whole image (= visible) updated | {len(prev)} | "
           f"{q(prev, 50):.2f} | {q(prev, 90):.2f} | 1.0x |")
     print(f"| previous core calls alone (fit_and_validate + predict_proba, no GUI) | {len(old)} | "
@@ -228,7 +253,7 @@ def main(argv=None):
           f"{np.median([t['write_s'] for t in parts]):.2f} s; worker to whole image "
           f"{np.median([t['full_worker_s'] for t in parts]):.2f} s, whole-image layer writes "
           f"{np.median([t['full_write_s'] for t in parts]):.2f} s")
-    print(f"breakdown (ours, one update): live delay {LIVE_DELAY_MS / 1000:.2f} s, cached features at "
+    print(f"breakdown (ours, one update, {clf.n_estimators} trees): live delay {LIVE_DELAY_MS / 1000:.2f} s, cached features at "
           f"labels {t_x:.2f} s, forest fit {t_fit:.2f} s, predict visible (every pixel) {t_pred:.2f} s; the rest is "
           "thread hand-over, entropy/argmax and the layer writes")
     viewer.close()

@@ -137,6 +137,7 @@ def test_widget_saves_and_reopens_a_project_with_model_and_settings(make_napari_
     viewer.add_labels(labels, name="annotations")
     widget = PixelClassifierWidget(viewer)
     widget.trees_spin.setValue(20)
+    widget.live_trees_spin.setValue(7)
     widget.sigmas_edit.setText("1, 2, 4")
     with qtbot.waitSignal(widget.trained, timeout=120_000):
         widget.train()
@@ -160,6 +161,7 @@ def test_widget_saves_and_reopens_a_project_with_model_and_settings(make_napari_
     np.testing.assert_array_equal(viewer2.layers["annotations"].data, expected)
     np.testing.assert_array_equal(viewer2.layers["nuclei"].data, image)
     assert widget2.sigmas_edit.text() == "1, 2, 4" and widget2.trees_spin.value() == 20
+    assert widget2.live_trees_spin.value() == 7
     # the learning curve's rounds and the ranking come back with the project
     assert len(widget2.history.rounds) == len(widget.history.rounds) >= 1
     assert [(s.rank, s.candidate.slices) for s in widget2.suggestions_panel.suggestions] == ranking

@@ -309,6 +309,30 @@ def test_live_mode_retrains_once_after_a_burst_of_strokes(viewer, qtbot):
     assert "prediction" in viewer.layers
 
 
+def test_live_mode_trains_a_preview_forest_and_train_the_full_one(viewer, qtbot):
+    d = crop_sample()
+    viewer.add_image(d["image"], name="nuclei")
+    annotations = viewer.add_labels(d["labels"].copy(), name="annotations")
+    widget = dock(viewer)
+    widget.trees_spin.setValue(20)
+    widget.live_trees_spin.setValue(6)
+    with qtbot.waitSignal(widget.trained, timeout=TIMEOUT_MS):
+        widget.live_check.setChecked(True)  # switching Live on trains at once
+    assert widget.classifier.n_estimators == 6
+    assert widget.classifier.forest_.n_trees == 6  # the fitted forest, not just the setting
+    assert "Live preview with 6 of 20 trees" in widget.status.text()
+    widget.live_check.setChecked(False)
+    run(qtbot, widget, widget.train_button.click)
+    assert widget.classifier.n_estimators == 20
+    assert "Live preview" not in widget.status.text()
+    # a preview forest is never bigger than the full one
+    widget.trees_spin.setValue(4)
+    with qtbot.waitSignal(widget.trained, timeout=TIMEOUT_MS):
+        widget.live_check.setChecked(True)
+    assert widget.classifier.n_estimators == 4 and "Live preview" not in widget.status.text()
+    np.testing.assert_array_equal(annotations.data, d["labels"])  # strokes untouched
+
+
 # -- errors -----------------------------------------------------------------------------
 def test_one_class_only_shows_the_core_message_and_keeps_annotations(viewer, qtbot):
     d = crop_sample()
