@@ -170,6 +170,50 @@ def test_widget_saves_and_reopens_a_project_with_model_and_settings(make_napari_
     session.close()
 
 
+def test_project_holds_the_cnn_of_the_cnn_dock(make_napari_viewer, qtbot, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    from active_annotator import data
+    from active_annotator.cnn import CNNClassifier, CNNConfig
+    from active_annotator_napari._cnn_widget import CNNWidget
+    from active_annotator_napari._widget import PixelClassifierWidget
+
+    d = data.nuclei2d()
+    image, labels = d["image"][:96, :96], d["labels"][:96, :96].copy()
+    labels[5:8, 5:30] = 1
+    labels[60:63, 60:64] = 2
+    cnn = CNNClassifier(CNNConfig(epochs=1, batches_per_epoch=2, batch_size=2, patch_size=32, seed=3),
+                        device="cpu", n_threads=1).fit(image, labels)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(labels, name="annotations")
+    widget = PixelClassifierWidget(viewer)
+    cnn_dock = CNNWidget(viewer)
+    cnn_dock.cnn = cnn  # as after Fine-tune CNN
+    session = widget.save_project(tmp_path / "with_cnn")
+    assert session is not None
+    saved = session.project.model_path("cnn.aacnn")
+    assert saved.exists() and "with the CNN" in widget.project_status.text()
+    session.close()
+
+    # reopened with a CNN dock open: the dock gets the same network back
+    viewer2 = make_napari_viewer()
+    widget2 = PixelClassifierWidget(viewer2)
+    dock2 = CNNWidget(viewer2)
+    with qtbot.waitSignal(dock2.predicted, timeout=120_000):
+        widget2.open_project(tmp_path / "with_cnn.aaproject", restore=True)
+    assert dock2.cnn is not None and "loaded the project's CNN" in widget2.project_status.text()
+    np.testing.assert_allclose(dock2.cnn.predict_proba(image), cnn.predict_proba(image), atol=1e-5)
+    widget2.project_session.close()
+
+    # reopened without a CNN dock: the status says where the CNN is
+    viewer3 = make_napari_viewer()
+    widget3 = PixelClassifierWidget(viewer3)
+    widget3.open_project(tmp_path / "with_cnn.aaproject", restore=True)
+    assert "holds a CNN" in widget3.project_status.text()
+    widget3.project_session.close()
+
+
 def test_widget_reports_a_project_it_cannot_open(make_napari_viewer, tmp_path):
     from active_annotator_napari._widget import PixelClassifierWidget
 

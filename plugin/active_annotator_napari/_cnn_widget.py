@@ -53,6 +53,7 @@ from ._layers import (
     is_probability_layer,
     put_probability_layers,
     read_probabilities,
+    register_cnn_dock,
 )
 
 CNN_PREDICTION = "cnn prediction"
@@ -204,6 +205,7 @@ class CNNWidget(LayerChoiceMixin, QWidget):
             layer.events.name.connect(self._refresh_layer_choices)
         self._refresh_layer_choices()
         self._show_torch_state()
+        register_cnn_dock(self)  # so that the Pixel classifier's projects can hold the CNN
 
     # -- layout ------------------------------------------------------------------
     def _build(self):

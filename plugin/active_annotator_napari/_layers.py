@@ -90,3 +90,29 @@ def read_probabilities(viewer, source):
     if len(shapes) != 1:
         return None, None
     return np.stack([np.asarray(layers[c].data, dtype=np.float32) for c in classes]), classes
+
+
+# -- the CNN dock of a viewer (for projects) ----------------------------------------------
+# The Pixel classifier saves and reopens projects; the CNN dock is a separate widget. Open
+# CNN docks register here so that a project can hold the CNN too (models/cnn.aacnn).
+_CNN_DOCKS: "weakref.WeakSet" = None
+
+
+def register_cnn_dock(widget) -> None:
+    global _CNN_DOCKS
+    import weakref
+
+    if _CNN_DOCKS is None:
+        _CNN_DOCKS = weakref.WeakSet()
+    _CNN_DOCKS.add(widget)
+
+
+def cnn_dock_for(viewer):
+    """The open CNN fine-tuning dock of ``viewer``, or None."""
+    for widget in list(_CNN_DOCKS or ()):
+        try:
+            if widget.viewer is viewer:
+                return widget
+        except RuntimeError:  # its Qt object was deleted
+            continue
+    return None

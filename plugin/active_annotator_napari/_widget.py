@@ -47,6 +47,7 @@ from active_annotator.features import FeatureCache
 from ._layers import (
     FOREST_SOURCE,
     LayerChoiceMixin,
+    cnn_dock_for,
     is_probability_layer,
     probability_layers,
     put_probability_layers,
@@ -57,6 +58,8 @@ PROBABILITY = "probability"  # one hidden layer per class: "probability 2 (nucle
 SOURCE = FOREST_SOURCE  # metadata "source" of the probability layers
 UNCERTAINTY = "uncertainty"
 ANNOTATIONS = "annotations"
+PIXEL_MODEL = "pixel.aamodel"  # file names inside a project's models/ folder
+CNN_MODEL = "cnn.aacnn"
 OUTPUT_LAYERS = (PREDICTION, UNCERTAINTY)
 NEW_ANNOTATIONS = f"(new '{ANNOTATIONS}' layer)"
 
@@ -951,13 +954,20 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
                                    spatial_ndim=3 if mode == "3d" else 2,
                                    history=self.history.to_dict(),
                                    suggestions=self.suggestions_panel.state())
+            saved = []
             if self.classifier is not None:
-                self.classifier.save(session.project.model_path("pixel.aamodel"))
+                self.classifier.save(session.project.model_path(PIXEL_MODEL))
+                saved.append("forest")
+            cnn_dock = cnn_dock_for(self.viewer)
+            if cnn_dock is not None and cnn_dock.cnn is not None:
+                cnn_dock.cnn.save(session.project.model_path(CNN_MODEL))
+                saved.append("CNN")
         except (AnnotatorError, OSError) as e:
             self._fail(f"Could not save the project: {e}")
             return None
         self._attach_session(session)
-        self.project_status.setText(f"Project {session.project.path.name}: saved; strokes autosave.")
+        models = f" with the {' and '.join(saved)}" if saved else ""
+        self.project_status.setText(f"Project {session.project.path.name}: saved{models}; strokes autosave.")
         return session
 
     def open_project(self, path, restore=None):
@@ -1001,10 +1011,20 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
             self._history_image = session.name
             self.validation_panel.show_history(self.history)
         self.suggestions_panel.restore(project.suggestions)
-        model = project.model_path("pixel.aamodel")
+        model = project.model_path(PIXEL_MODEL)
         if model.exists():
             self.load_model(model)
-        self.project_status.setText(f"Project {project.path.name}: opened; strokes autosave.")
+        note = ""
+        cnn_path = project.model_path(CNN_MODEL)
+        if cnn_path.exists():
+            cnn_dock = cnn_dock_for(self.viewer)
+            if cnn_dock is not None:
+                cnn_dock.load_cnn(cnn_path)
+                note = " The CNN dock loaded the project's CNN."
+            else:
+                note = (f" The project holds a CNN: open Plugins > CNN fine-tuning and press Load CNN… "
+                        f"({cnn_path}).")
+        self.project_status.setText(f"Project {project.path.name}: opened; strokes autosave.{note}")
         return session
 
     def _attach_session(self, session):
