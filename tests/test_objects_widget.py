@@ -162,3 +162,24 @@ def test_3d_objects_measure_click_and_next(make_napari_viewer_proxy, qtbot):
     z = w.table["centroid-0"][s.index]
     assert abs(viewer.dims.point[0] - z) <= 0.5
     assert w.selected.tolist() == [s.label]
+
+
+def test_cancel_drops_a_running_embedding_and_keeps_everything(widget, qtbot):
+    w = widget
+    explored, cancelled = [], []
+    w.explored.connect(lambda: explored.append(1))
+    w.cancelled.connect(lambda: cancelled.append(1))
+    w.method_combo.setCurrentIndex(w.method_combo.findData("tsne"))  # seconds, not instant
+    w.explore_button.click()
+    assert w.busy and w.cancel_button.isEnabled()
+    w.cancel_button.click()
+    assert cancelled == [1] and not w.busy and "Cancelled" in w.status.text()
+    qtbot.waitUntil(lambda: not w._workers, timeout=TIMEOUT_MS)  # the stale t-SNE finished...
+    qtbot.wait(50)
+    assert explored == [] and w.exploration is None  # ...and nothing used its result
+    assert "cluster" not in w.viewer.layers["objects"].features
+    # the next request runs normally
+    w.method_combo.setCurrentIndex(w.method_combo.findData("pca"))
+    with qtbot.waitSignal(w.explored, timeout=TIMEOUT_MS):
+        w.explore_button.click()
+    assert w.exploration is not None and not w.busy

@@ -76,6 +76,7 @@ class ObjectClassifierWidget(QWidget):
     suggested = Signal()
     selection_changed = Signal(object)  # np.ndarray of selected object ids
     failed = Signal(str)
+    cancelled = Signal()
 
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
@@ -90,6 +91,7 @@ class ObjectClassifierWidget(QWidget):
         self._next = 0
         self._objects = None  # the label array that was measured
         self._workers = set()
+        self._generation = 0  # bumped by every new job and by Cancel: older results are dropped
         self._build()
         layers = self.viewer.layers
         layers.events.inserted.connect(self._refresh_layer_choices)
@@ -205,9 +207,18 @@ class ObjectClassifierWidget(QWidget):
         form.addRow("Strategy", row)
         outer.addWidget(box)
 
+        status_row = QHBoxLayout()
         self.status = QLabel("Pick the objects and press Measure.")
         self.status.setWordWrap(True)
-        outer.addWidget(self.status)
+        status_row.addWidget(self.status, 1)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.setToolTip(
+            "Stop waiting for the running step: its result is dropped and everything stays as it was. "
+            "(A t-SNE or UMAP already started finishes in the background; nothing uses its result.)")
+        self.cancel_button.clicked.connect(self.cancel)
+        status_row.addWidget(self.cancel_button)
+        outer.addLayout(status_row)
         outer.addStretch(1)
 
         self.measure_button.clicked.connect(self.measure)
@@ -290,14 +301,42 @@ class ObjectClassifierWidget(QWidget):
 
     # -- workers -------------------------------------------------------------------
     def _start(self, fn, *args, on_done, desc, **kwargs):
+        """Run ``fn`` in a worker; a newer job or Cancel makes its result stale (dropped)."""
+        self._generation += 1
+        gen = self._generation
         worker = create_worker(fn, *args, _progress={"desc": desc}, **kwargs)
-        worker.returned.connect(on_done)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        worker.returned.connect(lambda result, gen=gen: self._current(gen) and on_done(result))
+        worker.errored.connect(lambda exc, gen=gen: self._current(gen) and self._on_error(exc))
+        worker.finished.connect(lambda w=worker, gen=gen: self._on_worker_finished(w, gen))
         self._workers.add(worker)
         self.status.setText(f"{desc}…")
+        self.cancel_button.setEnabled(True)
         worker.start()
         return worker
+
+    def _current(self, gen) -> bool:
+        return gen == self._generation
+
+    def _on_worker_finished(self, worker, gen):
+        self._workers.discard(worker)
+        if self._current(gen):
+            self.cancel_button.setEnabled(False)
+
+    @property
+    def busy(self) -> bool:
+        """True while the latest job runs (stale, cancelled ones do not count)."""
+        return self.cancel_button.isEnabled()
+
+    def cancel(self, *_):
+        """Drop the running step's result; tables, plots and layers stay as they were."""
+        if not self.busy:
+            return
+        self._generation += 1
+        for worker in list(self._workers):
+            worker.quit()  # stops generator workers; plain ones finish and are ignored
+        self.cancel_button.setEnabled(False)
+        self.status.setText("Cancelled: nothing changed.")
+        self.cancelled.emit()
 
     def _fail(self, message):
         self.status.setText(message)
