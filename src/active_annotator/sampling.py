@@ -163,6 +163,7 @@ def suggest(
         uncertainty = pixel_uncertainty(proba, measure)
     spatial = all(c.kind != "image" for c in cands)
     label_weighted = False
+    dist_map = None  # hybrid: each pixel's distance to the nearest label, computed once
     if uncertainty is not None:
         u = np.asarray(uncertainty, dtype=np.float64)
         if u.ndim == 1 and u.shape[0] == len(cands) and (lab is None or lab.shape != u.shape):
@@ -175,7 +176,10 @@ def suggest(
                 )
             if (strategy == "hybrid" and avoid == "labels_and_picks" and spatial
                     and lab is not None and np.any(lab)):
-                u = u * _label_weight(lab, label_scale)
+                if not label_scale > 0:
+                    raise InputError(f"label_scale must be a positive distance in pixels, got {label_scale}.")
+                dist_map = ndi.distance_transform_edt(lab == 0)
+                u = u * -np.expm1(-dist_map / float(label_scale))  # 1 - exp(-d / label_scale)
                 label_weighted = True
             scores = cand.uncertainty(cands, u, lab, aggregate=aggregate, fraction=fraction)
     elif strategy not in ("random", "diversity"):
@@ -215,15 +219,7 @@ def suggest(
     if strategy == "cluster":
         return _cluster(cands, avail, scores, n, seed, u_name)
     return _hybrid(cands, avail, lab if avoid == "labels_and_picks" else None,
-                   scores, n, distance_scale, u_name, label_weighted, frac)
-
-
-def _label_weight(lab: np.ndarray, scale: float) -> np.ndarray:
-    """``1 - exp(-d / scale)``, ``d`` each pixel's distance to the nearest labelled pixel."""
-    if not scale > 0:
-        raise InputError(f"label_scale must be a positive distance in pixels, got {scale}.")
-    d = ndi.distance_transform_edt(lab == 0)
-    return -np.expm1(-d / max(float(scale), 1e-9))
+                   scores, n, distance_scale, u_name, label_weighted, frac, dist_map)
 
 
 def _k_center(cands, avail, frac, scores, n, rng, u_name) -> list[Suggestion]:
@@ -274,7 +270,7 @@ def _cluster(cands, avail, scores, n, seed, u_name) -> list[Suggestion]:
 
 
 def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name, label_weighted=False,
-            frac=None) -> list[Suggestion]:
+            frac=None, dist_map=None) -> list[Suggestion]:
     centres = np.array([c.centre for c in cands], dtype=np.float64)
     spatial = all(c.kind != "image" for c in cands)
     if spatial:
@@ -282,7 +278,8 @@ def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name, label_weighted
             distance_scale = float(np.median([c.extent for c in cands])) or 1.0
         if lab is not None and np.any(lab):
             # distance of every pixel to the nearest labelled pixel, read at the centres
-            dist_map = ndi.distance_transform_edt(lab == 0)
+            if dist_map is None:
+                dist_map = ndi.distance_transform_edt(lab == 0)
             idx = tuple(np.clip(np.rint(centres[:, a]).astype(int), 0, dist_map.shape[a] - 1)
                         for a in range(dist_map.ndim))
             d_label = dist_map[idx].astype(np.float64)
