@@ -613,12 +613,12 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
             channel_axis, spatial = _guess_axes(layer)
             self.set_axes(channel_axis, spatial)
         # the learning curve belongs to one image: start a new one for another image
-        if self.history.rounds and name and name != self._history_image:
-            self.history = History()
-            self.validation_panel.reset(
-                f"New learning curve for {name!r}: the previous one belonged to {self._history_image!r}.")
-        if name:
-            self._history_image = self._history_image if self.history.rounds else name
+        if name and name != self._history_image:
+            if self.history.rounds:
+                self.history = History()
+                self.validation_panel.reset(f"New learning curve for {name!r}: the previous one "
+                                            f"belonged to {self._history_image!r}.")
+            self._history_image = name
 
     def set_axes(self, channel_axis, spatial):
         """Choose the channel axis (None, -1 or 0) and spatial mode ("2d", "3d", "planes")."""
@@ -1142,8 +1142,6 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
             self.timings["full_write_s"] = time.perf_counter() - t
             self.timings["full_worker_s"] = outcome.seconds
         if outcome.validation is not None:
-            if not self.history.rounds:
-                self._history_image = self.image_combo.currentText()
             outcome.validation.record(self.history)
             self.validation_panel.show_round(self.history, outcome.validation)
         clf = outcome.classifier
