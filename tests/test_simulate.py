@@ -100,6 +100,24 @@ def test_summary_counts_pixels_to_target_and_savings():
     assert summ["hybrid"]["pixels_to_target_mean"] == 200
     assert summ["random"]["pixels_to_target_mean"] == 1500
     assert summ["hybrid"]["savings_vs_random"] == pytest.approx(7.5)
+    assert not summ["hybrid"]["savings_is_lower_bound"]
+
+
+def test_savings_lower_bound_counts_a_missed_seed_at_its_final_pixels_only():
+    rows = []
+    curves = {("hybrid", 0): [0.5, 0.95, 0.95], ("hybrid", 1): [0.5, 0.95, 0.95],
+              ("random", 0): [0.5, 0.95, 0.95],  # reached at 1000 px
+              ("random", 1): [0.5, 0.6, 0.7]}  # missed: needs more than its final 1500 px
+    for (s, seed), curve in curves.items():
+        for r, j in enumerate(curve):
+            rows.append({"strategy": s, "seed": seed, "round": r,
+                         "labelled_pixels": (100 if s == "hybrid" else 500) * (r + 1), "jaccard": j})
+    summ = {s["strategy"]: s for s in SimulationResult(rows, 0.9 / 0.95, 0.9).summary()}
+    assert summ["random"]["pixels_to_target_mean"] is None and summ["random"]["reached"] == 1
+    # random's mean need is at least (1000 + 1500) / 2, not its largest count
+    assert summ["random"]["pixels_to_target_lower_bound"] == 1250
+    assert summ["hybrid"]["savings_vs_random"] == pytest.approx(1250 / 200)
+    assert summ["hybrid"]["savings_is_lower_bound"]
 
 
 def test_cli_simulate_writes_csv_png_and_summary(tmp_path, capsys):
