@@ -305,9 +305,9 @@ class ObjectClassifierWidget(QWidget):
         self._generation += 1
         gen = self._generation
         worker = create_worker(fn, *args, _progress={"desc": desc}, **kwargs)
-        worker.returned.connect(lambda result, gen=gen: self._current(gen) and on_done(result))
-        worker.errored.connect(lambda exc, gen=gen: self._current(gen) and self._on_error(exc))
-        worker.finished.connect(lambda w=worker, gen=gen: self._on_worker_finished(w, gen))
+        worker.returned.connect(lambda result, gen=gen: self._deliver(gen, on_done, result))
+        worker.errored.connect(lambda exc, gen=gen: self._deliver(gen, self._on_error, exc))
+        worker.finished.connect(lambda w=worker: self._workers.discard(w))
         self._workers.add(worker)
         self.status.setText(f"{desc}…")
         self.cancel_button.setEnabled(True)
@@ -317,10 +317,12 @@ class ObjectClassifierWidget(QWidget):
     def _current(self, gen) -> bool:
         return gen == self._generation
 
-    def _on_worker_finished(self, worker, gen):
-        self._workers.discard(worker)
-        if self._current(gen):
-            self.cancel_button.setEnabled(False)
+    def _deliver(self, gen, handler, value):
+        """Hand the latest job's result (or error) to ``handler``; drop stale ones."""
+        if not self._current(gen):
+            return
+        self.cancel_button.setEnabled(False)
+        handler(value)
 
     @property
     def busy(self) -> bool:
