@@ -35,7 +35,7 @@ class ValidationPanel(QWidget):
         outer.setContentsMargins(4, 4, 4, 4)
         self.figure = Figure(figsize=(4, 2.2), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(170)
+        self.canvas.setMinimumHeight(130)
         self.canvas.setToolTip(
             "One point per training round. Validation: a model trained without about 30% of your "
             "strokes (whole strokes), scored on them; training: the same model on the strokes it "

@@ -18,18 +18,20 @@ import napari
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QTabWidget,
@@ -189,6 +191,28 @@ class _ImageFeatures:
     def clear(self):
         with self._lock:
             self._planes.clear()
+
+
+class _FullHeightScroll(QScrollArea):
+    """A scroll area that asks for its content's whole height when there is room
+    (QScrollArea caps its size hint) and scrolls when there is not."""
+
+    def __init__(self):
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        hint = super().sizeHint()
+        if self.widget() is not None:
+            hint.setHeight(self.widget().sizeHint().height() + 2 * self.frameWidth())
+        return hint
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt's name
+        hint = super().minimumSizeHint()
+        hint.setHeight(min(hint.height(), 150))
+        return hint
 
 
 @dataclass
@@ -523,20 +547,23 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.setEnabled(False)
         self.live_check = QCheckBox("Live")
-        self.live_check.setToolTip("Retrain automatically half a second after each finished brush stroke.")
+        self.live_check.setToolTip("Retrain (with the preview forest, see 'Trees in Live mode') right after "
+                                   "each finished brush stroke.")
         self.live_check.toggled.connect(self._on_live_toggled)
-        buttons.addWidget(self.train_button, 0, 0)
-        buttons.addWidget(self.predict_button, 0, 1)
-        buttons.addWidget(self.cancel_button, 0, 2)
-        buttons.addWidget(self.live_check, 0, 3)
+        # Train / Predict / Cancel / Live sit under the tabs, visible on both (see
+        # _add_active_learning_panels): after labelling a suggestion, retrain without switching tabs
+        self._actions = QHBoxLayout()
+        for w in (self.train_button, self.predict_button, self.cancel_button):
+            self._actions.addWidget(w, 1)
+        self._actions.addWidget(self.live_check)
         self.save_button = QPushButton("Save model…")
         self.save_button.setToolTip("Save the trained classifier (.aamodel: safe, never unpickled).")
         self.save_button.clicked.connect(self._save_dialog)
         self.load_button = QPushButton("Load model…")
         self.load_button.setToolTip("Load a saved classifier and apply it to the chosen image.")
         self.load_button.clicked.connect(self._load_dialog)
-        buttons.addWidget(self.save_button, 1, 0, 1, 2)
-        buttons.addWidget(self.load_button, 1, 2, 1, 2)
+        buttons.addWidget(self.save_button, 0, 0)
+        buttons.addWidget(self.load_button, 0, 1)
         outer.addLayout(buttons)
 
         project_box = QGroupBox("Project")
@@ -572,9 +599,15 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self.suggestions_panel = SuggestionsPanel(self.viewer, self)
         self.validation_panel = ValidationPanel()
         self.panels = QTabWidget()
-        self.panels.addTab(train_page, "Train")
+        # on a short screen the controls scroll instead of being squashed (clipped text)
+        scroll = _FullHeightScroll()
+        scroll.setWidget(train_page)
+        self.panels.addTab(scroll, "Train")
         self.panels.addTab(self.suggestions_panel, "Suggestions")
-        root.addWidget(self.panels)
+        # the controls get the room first (they scroll when the screen is short); the plot
+        # keeps at least its minimum height
+        root.addWidget(self.panels, 3)
+        root.addLayout(self._actions)
         root.addWidget(self.status)
         root.addWidget(self.validation_panel, 1)
 
