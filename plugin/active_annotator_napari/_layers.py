@@ -1,5 +1,7 @@
 """Layer choice helpers shared by the dock widgets (combo boxes of layer names)."""
 
+import weakref
+
 
 class LayerChoiceMixin:
     """Needs ``self.viewer``. Fills combo boxes with layer names and looks layers up."""
@@ -95,21 +97,16 @@ def read_probabilities(viewer, source):
 # -- the CNN dock of a viewer (for projects) ----------------------------------------------
 # The Pixel classifier saves and reopens projects; the CNN dock is a separate widget. Open
 # CNN docks register here so that a project can hold the CNN too (models/cnn.aacnn).
-_CNN_DOCKS: "weakref.WeakSet" = None
+_CNN_DOCKS = weakref.WeakSet()
 
 
 def register_cnn_dock(widget) -> None:
-    global _CNN_DOCKS
-    import weakref
-
-    if _CNN_DOCKS is None:
-        _CNN_DOCKS = weakref.WeakSet()
     _CNN_DOCKS.add(widget)
 
 
 def cnn_dock_for(viewer):
     """The open CNN fine-tuning dock of ``viewer``, or None."""
-    for widget in list(_CNN_DOCKS or ()):
+    for widget in list(_CNN_DOCKS):
         try:
             if widget.viewer is viewer:
                 return widget

@@ -219,7 +219,7 @@ def suggest(
     if strategy == "cluster":
         return _cluster(cands, avail, scores, n, seed, u_name)
     return _hybrid(cands, avail, lab if avoid == "labels_and_picks" else None,
-                   scores, n, distance_scale, u_name, label_weighted, frac, dist_map)
+                   scores, n, distance_scale, u_name, spatial, label_weighted, frac, dist_map)
 
 
 def _k_center(cands, avail, frac, scores, n, rng, u_name) -> list[Suggestion]:
@@ -269,10 +269,9 @@ def _cluster(cands, avail, scores, n, seed, u_name) -> list[Suggestion]:
     ]
 
 
-def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name, label_weighted=False,
+def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name, spatial, label_weighted=False,
             frac=None, dist_map=None) -> list[Suggestion]:
     centres = np.array([c.centre for c in cands], dtype=np.float64)
-    spatial = all(c.kind != "image" for c in cands)
     if spatial:
         if distance_scale is None:
             distance_scale = float(np.median([c.extent for c in cands])) or 1.0
