@@ -64,7 +64,7 @@ from .features import FeatureSet, compute
 from .sampling import STRATEGIES, suggest
 
 DEFAULT_PATCH = {1: 256, 2: 32, 3: 8}
-ORACLE_MODES = ("correct", "passive", "classes")
+ORACLE_MODES = ("correct", "passive", "classes", "stroke")
 
 
 def _ball(radius: int, ndim: int) -> np.ndarray:
@@ -89,8 +89,11 @@ class Oracle:
         of thing in it. ``passive``: one dab at a random pixel of the
         candidate, ignoring the prediction. ``correct``: one dab on the worst
         visible mistake (see the module docstring); this annotator does the
-        searching itself, so it hides what the ranking is worth. With the
-        ``random`` strategy, ``classes`` and ``passive`` are classic random
+        searching itself, so it hides what the ranking is worth. ``stroke``:
+        like ``classes``, but each mark is a short straight stroke (``4 *
+        radius + 1`` px long in a random direction, 3 px wide, clipped to the
+        class and the candidate), as people paint. With the ``random``
+        strategy, ``classes``, ``stroke`` and ``passive`` are classic random
         sampling.
     seed : int or None
         Random state of the ``passive`` mode.
@@ -141,7 +144,7 @@ class Oracle:
         pool = ok & (p_true < 0.5) if self.mode == "correct" else ok
         if not pool.any():
             pool = ok
-        if self.mode in ("passive", "classes"):
+        if self.mode in ("passive", "classes", "stroke"):
             # not looking at the prediction: a random pixel, ties below broken at random
             wrong = self._rng.random(t.shape)
         # people paint inside a region, not on its ambiguous border: among the pool,
@@ -151,7 +154,7 @@ class Oracle:
             inside = t == k
             depth[inside] = ndi.distance_transform_edt(inside)[inside]
         key = np.minimum(depth, self.radius + 1) * 2.0 + wrong
-        if self.mode == "classes":
+        if self.mode in ("classes", "stroke"):
             # one dab on each kind of thing the candidate shows
             return sum(self._dab(t, lab, ok, np.where(pool & (t == k), key, -1.0))
                        for k in np.unique(t[ok]))
@@ -160,6 +163,8 @@ class Oracle:
     def _dab(self, t, lab, ok, key) -> int:
         """Paint the brush around the best pixel of ``key`` (views of the candidate)."""
         centre = np.unravel_index(int(np.argmax(key)), key.shape)
+        if self.mode == "stroke":
+            return self._stroke(t, lab, ok, centre)
         ball = _ball(self.radius, t.ndim)
         r = self.radius
         lo = [c - r for c in centre]
@@ -171,6 +176,25 @@ class Oracle:
         sl_local, sl_ball = tuple(sl_local), tuple(sl_ball)
         paint = ball[sl_ball] & ok[sl_local] & (t[sl_local] == t[centre])
         lab[sl_local][paint] = t[centre]
+        return int(paint.sum())
+
+
+    def _stroke(self, t, lab, ok, centre) -> int:
+        """A straight stroke through ``centre``, 3 px wide, staying in the centre's class."""
+        nd = t.ndim
+        half = 2 * max(int(self.radius), 1)
+        d = self._rng.normal(size=nd)
+        d /= np.linalg.norm(d) or 1.0
+        steps = np.arange(-half, half + 1)[:, None] * d[None]
+        pts = np.rint(np.asarray(centre)[None] + steps).astype(int)
+        line = np.zeros(t.shape, bool)
+        inside = np.all((pts >= 0) & (pts < np.array(t.shape)), axis=1)
+        line[tuple(pts[inside].T)] = True
+        line = ndi.binary_dilation(line, ndi.generate_binary_structure(nd, 1))
+        # stay in the one region of the centre's class that holds the centre
+        same, _ = ndi.label(t == t[centre])
+        paint = line & ok & (same == same[centre])
+        lab[paint] = t[centre]
         return int(paint.sum())
 
 
