@@ -68,6 +68,10 @@ from .uncertainty import uncertainty as pixel_uncertainty
 STRATEGIES = ("hybrid", "uncertainty", "entropy", "margin", "least_confidence",
               "power", "clasp", "diversity", "cluster", "typiclust", "random")
 
+#: The strategy the widget and :func:`suggest` use unless told otherwise:
+#: the winner of ``benchmarks/bench_active_learning.py`` (docs/active_learning.md).
+DEFAULT_STRATEGY = "hybrid"
+
 #: The exponent of ``power`` and ``clasp``: probability of a draw proportional
 #: to ``uncertainty ** POWER_BETA`` (Kirsch et al. use 1 for power sampling).
 POWER_BETA = 1.0
@@ -109,7 +113,7 @@ def suggest(
     candidates: Sequence[Candidate],
     uncertainty=None,
     labelled=None,
-    strategy: str = "hybrid",
+    strategy: str = DEFAULT_STRATEGY,
     n: int = 10,
     seed: int | None = None,
     *,
@@ -518,7 +522,7 @@ def _describe_by_plane(cands, image, features, channel_axis, should_stop):
 def suggest_for_image(
     proba,
     labels=None,
-    strategy: str = "hybrid",
+    strategy: str = DEFAULT_STRATEGY,
     n: int = 10,
     size=32,
     seed: int | None = None,
@@ -584,4 +588,4 @@ def suggest_for_image(
 
 
 __all__ = ["Suggestion", "suggest", "suggest_for_image", "image_patches", "predicted_class_fractions",
-           "STRATEGIES", "POWER_BETA"]
+           "STRATEGIES", "DEFAULT_STRATEGY", "POWER_BETA"]
