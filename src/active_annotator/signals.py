@@ -808,8 +808,8 @@ class SignalClassifier(ParamsMixin):
 
 # -- suggestions ------------------------------------------------------------------
 def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | None = None,
-                    strategy: str = "hybrid", n: int = 10, features=None, seed: int | None = 0,
-                    **kwargs):
+                    strategy: str | None = None, n: int = 10, features=None, seed: int | None = 0,
+                    proba=None, **kwargs):
     """Windows of a record ranked by an active-learning strategy.
 
     Parameters
@@ -820,10 +820,14 @@ def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | Non
         Labelled samples count as certain; fully labelled windows are skipped.
     width, step : int
         Window length and hop in samples (``step`` defaults to ``width // 2``).
-    strategy : str
-        See :data:`active_annotator.sampling.STRATEGIES`.
+    strategy : str, optional
+        See :data:`active_annotator.sampling.STRATEGIES`; default
+        :data:`active_annotator.sampling.DEFAULT_STRATEGY`.
     n : int
         Number of windows.
+    proba : float array ``(n_classes, time)``, optional
+        Class probabilities; needed by ``clasp`` (which stratifies by the
+        predicted class) and used instead of ``uncertainty`` when given.
     features : float array ``(n_features, time)``, optional
         Per-sample descriptors (e.g. :func:`signal_features`), needed by the
         ``diversity`` and ``cluster`` strategies.
@@ -837,8 +841,9 @@ def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | Non
     ``suggestion.candidate.slices[0]`` is the window's sample range.
     """
     from . import candidates as cand
-    from .sampling import suggest
+    from .sampling import DEFAULT_STRATEGY, suggest
 
+    strategy = strategy or DEFAULT_STRATEGY
     u = np.asarray(uncertainty, np.float32)
     if u.ndim != 1:
         raise InputError(f"uncertainty must be per sample, shape (time,), got {u.shape}.")
@@ -850,6 +855,11 @@ def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | Non
             f = f[np.newaxis]
         cands = cand.describe(cands, f)
     lab = None if labels is None else np.asarray(labels).reshape(u.shape)
+    if proba is not None:
+        p = np.asarray(proba, np.float32)
+        if p.ndim != 2 or p.shape[1] != u.shape[0]:
+            raise InputError(f"proba must be (n_classes, time) with {u.shape[0]} samples, got {p.shape}.")
+        return suggest(cands, None, lab, strategy=strategy, n=n, seed=seed, proba=p, **kwargs)
     return suggest(cands, u, lab, strategy=strategy, n=n, seed=seed, **kwargs)
 
 
@@ -970,6 +980,8 @@ def _seconds_list(text: str) -> tuple[float, ...]:
 
 def add_parser(subparsers) -> None:
     """Add ``signal-train`` and ``signal-predict`` to the ``active-annotator`` parser."""
+    from .sampling import DEFAULT_STRATEGY
+
     t = subparsers.add_parser(
         "signal-train", help="train a classifier on labelled spans of a signal (miniSEED, SAC, .npy, .csv)",
         description="Train a random forest that classifies every sample of a signal from labelled spans.")
@@ -992,7 +1004,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sampling-rate", type=float, default=None)
     p.add_argument("--labels", type=Path, default=None, help="labels already made (skipped by suggestions)")
     p.add_argument("--window", type=float, default=10.0, help="suggested window length in s (default: %(default)s)")
-    p.add_argument("--strategy", default="hybrid", help="suggestion strategy (default: %(default)s)")
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY, help="suggestion strategy (default: %(default)s)")
     p.add_argument("--n-suggestions", type=int, default=10)
     p.set_defaults(func=_run_predict)
 
@@ -1031,7 +1043,7 @@ def _run_predict(args) -> int:
         w.writerows((f"{a:.3f}", f"{b:.3f}", v) for a, b, v in spans_table(pred, rec.sampling_rate))
     labels = read_labels(args.labels, rec) if args.labels else None
     width = max(2, int(round(args.window * rec.sampling_rate)))
-    sug = suggest_windows(unc, labels, width=width, strategy=args.strategy, n=args.n_suggestions)
+    sug = suggest_windows(unc, labels, width=width, strategy=args.strategy, n=args.n_suggestions, proba=proba)
     with open(out / "suggestions.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["rank", "start_s", "end_s", "score", "reason"])
