@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from active_annotator import FeatureSet, ModelFileError, ModelMismatchError, PixelClassifier
-from active_annotator.persistence import SCHEMA_VERSION, load_model
+from active_annotator.persistence import STAGES_SCHEMA_VERSION, load_model
 
 FAST = FeatureSet(sigmas=(1.0, 2.0), ndim=2)
 
@@ -138,7 +138,7 @@ def test_newer_schema_version_says_what_to_do(fitted, tmp_path):
     def bump(name, b):
         if name == "meta.npy":
             meta = json.loads(bytes(np.load(io.BytesIO(b))).decode())
-            meta["schema_version"] = SCHEMA_VERSION + 1
+            meta["schema_version"] = STAGES_SCHEMA_VERSION + 1
             return _npy(np.frombuffer(json.dumps(meta).encode(), np.uint8))
         return b
 

@@ -109,6 +109,92 @@ def check_labels(labels, expected_shape) -> np.ndarray:
     return labels
 
 
+MAX_STAGES = 5
+N_FOLDS = 3
+"""Folds of the out-of-fold stage probabilities that later autocontext stages train on."""
+
+
+def context_spec(fs: FeatureSet) -> FeatureSet:
+    """Filters applied to one stage's probabilities for the next autocontext stage.
+
+    The probabilities themselves plus their Gaussian smoothing at the feature
+    set's scales (:data:`~active_annotator.features.DEFAULT_SIGMAS` when it has none).
+    """
+    from .features import DEFAULT_SIGMAS
+
+    return FeatureSet(sigmas=fs.sigmas or DEFAULT_SIGMAS, families=("original", "gaussian"),
+                      ndim=fs.ndim, truncate=fs.truncate)
+
+
+class _ArraySource:
+    """Exact features of any region of one in-memory plane ``(*spatial, C)``.
+
+    Each region is filtered with the feature set's halo of context, so the
+    values equal :func:`compute` on the whole plane (as :class:`FeatureCache` does).
+    """
+
+    def __init__(self, plane, fs: FeatureSet, threads: int | None = None):
+        self.plane, self.fs, self.threads = plane, fs, threads
+        self.shape = tuple(plane.shape[:-1])
+
+    def region(self, region):
+        outer, inner = padded(region, self.shape, self.fs.halo)
+        f = compute(np.asarray(self.plane[outer]), self.fs, channel_axis=-1, threads=self.threads)
+        return f[(slice(None),) + inner]
+
+    def at(self, mask):
+        return compute_at(self.plane, self.fs, mask, channel_axis=-1, threads=self.threads)
+
+
+class _FeatureArraySource:
+    """A precomputed feature stack ``(n_features, *spatial)`` treated as the whole image."""
+
+    def __init__(self, feats):
+        self.feats = feats
+        self.shape = tuple(feats.shape[1:])
+
+    def region(self, region):
+        return self.feats[(slice(None),) + tuple(region)]
+
+
+def _fold_ids(labels: np.ndarray, n_folds: int = N_FOLDS) -> np.ndarray:
+    """Fold (0..n_folds-1) of every labelled pixel, in C order of ``labels != 0``.
+
+    Stratified by class, so every fold's complement holds every class. Within
+    a class, connected strokes stay in one fold (balanced by size), so a
+    stroke's out-of-fold probabilities come from forests that saw none of it;
+    a class with fewer strokes than folds is cut into slabs along the axis
+    where its pixels spread most.
+    """
+    from scipy import ndimage
+
+    mask = labels != 0
+    values = labels[mask]
+    folds = np.empty(values.size, np.int64)
+    coords = np.nonzero(mask)
+    structure = np.ones((3,) * labels.ndim, bool)
+    for c in np.unique(values):
+        sel = values == c
+        comp, n = ndimage.label(labels == c, structure=structure)
+        comp = comp[mask][sel]
+        if n >= n_folds:
+            sizes = np.bincount(comp, minlength=n + 1)[1:]
+            fold_of = np.empty(n + 1, np.int64)
+            load = np.zeros(n_folds)
+            for k in np.argsort(-sizes, kind="stable"):
+                f = int(np.argmin(load))
+                fold_of[k + 1] = f
+                load[f] += sizes[k]
+            folds[sel] = fold_of[comp]
+            continue
+        pts = [x[sel] for x in coords]
+        axis = int(np.argmax([int(x.max() - x.min()) for x in pts]))
+        x = pts[axis]
+        edges = np.quantile(x, np.linspace(0, 1, n_folds + 1)[1:-1])
+        folds[sel] = np.searchsorted(edges, x, side="right")
+    return folds
+
+
 class PixelClassifier(ParamsMixin):
     """Random forest on multiscale filter features, one prediction per pixel.
 
@@ -133,6 +219,14 @@ class PixelClassifier(ParamsMixin):
     tile_shape : int or None
         Prediction tile edge in pixels per axis (memory is bounded by the
         tile); default 262144 in 1-D, 512 in 2-D, 96 in 3-D.
+    stages : int
+        Autocontext stages (1 to 5). Stage k+1 is a forest on the image
+        features plus the class probabilities of stage k and their Gaussian
+        smoothing at the feature scales (:func:`context_spec`); at the labelled
+        pixels it trains on out-of-fold probabilities (:data:`N_FOLDS` folds of
+        whole strokes), so it learns how stage k errs on pixels it has not
+        memorised. 1 is a single forest. Each stage adds :func:`context_spec`'s
+        halo to :attr:`halo`.
 
     Attributes
     ----------
@@ -142,6 +236,12 @@ class PixelClassifier(ParamsMixin):
     n_features_in_ : int
     feature_names_in_ : list of str
     forest_ : Forest
+        The first stage's forest (on the image features).
+    forests_ : list of Forest
+        One forest per stage; ``forests_[0] is forest_``.
+    training_probabilities_ : list of ndarray (n_training_pixels, n_classes)
+        After an autocontext fit (not stored in model files): the out-of-fold
+        probabilities of stage k at the labelled pixels that stage k+1 trained on.
     feature_importances_ : ndarray (n_features_in_,)
 
     Examples
@@ -162,6 +262,7 @@ class PixelClassifier(ParamsMixin):
         random_state: int | None = 0,
         n_jobs: int = -1,
         tile_shape: int | None = None,
+        stages: int = 1,
     ):
         self.features = features
         self.n_estimators = n_estimators
@@ -172,11 +273,12 @@ class PixelClassifier(ParamsMixin):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.tile_shape = tile_shape
+        self.stages = stages
 
     # -- scikit-learn conventions -------------------------------------------
     _param_names = (
         "features", "n_estimators", "max_depth", "min_samples_leaf", "max_features",
-        "class_weight", "random_state", "n_jobs", "tile_shape",
+        "class_weight", "random_state", "n_jobs", "tile_shape", "stages",
     )
 
     def __repr__(self) -> str:
@@ -196,6 +298,29 @@ class PixelClassifier(ParamsMixin):
             raise InputError(f"n_estimators must be an integer from 1 to 10000, got {self.n_estimators!r}.")
         if self.max_depth is not None and not (isinstance(self.max_depth, (int, np.integer)) and self.max_depth >= 1):
             raise InputError(f"max_depth must be None or a positive integer, got {self.max_depth!r}.")
+        if not (isinstance(self.stages, (int, np.integer)) and not isinstance(self.stages, bool)
+                and 1 <= self.stages <= MAX_STAGES):
+            raise InputError(f"stages must be an integer from 1 to {MAX_STAGES}, got {self.stages!r}.")
+
+    @property
+    def n_stages(self) -> int:
+        """Autocontext stages (1: a single forest)."""
+        return int(self.stages)
+
+    @property
+    def halo(self) -> int:
+        """Pixels of context each side that a prediction reads (all stages together).
+
+        Predicting a crop enlarged by ``halo`` on every side gives the
+        whole-image prediction inside the crop.
+        """
+        fs = self.feature_set
+        return fs.halo + (self.n_stages - 1) * context_spec(fs).halo
+
+    def n_context_features(self, n_classes: int | None = None) -> int:
+        """Features a stage adds for the next one: per class, the probability and its smoothings."""
+        k = len(self.classes_) if n_classes is None else int(n_classes)
+        return context_spec(self.feature_set).n_features(k)
 
     # -- training --------------------------------------------------------------
     def training_data(self, image, labels, channel_axis: int | None = None,
@@ -252,16 +377,215 @@ class PixelClassifier(ParamsMixin):
         self
         """
         self._check_params()
+        if self.n_stages > 1:
+            fs = self.feature_set
+            image = np.asarray(image)
+            stack, spatial, n_ch = split_axes(image.shape, fs.ndim, channel_axis)
+            check_size(spatial, fs)
+            labels = check_labels(labels, stack + spatial)
+            img = _channels_last_view(image, channel_axis)
+            threads = None if self.n_jobs in (None, -1) else max(1, int(self.n_jobs))
+            return self.fit_sources(labels, lambda p: _ArraySource(img[p], fs, threads), n_ch,
+                                    on_progress=on_progress, should_stop=should_stop)
         X, y, n_ch = self.training_data(image, labels, channel_axis, on_progress, should_stop)
         return self.fit_features(X, y, n_channels=n_ch, labels_dtype=np.asarray(labels).dtype,
                                  should_stop=should_stop)
 
-    def fit_features(self, X, y, n_channels: int = 1, labels_dtype=np.uint8,
-                     should_stop: StopCallback | None = None) -> PixelClassifier:
-        """Train on precomputed features ``X`` (n, n_features) and class values ``y``."""
+    def fit_sources(self, labels, source, n_channels: int,
+                    on_progress: ProgressCallback | None = None,
+                    should_stop: StopCallback | None = None) -> PixelClassifier:
+        """Train all stages from per-plane feature sources (e.g. :class:`FeatureCache`).
+
+        Parameters
+        ----------
+        labels : integer array ``(*stack, *spatial)``; 0 = unlabelled
+        source : callable(plane index tuple) -> object with ``shape`` (spatial),
+            ``region(slices) -> (n_features, *region)`` and ``at(mask) -> (n, n_features)``
+            giving this classifier's image features of one plane exactly (as
+            :class:`~active_annotator.features.FeatureCache` does).
+        n_channels : int
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        labels = np.asarray(labels)
+        fs = self.feature_set
+        stack = labels.shape[:labels.ndim - fs.ndim]
+        if not np.any(labels):
+            raise LabelError(
+                "There are no labels yet: paint at least two classes (values 1, 2, ...) "
+                "before training."
+            )
+        planes = [p for p in (list(np.ndindex(*stack)) if stack else [()]) if np.any(labels[p])]
+        total = len(planes) * self.n_stages
+        done = 0
+        Xs, ys = [], []
+        for p in planes:
+            self._stop(should_stop, "Training")
+            mask = labels[p] > 0
+            Xs.append(source(p).at(mask))
+            ys.append(labels[p][mask])
+            done += 1
+            if on_progress:
+                on_progress(done, total)
+        X1, y = np.concatenate(Xs), np.concatenate(ys)
+        self.fit_features(X1, y, n_channels=n_channels, labels_dtype=labels.dtype,
+                          should_stop=should_stop, _stage=True)
+        classes = self.classes_
+        K = len(classes)
+        forests = [(self.forest_, None)]
+        folds = _fold_ids(labels)
+        n_folds = int(folds.max()) + 1
+        fold_models: list[list] = [[] for _ in range(n_folds)]
+        X = X1
+        oof = []
+        small = max(10, int(self.n_estimators) // 2)  # fold forests only give training inputs
+        for stage in range(1, self.n_stages):
+            for f in range(n_folds):
+                self._stop(should_stop, "Training")
+                keep = folds != f
+                present = np.unique(y[keep])
+                if present.size < 2:  # the other folds hold one class: it is all they can say
+                    fold_models[f].append((None, np.searchsorted(classes, present)))
+                    continue
+                rf = self._train_forest(X[keep], y[keep], small)
+                cols = np.searchsorted(classes, rf.classes_)
+                fold_models[f].append((Forest.from_sklearn(rf), cols))
+            C = np.empty((X1.shape[0], context_spec(fs).n_features(K)), np.float32)
+            row0 = 0
+            for p in planes:
+                src = source(p)
+                mask = labels[p] > 0
+                n_p = int(mask.sum())
+                fold_plane = np.zeros(mask.shape, np.int64)
+                fold_plane[mask] = folds[row0:row0 + n_p] + 1
+                order = np.zeros(mask.shape, np.int64)
+                order[mask] = np.arange(row0, row0 + n_p)
+                for t in tile_slices(mask.shape, self._tile(fs.ndim)):
+                    m = mask[t]
+                    if not m.any():
+                        continue
+                    for f in np.unique(fold_plane[t][m]) - 1:
+                        self._stop(should_stop, "Training")
+                        ctx = self._chain(src, t, fold_models[f], K, want="context")
+                        mf = fold_plane[t] == f + 1
+                        C[order[t][mf]] = ctx[:, mf].T
+                row0 += n_p
+                done += 1
+                if on_progress:
+                    on_progress(done, total)
+            X = np.concatenate([X1, C], axis=1)
+            # the raw (unsmoothed) out-of-fold probabilities: the first K context columns per class
+            per = context_spec(fs).n_features(1)
+            oof.append(np.ascontiguousarray(C[:, ::per]))
+            self._stop(should_stop, "Training")
+            forests.append((Forest.from_sklearn(self._train_forest(X, y, int(self.n_estimators))), None))
+        self.forests_ = [f for f, _ in forests]
+        self.training_probabilities_ = oof
+        return self
+
+    @staticmethod
+    def _stop(should_stop, what):
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"{what} was cancelled.")
+
+    def _train_forest(self, X, y, n_estimators):
         from sklearn.ensemble import RandomForestClassifier
 
+        rf = RandomForestClassifier(
+            n_estimators=int(n_estimators),
+            max_depth=self.max_depth,
+            min_samples_leaf=self.min_samples_leaf,
+            max_features=self.max_features,
+            class_weight=self.class_weight,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+        )
+        return rf.fit(X, y)
+
+    def _chain(self, source, tile, forests, n_classes, want="proba", threads=None):
+        """Run stages ``forests`` on one tile of a plane; exact whatever the tile.
+
+        ``source`` gives the plane's image features of any region; ``tile`` is
+        a tuple of slices in it. Each stage's probabilities are computed on the
+        tile enlarged by the context halo of the stages still to come, so
+        every smoothing sees the same neighbourhood as on the whole plane
+        (regions are clipped at the plane's edges, where filters reflect).
+
+        Returns the last stage's probabilities ``(K, *tile)`` float32
+        (``want="proba"``) or their context features
+        ``(context_spec(...).n_features(K), *tile)`` (``want="context"``).
+        """
+        shape = source.shape
+        cspec = context_spec(self.feature_set)
+        h = cspec.halo
+        extra = len(forests) - 1 + (want == "context")
+        cur, _ = padded(tile, shape, extra * h)
+        F = source.region(cur)
+        P = None
+        for j, (forest, cols) in enumerate(forests):
+            if j == 0:
+                X = F
+            else:
+                nxt, _ = padded(tile, shape, (extra - j) * h)
+                rel = (slice(None),) + tuple(slice(a.start - c.start, a.stop - c.start)
+                                             for a, c in zip(nxt, cur))
+                ctx = compute(P, cspec, channel_axis=0, threads=threads)[rel]
+                F = F[rel]
+                X = np.concatenate([F, ctx], axis=0)
+                cur = nxt
+            rshape = X.shape[1:]
+            if forest is None:
+                P = np.zeros((n_classes,) + rshape, np.float32)
+                P[cols] = 1
+                continue
+            prob = forest.predict_proba(X.reshape(X.shape[0], -1), threads=threads)
+            if cols is None:
+                P = np.ascontiguousarray(prob.T, dtype=np.float32).reshape((-1,) + rshape)
+            else:
+                P = np.zeros((n_classes,) + rshape, np.float32)
+                P[cols] = prob.T.reshape((-1,) + rshape)
+        if want == "context":
+            inner = tuple(slice(a.start - c.start, a.stop - c.start) for a, c in zip(tile, cur))
+            return compute(P, cspec, channel_axis=0, threads=threads)[(slice(None),) + inner]
+        return P
+
+    def predict_proba_source(self, source, region=None, threads=None) -> np.ndarray:
+        """Probabilities ``(K, *region)`` float32 of one plane's region from a feature source.
+
+        ``source`` is as in :meth:`fit_sources` (e.g. a :class:`FeatureCache` of
+        the plane); the features it gives outside ``region`` (up to
+        :attr:`halo`) are used as context, so the result equals the
+        whole-plane prediction inside ``region``.
+        """
+        self._check_fitted()
+        if region is None:
+            region = tuple(slice(0, n) for n in source.shape)
+        region = tuple(slice(*s.indices(n)[:2]) for s, n in zip(region, source.shape))
+        if self.n_stages == 1:
+            return self.predict_proba_features(source.region(region))
+        return self._chain(source, region, self._stage_forests(), len(self.classes_),
+                           threads=threads)
+
+    def _stage_forests(self):
+        return [(f, None) for f in getattr(self, "forests_", [self.forest_])]
+
+    def fit_features(self, X, y, n_channels: int = 1, labels_dtype=np.uint8,
+                     should_stop: StopCallback | None = None, _stage: bool = False) -> PixelClassifier:
+        """Train on precomputed features ``X`` (n, n_features) and class values ``y``.
+
+        Only for ``stages=1``: later autocontext stages need the features of
+        the pixels around the labels (use :meth:`fit` or :meth:`fit_sources`).
+        """
         self._check_params()
+        if self.n_stages > 1 and not _stage:
+            raise InputError(
+                f"This classifier has stages={self.stages}: autocontext needs the image around "
+                "the labels, not only features at labelled pixels. Use fit(image, labels) or "
+                "fit_sources(labels, feature_caches, n_channels), or set stages=1."
+            )
         classes = np.unique(y)
         if classes.size < 2:
             raise LabelError(
@@ -279,22 +603,14 @@ class PixelClassifier(ParamsMixin):
             raise InputError(f"X has {X.shape[1]} features, the feature set makes {fs.n_features(n_channels)}.")
         if should_stop is not None and should_stop():
             raise Cancelled("Training was cancelled.")
-        rf = RandomForestClassifier(
-            n_estimators=int(self.n_estimators),
-            max_depth=self.max_depth,
-            min_samples_leaf=self.min_samples_leaf,
-            max_features=self.max_features,
-            class_weight=self.class_weight,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
-        )
-        rf.fit(X, y)
+        rf = self._train_forest(X, y, self.n_estimators)
         self.classes_ = rf.classes_
         self.n_channels_in_ = int(n_channels)
         self.n_features_in_ = int(X.shape[1])
         self.feature_names_in_ = fs.names(n_channels)
         self.labels_dtype_ = np.dtype(labels_dtype)
         self.forest_ = Forest.from_sklearn(rf)
+        self.forests_ = [self.forest_]
         self.feature_importances_ = rf.feature_importances_.astype(np.float64)
         self.n_training_pixels_ = int(X.shape[0])
         return self
@@ -323,8 +639,17 @@ class PixelClassifier(ParamsMixin):
         return stack, spatial
 
     def predict_proba_features(self, feats: np.ndarray) -> np.ndarray:
-        """Probabilities ``(n_classes, *spatial)`` float32 from a precomputed feature stack."""
+        """Probabilities ``(n_classes, *spatial)`` float32 from a precomputed feature stack.
+
+        With several autocontext stages the stack is taken as the whole image
+        (later stages smooth probabilities within it, reflecting at its
+        edges); for a part of a larger image use :meth:`predict_proba_source`.
+        """
         self._check_fitted()
+        if self.n_stages > 1:
+            src = _FeatureArraySource(feats)
+            return self._chain(src, tuple(slice(0, n) for n in src.shape), self._stage_forests(),
+                               len(self.classes_))
         f = feats.reshape(feats.shape[0], -1)
         p = self.forest_.predict_proba(f)
         return np.ascontiguousarray(p.T.astype(np.float32)).reshape((-1,) + feats.shape[1:])
@@ -389,6 +714,17 @@ class PixelClassifier(ParamsMixin):
             for t in tiles:
                 if should_stop is not None and should_stop():
                     raise Cancelled("Prediction was cancelled.")
+                if self.n_stages > 1:
+                    o = tuple(slice(s.start - r.start, s.stop - r.start) for s, r in zip(t, sp_region))
+                    prob = self.predict_proba_source(_ArraySource(plane, fs), t)
+                    if proba:
+                        out[(slice(None),) + p + o] = prob
+                    else:
+                        out[p + o] = self.classes_[np.argmax(prob, axis=0)]
+                    done += 1
+                    if on_progress:
+                        on_progress(done, total)
+                    continue
                 outer, inner = padded(t, spatial, fs.halo)
                 block = np.asarray(plane[outer])
                 feats = compute(block, fs, channel_axis=-1)
@@ -432,4 +768,4 @@ class PixelClassifier(ParamsMixin):
         return {self.feature_names_in_[i]: float(self.feature_importances_[i]) for i in order}
 
 
-__all__ = ["PixelClassifier", "split_axes", "check_labels", "check_size"]
+__all__ = ["PixelClassifier", "split_axes", "check_labels", "check_size", "context_spec"]

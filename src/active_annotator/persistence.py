@@ -7,7 +7,10 @@ arrays as written by :func:`numpy.savez_compressed`:
   the feature set, class values, channel count, training parameters;
 * ``feature``, ``threshold``, ``left``, ``right``, ``value``, ``roots``:
   the forest's node arrays (see :class:`~active_annotator.forest.Forest`);
-* ``importances``: impurity feature importances.
+* ``importances``: impurity feature importances;
+* ``stage2_feature`` ... ``stageN_roots`` (schema version 2, only when the
+  classifier has ``stages`` = N > 1): the forests of autocontext stages 2..N,
+  each on the image features plus the previous stage's context features.
 
 Loading never unpickles (``numpy.load(..., allow_pickle=False)`` refuses
 object arrays) and executes nothing; every shape and index is checked
@@ -31,6 +34,7 @@ from .forest import Forest
 
 MODEL_FORMAT = "napari-active-annotator.pixel-classifier"
 SCHEMA_VERSION = 1
+STAGES_SCHEMA_VERSION = 2  # written only for autocontext models (stages > 1); reads both
 MODEL_SUFFIX = ".aamodel"
 MAX_MODEL_BYTES = 2 << 30  # 2 GiB uncompressed per array: far above any real forest
 _ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "importances")
@@ -53,9 +57,10 @@ def save_model(clf, path) -> Path:
         path = path.with_name(path.name + MODEL_SUFFIX)
     params = clf.get_params()
     params.pop("features")
+    n_stages = clf.n_stages
     meta = {
         "format": MODEL_FORMAT,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION if n_stages == 1 else STAGES_SCHEMA_VERSION,
         "package_version": _package_version(),
         "features": clf.feature_set.to_dict(),
         "classes": [int(c) for c in clf.classes_],
@@ -68,6 +73,8 @@ def save_model(clf, path) -> Path:
     }
     arrays = clf.forest_.arrays()
     arrays["importances"] = np.asarray(clf.feature_importances_, np.float64)
+    for k, forest in enumerate(clf.forests_[1:], start=2):
+        arrays.update({f"stage{k}_{n}": v for n, v in forest.arrays().items()})
     return _write_npz(path, meta, arrays)
 
 
@@ -122,10 +129,10 @@ def load_model(path):
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{str(path)!r} is not a pixel-classifier file (format field missing).")
     version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in (SCHEMA_VERSION, STAGES_SCHEMA_VERSION) or isinstance(version, bool):
         raise ModelFileError(
             f"{str(path)!r} has schema version {version!r}; this version of "
-            f"napari-active-annotator reads version {SCHEMA_VERSION}. "
+            f"napari-active-annotator reads versions {SCHEMA_VERSION} and {STAGES_SCHEMA_VERSION}. "
             "Upgrade the package (pip install -U napari-active-annotator) or retrain."
         )
     try:
@@ -154,6 +161,7 @@ def load_model(path):
     if imp.dtype != np.float64 or imp.shape != (n_feat,):
         raise ModelFileError(f"{str(path)!r}: feature importances have the wrong shape.")
     allowed = set(PixelClassifier._param_names) - {"features"}
+    forests = [forest] + _read_stage_forests(path, params, version, n_feat, classes.size, fs)
     clf = PixelClassifier(features=fs, **{k: v for k, v in params.items() if k in allowed})
     clf.classes_ = classes.astype(labels_dtype)
     clf.n_channels_in_ = n_ch
@@ -161,15 +169,46 @@ def load_model(path):
     clf.feature_names_in_ = fs.names(n_ch)
     clf.labels_dtype_ = labels_dtype
     clf.forest_ = forest
+    clf.forests_ = forests
     clf.feature_importances_ = imp
     clf.n_training_pixels_ = meta.get("n_training_pixels")
     return clf
+
+
+def _read_stage_forests(path: Path, params: dict, version, n_feat: int, n_classes: int,
+                        fs: FeatureSet) -> list:
+    """Forests of autocontext stages 2..N, validated (empty for a one-stage model)."""
+    from .classifier import MAX_STAGES, context_spec
+
+    stages = params.get("stages", 1)
+    if not isinstance(stages, int) or isinstance(stages, bool) or not 1 <= stages <= MAX_STAGES:
+        raise ModelFileError(f"{str(path)!r}: 'stages' must be an integer from 1 to {MAX_STAGES}, "
+                             f"got {stages!r}.")
+    if stages > 1 and version != STAGES_SCHEMA_VERSION:
+        raise ModelFileError(f"{str(path)!r}: an autocontext model (stages={stages}) needs schema "
+                             f"version {STAGES_SCHEMA_VERSION}, the file says {version!r}.")
+    names = tuple(f"stage{k}_{n}" for k in range(2, stages + 1)
+                  for n in ("feature", "threshold", "left", "right", "value", "roots"))
+    if not names:
+        return []
+    a = _read_npz(path, names, "pixel-classifier")
+    n_stage = n_feat + context_spec(fs).n_features(n_classes)
+    out = []
+    for k in range(2, stages + 1):
+        g = {n: a[f"stage{k}_{n}"] for n in ("feature", "threshold", "left", "right", "value", "roots")}
+        f = Forest(**g, n_features=n_stage).validate()
+        if f.n_classes != n_classes:
+            raise ModelFileError(f"{str(path)!r}: stage {k}'s forest has {f.n_classes} outputs, "
+                                 f"the model {n_classes} classes.")
+        out.append(f)
+    return out
 
 
 # --------------------------------------------------------------------------- object classifier
 
 OBJECT_FORMAT = "napari-active-annotator.object-classifier"
 OBJECT_SCHEMA_VERSION = 1
+STAGES_SCHEMA_VERSION = 2  # written only for autocontext models (stages > 1); reads both
 OBJECT_SUFFIX = ".aaobjects"
 _OBJECT_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "importances",
                   "permutation_importances", "permutation_importances_std", "fill_values")

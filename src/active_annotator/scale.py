@@ -80,6 +80,18 @@ def _predict_block(block, *, clf, n_stack: int, overlap: tuple[int, ...], proba:
     else:
         out = np.empty(stack_shape + out_spatial, clf.labels_dtype_)
     fs = clf.feature_set
+    if clf.n_stages > 1:
+        from .classifier import _ArraySource
+
+        # the block is the plane for the stage chain: its halo is all the context it needs
+        for p in np.ndindex(*stack_shape):
+            prob = clf._chain(_ArraySource(np.asarray(block[p]), fs, threads=1),
+                              inner[n_stack:], clf._stage_forests(), n_cls, threads=1)
+            if proba:
+                out[p] = np.moveaxis(prob, 0, -1)
+            else:
+                out[p] = clf.classes_[np.argmax(prob, axis=0)]
+        return out
     for p in np.ndindex(*stack_shape):
         feats = compute(np.asarray(block[p]), fs, channel_axis=-1, threads=1)
         feats = feats[(slice(None),) + inner[n_stack:]]
@@ -153,9 +165,9 @@ def predict_dask(clf, image, channel_axis: int | None = None, proba: bool = Fals
     else:
         # chunks much smaller than the halo would mostly compute context: enlarge those
         small = {a: min(x.shape[a], _DEFAULT_CHUNK[fs.ndim]) for a in range(n_stack, nd - 1)
-                 if max(x.chunks[a]) < 4 * fs.halo}
+                 if max(x.chunks[a]) < 4 * clf.halo}
         x = x.rechunk({nd - 1: -1, **small})
-    halo = fs.halo
+    halo = clf.halo  # all autocontext stages' context
     new_chunks = tuple(
         c if a < n_stack or a == nd - 1 else _merge_small(c, halo)
         for a, c in enumerate(x.chunks)
@@ -311,6 +323,9 @@ def add_parser(subparsers) -> None:
     t.add_argument("--sigmas", type=_sigmas, default=None, help="e.g. 1,2,4,8")
     t.add_argument("--trees", type=int, default=100)
     t.add_argument("--max-depth", type=int, default=None)
+    t.add_argument("--stages", type=int, default=1,
+                   help="autocontext stages: each later forest also sees the previous one's "
+                        "smoothed probabilities (default 1)")
     t.add_argument("--output", required=True, type=Path, help="model file (.aamodel)")
     t.set_defaults(func=run_train)
 
@@ -343,7 +358,7 @@ def run_train(args) -> int:
     n_axes = image.ndim - (args.channel_axis is not None)
     ndim = args.ndim or max(1, min(3, n_axes))
     fs = FeatureSet(ndim=ndim) if args.sigmas is None else FeatureSet(sigmas=args.sigmas, ndim=ndim)
-    clf = PixelClassifier(fs, n_estimators=args.trees, max_depth=args.max_depth)
+    clf = PixelClassifier(fs, n_estimators=args.trees, max_depth=args.max_depth, stages=args.stages)
     clf.fit(image, labels, channel_axis=args.channel_axis)
     clf.save(args.output)
     print(f"trained on {clf.n_training_pixels_} labelled pixels, classes "

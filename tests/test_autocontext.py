@@ -1,0 +1,231 @@
+"""Autocontext stages: out-of-fold training inputs, persistence, exact chunked prediction."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from active_annotator import FeatureSet, ModelFileError, PixelClassifier
+from active_annotator.classifier import _fold_ids, context_spec
+from active_annotator.cli import main
+from active_annotator.errors import InputError
+from active_annotator.features import compute_at
+from active_annotator.persistence import load_model
+
+FAST = FeatureSet(sigmas=(1.0, 2.0, 4.0), ndim=2)
+
+
+def _scene(seed=0, n=96):
+    """A noisy bright square on a dark ground, with strokes of both classes."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(0, 1, (n, n)).astype(np.float32)
+    img[30:70, 30:70] += 1.2
+    lab = np.zeros((n, n), np.uint8)
+    lab[5:9, 5:60] = 1
+    lab[80:84, 10:90] = 1
+    lab[40:60, 8:12] = 1
+    lab[45:49, 35:65] = 2
+    lab[55:65, 50:54] = 2
+    lab[33:36, 33:60] = 2
+    return img, lab
+
+
+@pytest.fixture(scope="module")
+def two_stage():
+    img, lab = _scene()
+    return img, lab, PixelClassifier(FAST, n_estimators=12, stages=2, n_jobs=1).fit(img, lab)
+
+
+def test_stage_two_trains_on_out_of_fold_probabilities():
+    # pure noise: nothing to learn, so a forest's probability of the painted class at its
+    # own training pixels (memorised) is far above chance, out-of-fold it is near chance
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(80, 80)).astype(np.float32)
+    lab = np.zeros((80, 80), np.uint8)
+    for k, r in enumerate(range(4, 76, 8)):
+        lab[r:r + 3, 5:75] = 1 + k % 2
+    clf = PixelClassifier(FAST, n_estimators=20, stages=2, n_jobs=1).fit(img, lab)
+    y = lab[lab > 0]
+    col = np.searchsorted(clf.classes_, y)
+    rows = np.arange(y.size)
+    oof = clf.training_probabilities_[0][rows, col]
+    X1 = compute_at(img, FAST, lab > 0)
+    in_sample = clf.forest_.predict_proba(np.ascontiguousarray(X1.T))[rows, col]
+    assert in_sample.mean() > 0.8
+    assert oof.mean() < 0.6
+    assert in_sample.mean() - oof.mean() > 0.25
+
+
+def test_folds_keep_strokes_together_and_are_stratified_by_class():
+    _, lab = _scene()
+    folds = _fold_ids(lab)
+    from scipy import ndimage
+
+    comp, n = ndimage.label(lab > 0, structure=np.ones((3, 3)))
+    comp = comp[lab > 0]
+    for c in range(1, n + 1):
+        assert np.unique(folds[comp == c]).size == 1
+    assert set(np.unique(folds)) == {0, 1, 2}
+    y = lab[lab > 0]
+    for f in range(3):  # every fold's complement holds both classes
+        assert set(np.unique(y[folds != f])) == {1, 2}
+    one = np.zeros((20, 60), np.uint8)
+    one[5:8, 2:58] = 1
+    f = _fold_ids(one)
+    assert set(np.unique(f)) == {0, 1, 2}  # one stroke, cut into slabs
+
+
+def test_two_stage_model_reloads_and_predicts_identically(two_stage, tmp_path):
+    img, _, clf = two_stage
+    path = clf.save(tmp_path / "ac")
+    back = load_model(path)
+    assert back.stages == 2 and len(back.forests_) == 2
+    assert np.array_equal(back.predict_proba(img), clf.predict_proba(img))
+    assert np.array_equal(back.predict(img), clf.predict(img))
+
+
+def _edit_meta(src, dst, edit):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            b = zin.read(item.filename)
+            if item.filename == "meta.npy":
+                meta = json.loads(bytes(np.load(io.BytesIO(b))).decode())
+                edit(meta)
+                buf = io.BytesIO()
+                np.save(buf, np.frombuffer(json.dumps(meta).encode(), np.uint8))
+                b = buf.getvalue()
+            zout.writestr(item.filename, b)
+
+
+@pytest.mark.parametrize("bad", [0, 9, "2", 2.5, True])
+def test_loading_validates_stages(two_stage, tmp_path, bad):
+    _, _, clf = two_stage
+    clf.save(tmp_path / "ac.aamodel")
+    _edit_meta(tmp_path / "ac.aamodel", tmp_path / "bad.aamodel",
+               lambda m: m["params"].__setitem__("stages", bad))
+    with pytest.raises(ModelFileError, match="stages"):
+        load_model(tmp_path / "bad.aamodel")
+
+
+def test_more_stages_than_stored_forests_is_refused(two_stage, tmp_path):
+    _, _, clf = two_stage
+    clf.save(tmp_path / "ac.aamodel")
+    _edit_meta(tmp_path / "ac.aamodel", tmp_path / "bad.aamodel",
+               lambda m: m["params"].__setitem__("stages", 3))
+    with pytest.raises(ModelFileError, match="missing"):
+        load_model(tmp_path / "bad.aamodel")
+
+
+def test_one_stage_files_keep_schema_version_1(tmp_path):
+    img, lab = _scene()
+    clf = PixelClassifier(FAST, n_estimators=5, n_jobs=1).fit(img, lab)
+    clf.save(tmp_path / "one.aamodel")
+    with np.load(tmp_path / "one.aamodel") as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+    assert meta["schema_version"] == 1
+    assert load_model(tmp_path / "one.aamodel").stages == 1
+
+
+@pytest.mark.parametrize("tile", [16, 40, 64])
+def test_tiled_prediction_equals_whole_image(two_stage, tile):
+    img, _, clf = two_stage
+    whole = clf.predict_proba(img)
+    tiled = PixelClassifier(**{**clf.get_params(), "tile_shape": tile})
+    for k in ("classes_", "n_channels_in_", "n_features_in_", "feature_names_in_", "labels_dtype_",
+              "forest_", "forests_", "feature_importances_"):
+        setattr(tiled, k, getattr(clf, k))
+    assert np.array_equal(tiled.predict_proba(img), whole)
+    region = (slice(20, 61), slice(7, 90))
+    assert np.array_equal(tiled.predict_proba(img, region=region), whole[(slice(None),) + region])
+    assert np.array_equal(clf.predict(img), clf.classes_[np.argmax(whole, axis=0)])
+
+
+def test_dask_prediction_equals_in_memory(two_stage, tmp_path):
+    da = pytest.importorskip("dask.array")
+    from active_annotator.scale import predict_dask
+
+    img, _, clf = two_stage
+    assert clf.halo == FAST.halo + context_spec(FAST).halo
+    for chunks in ((48, 48), (96, 30)):
+        got = predict_dask(clf, da.from_array(img, chunks=chunks), proba=True).compute()
+        assert np.array_equal(got, clf.predict_proba(img))
+    path = clf.save(tmp_path / "m")
+    got = predict_dask(path, img, chunks=40).compute(scheduler="sync")
+    assert np.array_equal(got, clf.predict(img))
+
+
+def test_feature_cache_source_equals_image_fit_and_predict(two_stage):
+    from active_annotator.features import FeatureCache
+
+    img, lab, clf = two_stage
+    cache = FeatureCache(img, FAST, tile=32)
+    twin = PixelClassifier(**clf.get_params()).fit_sources(lab, lambda p: cache, 1)
+    for a, b in zip(twin.forests_, clf.forests_):
+        assert np.array_equal(a.threshold, b.threshold) and np.array_equal(a.feature, b.feature)
+    region = (slice(10, 50), slice(30, 80))
+    assert np.array_equal(twin.predict_proba_source(cache, region),
+                          clf.predict_proba(img)[(slice(None),) + region])
+
+
+def test_stack_of_planes_and_three_stages():
+    img, lab = _scene(n=64)
+    stack = np.stack([img, img[::-1]])
+    labs = np.stack([lab, np.zeros_like(lab)])
+    clf = PixelClassifier(FeatureSet(sigmas=(1.0, 2.0)), n_estimators=6, stages=3, n_jobs=1)
+    clf.fit(stack, labs)
+    p = clf.predict_proba(stack)
+    assert p.shape == (2, 2, 64, 64) and len(clf.forests_) == 3
+    assert np.allclose(p.sum(axis=0), 1, atol=1e-5)
+    assert np.array_equal(p[:, 1], clf.predict_proba(stack[1]))
+
+
+def test_autocontext_helps_on_a_context_task():
+    # the two classes have the same intensity distribution; only the neighbourhood differs
+    rng = np.random.default_rng(5)
+    n = 128
+    truth = np.zeros((n, n), np.uint8)
+    truth[:, : n // 2] = 1
+    truth[:, n // 2:] = 2
+    img = rng.normal(size=(n, n)).astype(np.float32)
+    img[truth == 2] *= 2.0
+    lab = np.zeros_like(truth)
+    lab[10:14, 5:50] = 1
+    lab[10:14, 80:120] = 2
+    lab[100:104, 5:50] = 1
+    lab[100:104, 80:120] = 2
+    test = (slice(30, 90), slice(None))
+    scores = []
+    for stages in (1, 2):
+        clf = PixelClassifier(FeatureSet(sigmas=(1.0, 2.0)), n_estimators=30, stages=stages,
+                              n_jobs=1).fit(img, lab)
+        scores.append(np.mean(clf.predict(img)[test] == truth[test]))
+    assert scores[1] > scores[0] + 0.02
+
+
+def test_bad_stages_and_fit_features_need_the_image():
+    img, lab = _scene(n=48)
+    for bad in (0, 6, 1.5, True):
+        with pytest.raises(InputError, match="stages"):
+            PixelClassifier(FAST, stages=bad).fit(img, lab)
+    with pytest.raises(InputError, match="fit\\(image, labels\\)"):
+        PixelClassifier(FAST, stages=2).fit_features(np.zeros((4, 10), np.float32), [1, 1, 2, 2])
+
+
+def test_cli_trains_two_stages(tmp_path):
+    img, lab = _scene(n=64)
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "lab.npy", lab)
+    assert main(["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
+                 "--sigmas", "1,2", "--trees", "5", "--stages", "2",
+                 "--output", str(tmp_path / "m.aamodel")]) == 0
+    clf = load_model(tmp_path / "m.aamodel")
+    assert clf.stages == 2
+    assert main(["predict", "--model", str(tmp_path / "m.aamodel"), "--input", str(tmp_path / "img.npy"),
+                 "--output", str(tmp_path / "seg.tif"), "--chunks", "32,32"]) == 0
+    import tifffile
+
+    assert np.array_equal(tifffile.imread(tmp_path / "seg.tif"), clf.predict(img))
+    assert main(["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
+                 "--stages", "0", "--output", str(tmp_path / "x.aamodel")]) == 1
