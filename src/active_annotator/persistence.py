@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .errors import ModelFileError
 from .features import FeatureSet
 from .forest import Forest
@@ -32,7 +33,6 @@ from .forest import Forest
 MODEL_FORMAT = "napari-active-annotator.pixel-classifier"
 SCHEMA_VERSION = 1
 MODEL_SUFFIX = ".aamodel"
-MAX_MODEL_BYTES = 2 << 30  # 2 GiB uncompressed per array: far above any real forest
 _ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "importances")
 
 
@@ -76,9 +76,15 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_npz(path: Path, names, what: str) -> dict[str, np.ndarray]:
-    """Read the named arrays of a model zip, refusing pickles and oversized entries."""
+    """Read the named arrays of a model zip, refusing pickles and oversized files.
+
+    The sizes the zip declares (all entries together) and each ``.npy``
+    header's shape times item size are checked against
+    :data:`limits.MODEL_BYTES` before any array is allocated.
+    """
     if not path.is_file():
         raise ModelFileError(f"Model file {str(path)!r} does not exist.")
+    budget = limits.get("MODEL_BYTES")
     try:
         with zipfile.ZipFile(path) as zf:
             infos = {i.filename: i for i in zf.infolist()}
@@ -89,11 +95,18 @@ def _read_npz(path: Path, names, what: str) -> dict[str, np.ndarray]:
                     f"{str(path)!r} is not a complete {what} file: missing "
                     f"{sorted(missing)}. Was it written by napari-active-annotator?"
                 )
-            for name, info in infos.items():
-                if info.file_size > MAX_MODEL_BYTES:
-                    raise ModelFileError(f"{str(path)!r}: entry {name} is implausibly large.")
-        with np.load(path, allow_pickle=False) as npz:
-            return {n: npz[n] for n in names}
+            declared = sum(i.file_size for i in infos.values())
+            if declared > budget:
+                raise ModelFileError(
+                    f"{str(path)!r} is implausibly large for a {what} file: it unpacks to "
+                    f"{declared} bytes, more than the limit of {budget}. {limits.hint('MODEL_BYTES')}"
+                )
+            out, total = {}, 0
+            for n in names:
+                with zf.open(infos[f"{n}.npy"]) as fh:
+                    arr, total = _read_npy_entry(path, n, fh, infos[f"{n}.npy"].file_size, total, budget)
+                out[n] = arr
+            return out
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError,
@@ -103,6 +116,36 @@ def _read_npz(path: Path, names, what: str) -> dict[str, np.ndarray]:
             "It may be truncated, corrupt, or not a napari-active-annotator model "
             "(object arrays and pickles are refused)."
         ) from None
+
+
+def _read_npy_entry(path: Path, name: str, fh, entry_size: int, total: int, budget: int):
+    """One ``.npy`` array from an open zip entry; its header is checked before the data is read."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+    else:
+        raise ModelFileError(f"{str(path)!r}: array {name!r} has an unsupported .npy version {version}.")
+    if dtype.hasobject:
+        raise ModelFileError(
+            f"{str(path)!r}: array {name!r} holds Python objects; pickles are refused "
+            "(a napari-active-annotator model holds plain numbers only)."
+        )
+    size = limits.nbytes(shape, dtype.itemsize)
+    total += size
+    if size > entry_size or total > budget:
+        raise ModelFileError(
+            f"{str(path)!r}: array {name!r} declares shape {shape} ({size} bytes), "
+            + ("more than its zip entry holds: the file is corrupt." if size <= budget and size > entry_size
+               else f"implausibly large (the limit is {budget} bytes for the whole file). "
+               f"{limits.hint('MODEL_BYTES')}")
+        )
+    buf = np.empty(size, np.uint8)
+    if fh.readinto(memoryview(buf)) != size:
+        raise ModelFileError(f"{str(path)!r}: array {name!r} is truncated.")
+    return buf.view(dtype).reshape(shape, order="F" if fortran else "C"), total
 
 
 def load_model(path):
@@ -339,8 +382,10 @@ def read_annotation_store(path) -> tuple[np.ndarray, dict]:
         raise ModelFileError(f"{str(path)!r} has no '{LABELS_ARRAY}' array; the store is incomplete.") from None
     if not np.issubdtype(dtype, np.integer):
         raise ModelFileError(f"{str(path)!r}: annotations must be integers, the store holds {dtype}.")
-    if int(np.prod(shape, dtype=np.float64)) > MAX_LABEL_VOXELS:
-        raise ModelFileError(f"{str(path)!r} declares an implausible shape {shape}; refusing to allocate it.")
+    if (int(np.prod(shape, dtype=np.float64)) > MAX_LABEL_VOXELS
+            or limits.nbytes(shape, dtype.itemsize) > limits.get("ARRAY_BYTES")):
+        raise ModelFileError(f"{str(path)!r} declares an implausible shape {shape}; refusing to allocate it. "
+                             f"{limits.hint('ARRAY_BYTES')}")
     try:
         labels = np.asarray(arr[...])
     except Exception as e:

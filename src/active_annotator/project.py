@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .errors import AnnotatorError, InputError, ModelFileError
 
 PROJECT_FORMAT = "napari-active-annotator.project"
@@ -123,8 +124,11 @@ class AnnotationStore:
             ) from None
         if not np.issubdtype(arr.dtype, np.integer):
             raise ModelFileError(f"The annotation store {str(self.path)!r} is not an integer array.")
-        if int(np.prod(arr.shape, dtype=np.float64)) > MAX_LABEL_VOXELS:
-            raise ModelFileError(f"The annotation store {str(self.path)!r} declares an implausible shape {arr.shape}.")
+        size = limits.nbytes(arr.shape, arr.dtype.itemsize)
+        if int(np.prod(arr.shape, dtype=np.float64)) > MAX_LABEL_VOXELS or size > limits.get("ARRAY_BYTES"):
+            raise ModelFileError(
+                f"The annotation store {str(self.path)!r} declares an implausible shape {arr.shape} "
+                f"({size} bytes of {arr.dtype}); refusing to allocate it. {limits.hint('ARRAY_BYTES')}")
         return arr
 
     @property
@@ -136,8 +140,16 @@ class AnnotationStore:
         return dict(self._open().attrs)
 
     def read(self) -> np.ndarray:
-        """The whole label array as numpy."""
-        return np.asarray(self._open()[...])
+        """The whole label array as numpy; corrupt chunks raise :class:`ModelFileError`."""
+        arr = self._open()
+        try:
+            return np.asarray(arr[...])
+        except Exception as e:  # numcodecs/zarr raise RuntimeError, ValueError, ... for bad chunks
+            raise ModelFileError(
+                f"The annotation store {str(self.path)!r} has corrupt chunks ({type(e).__name__}: {e}). "
+                "Restore it from a backup, or delete that folder to continue without those labels "
+                "(the other copy, annotations/ or autosave/, may still be intact)."
+            ) from None
 
     def write(self, labels, region: tuple[slice, ...] | None = None) -> None:
         """Write ``labels`` (the full array) to disk, only ``region`` when given.
@@ -347,7 +359,7 @@ class Project:
         if ref.embedded:
             import zarr
 
-            return np.asarray(zarr.open_array(str(inside(self.path, ref.source)), mode="r")[...])
+            return _read_embedded(inside(self.path, ref.source), ref.name)
         src = Path(ref.source)
         if not src.exists():
             raise ProjectError(
@@ -357,7 +369,21 @@ class Project:
         if src.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            return tifffile.imread(src)
+            try:
+                with tifffile.TiffFile(src) as tif:
+                    series = tif.series[0]
+                    size = limits.nbytes(series.shape, np.dtype(series.dtype).itemsize)
+                    if size > limits.get("ARRAY_BYTES"):
+                        raise ModelFileError(
+                            f"The image {ref.name!r} ({str(src)!r}) declares shape {series.shape} "
+                            f"({size} bytes), too large to read into memory. Convert it to zarr, "
+                            f"or: {limits.hint('ARRAY_BYTES')}")
+                    return series.asarray()
+            except ModelFileError:
+                raise
+            except Exception as e:  # tifffile raises many types for broken files
+                raise ModelFileError(f"The image {ref.name!r} ({str(src)!r}) is not a readable TIFF "
+                                     f"({type(e).__name__}: {e}).") from None
         if src.suffix.lower() == ".npy":
             return np.load(src, allow_pickle=False, mmap_mode="r")
         import zarr
@@ -387,11 +413,36 @@ class Project:
         """Background save after a stroke: autosave/NAME.zarr, chunk-atomic."""
         self.autosave_store(name).write(labels, region)
 
-    def load_annotations(self, name: str, prefer_autosave: bool = False) -> np.ndarray | None:
+    def load_annotations(self, name: str, prefer_autosave: bool = False,
+                         image_shape=None) -> np.ndarray | None:
+        """The saved (or autosaved) labels of ``name``, None when there are none.
+
+        With ``image_shape`` (the image's full shape, channel axis included)
+        labels whose shape is not the image's non-channel shape are refused
+        before they are read.
+        """
         store = self.autosave_store(name) if prefer_autosave else self.annotations(name)
         if not store.exists():
             store = self.annotations(name) if prefer_autosave else self.autosave_store(name)
-        return store.read() if store.exists() else None
+        if not store.exists():
+            return None
+        if image_shape is not None:
+            self.check_annotation_shape(name, store, image_shape)
+        return store.read()
+
+    def check_annotation_shape(self, name: str, store: AnnotationStore, image_shape) -> None:
+        """Refuse an annotation store whose shape is not the image's non-channel shape."""
+        ref = self._ref(name)
+        shape = tuple(int(n) for n in image_shape)
+        if ref.channel_axis is not None and shape:
+            ax = ref.channel_axis % len(shape)
+            shape = shape[:ax] + shape[ax + 1:]
+        if store.shape != shape:
+            raise ModelFileError(
+                f"The annotations {str(store.path)!r} have shape {store.shape}, but the image "
+                f"{ref.name!r} has the non-channel shape {shape}; they belong to another image. "
+                "Move that folder away to open the project without them."
+            )
 
     def model_path(self, filename: str) -> Path:
         return inside(self.path, f"models/{safe_name(filename)}")
@@ -432,6 +483,28 @@ class Project:
 
     def remove(self) -> None:  # pragma: no cover - convenience for scripts
         shutil.rmtree(self.path)
+
+
+def _read_embedded(path: Path, name: str) -> np.ndarray:
+    """An embedded image store, its declared size checked before it is read."""
+    import zarr
+
+    try:
+        arr = zarr.open_array(str(path), mode="r")
+        shape, dtype = tuple(arr.shape), np.dtype(arr.dtype)
+    except Exception as e:  # zarr raises several types for broken metadata
+        raise ModelFileError(f"The embedded image {name!r} ({str(path)!r}) cannot be opened "
+                             f"({type(e).__name__}: {e}).") from None
+    size = limits.nbytes(shape, dtype.itemsize)
+    if dtype.kind not in "biuf" or size > limits.get("ARRAY_BYTES"):
+        raise ModelFileError(
+            f"The embedded image {name!r} ({str(path)!r}) declares shape {shape} of {dtype} "
+            f"({size} bytes); refusing to allocate it. {limits.hint('ARRAY_BYTES')}")
+    try:
+        return np.asarray(arr[...])
+    except Exception as e:
+        raise ModelFileError(f"The embedded image {name!r} ({str(path)!r}) has corrupt chunks "
+                             f"({type(e).__name__}: {e}).") from None
 
 
 def _json_default(o):
