@@ -354,3 +354,55 @@ def test_csv_time_column_is_sanity_checked(tmp_path, times, match):
     path.write_text("time,x\n" + rows + "\n")
     with pytest.raises(InputError, match=match):
         read_signal(path)
+
+
+# -- 3. parameters read from files are validated like constructor arguments ---------------
+
+
+@pytest.mark.parametrize("value, match", [(-5, "tile_shape = -5 is invalid"), (1, "tile_shape = 1 is invalid"),
+                                          ("abc", "tile_shape = 'abc' is invalid"),
+                                          (True, "tile_shape = True is invalid")])
+def test_tile_shape_from_a_file_is_validated(model_file, value, match):
+    from active_annotator.persistence import load_model
+
+    meta = _meta(model_file)
+    meta["params"]["tile_shape"] = value
+    _rewrite(model_file, meta=meta)
+    with pytest.raises(ModelFileError, match=match + ".*from 16 to"):
+        load_model(model_file)
+
+
+@pytest.mark.parametrize("key, value", [("n_estimators", "many"), ("max_depth", -1), ("n_jobs", 0),
+                                        ("class_weight", "heavy"), ("random_state", 1.5)])
+def test_other_parameters_from_a_file_are_validated(model_file, key, value):
+    from active_annotator.persistence import load_model
+
+    meta = _meta(model_file)
+    meta["params"][key] = value
+    _rewrite(model_file, meta=meta)
+    with pytest.raises(ModelFileError, match=f"parameter {key} = .* is invalid"):
+        load_model(model_file)
+
+
+def test_tile_shape_argument_is_validated_before_prediction():
+    from active_annotator.errors import InputError
+
+    rng = np.random.default_rng(0)
+    img = rng.random((24, 24)).astype(np.float32)
+    lab = np.zeros((24, 24), np.uint8)
+    lab[2:5, 2:10], lab[15:18, 10:20] = 1, 2
+    clf = PixelClassifier(FeatureSet(sigmas=(1.0,), ndim=2), n_estimators=2).fit(img, lab)
+    clf.tile_shape = -5
+    with pytest.raises(InputError, match="tile_shape must be None .* from 16"):
+        clf.predict(img)
+
+
+def test_class_values_must_fit_the_labels_dtype(model_file):
+    from active_annotator.persistence import load_model
+
+    meta = _meta(model_file)
+    assert meta["labels_dtype"] == "|u1"
+    meta["classes"] = [1, 256]
+    _rewrite(model_file, meta=meta)
+    with pytest.raises(ModelFileError, match=r"class values 1\.\.256 do not fit the labels type uint8"):
+        load_model(model_file)

@@ -148,6 +148,59 @@ def _read_npy_entry(path: Path, name: str, fh, entry_size: int, total: int, budg
     return buf.view(dtype).reshape(shape, order="F" if fortran else "C"), total
 
 
+def _check_int(v, lo, hi=None) -> bool:
+    return (not isinstance(v, bool) and isinstance(v, int) and v >= lo and (hi is None or v <= hi))
+
+
+def _check_file_params(path: Path, params, allowed) -> dict:
+    """Training parameters read from a file, checked as a constructor would check them.
+
+    Unknown names are dropped (files of older versions); a known name with a
+    value of the wrong type or range raises :class:`ModelFileError`.
+    """
+    from .classifier import MAX_TILE, MIN_TILE
+
+    if not isinstance(params, dict):
+        raise ModelFileError(f"{str(path)!r}: metadata field 'params' must be an object, got {type(params).__name__}.")
+    checks = {
+        "n_estimators": (lambda v: _check_int(v, 1, 10000), "an integer from 1 to 10000"),
+        "max_depth": (lambda v: v is None or _check_int(v, 1), "null or a positive integer"),
+        "min_samples_leaf": (lambda v: _check_int(v, 1) or (isinstance(v, float) and 0 < v < 1),
+                             "a positive integer or a fraction in (0, 1)"),
+        "max_features": (lambda v: v is None or v in ("sqrt", "log2") or _check_int(v, 1)
+                         or (isinstance(v, float) and 0 < v <= 1), '"sqrt", "log2", null, an integer or a fraction'),
+        "class_weight": (lambda v: v in (None, "balanced", "balanced_subsample"), 'null or "balanced"'),
+        "random_state": (lambda v: v is None or _check_int(v, 0, 2**32 - 1), "null or an integer from 0 to 2**32-1"),
+        "n_jobs": (lambda v: v is None or (_check_int(v, -64, 4096) and v != 0), "null or a non-zero integer"),
+        "tile_shape": (lambda v: v is None or _check_int(v, MIN_TILE, MAX_TILE),
+                       f"null or an integer from {MIN_TILE} to {MAX_TILE}"),
+        "tile": (lambda v: _check_int(v, 1024, 1 << 30), "an integer from 1024 to 2**30"),
+    }
+    out = {}
+    for key, value in params.items():
+        if key not in allowed:
+            continue
+        ok, what = checks.get(key, (lambda v: True, ""))
+        if not ok(value):
+            raise ModelFileError(
+                f"{str(path)!r}: parameter {key} = {value!r} is invalid; it must be {what}. "
+                "The file was edited or damaged: retrain and save the model again."
+            )
+        out[key] = value
+    return out
+
+
+def _check_classes(path: Path, classes: np.ndarray, labels_dtype: np.dtype) -> None:
+    """Class values of a file must be positive and fit the labels' integer type."""
+    info = np.iinfo(labels_dtype)
+    if classes.size and (classes.min() < max(1, info.min) or classes.max() > info.max):
+        raise ModelFileError(
+            f"{str(path)!r}: class values {classes.min()}..{classes.max()} do not fit the labels "
+            f"type {labels_dtype} ({max(1, info.min)}..{info.max}); the file is inconsistent. Retrain "
+            "and save the model again."
+        )
+
+
 def load_model(path):
     """Load a pixel classifier saved by :func:`save_model`.
 
@@ -177,11 +230,12 @@ def load_model(path):
         n_ch = int(meta["n_channels"])
         n_feat = int(meta["n_features"])
         labels_dtype = np.dtype(str(meta["labels_dtype"]))
-        params = dict(meta.get("params", {}))
+        params = meta.get("params", {})
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{str(path)!r}: metadata field invalid or missing ({e}).") from None
     if not np.issubdtype(labels_dtype, np.integer):
         raise ModelFileError(f"{str(path)!r}: labels dtype {labels_dtype} is not an integer type.")
+    _check_classes(path, classes, labels_dtype)
     if n_ch < 1 or n_feat != fs.n_features(n_ch):
         raise ModelFileError(
             f"{str(path)!r}: {n_feat} features do not match the feature set "
@@ -197,7 +251,7 @@ def load_model(path):
     if imp.dtype != np.float64 or imp.shape != (n_feat,):
         raise ModelFileError(f"{str(path)!r}: feature importances have the wrong shape.")
     allowed = set(PixelClassifier._param_names) - {"features"}
-    clf = PixelClassifier(features=fs, **{k: v for k, v in params.items() if k in allowed})
+    clf = PixelClassifier(features=fs, **_check_file_params(path, params, allowed))
     clf.classes_ = classes.astype(labels_dtype)
     clf.n_channels_in_ = n_ch
     clf.n_features_in_ = n_feat
@@ -292,7 +346,7 @@ def load_object_classifier(path):
     try:
         classes = np.asarray([int(c) for c in meta["classes"]], dtype=np.int64)
         names = [str(n) for n in meta["feature_names"]]
-        params = dict(meta.get("params", {}))
+        params = meta.get("params", {})
         class_names = {int(k): str(v) for k, v in dict(meta.get("class_names", {})).items()}
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{str(path)!r}: metadata field invalid or missing ({e}).") from None
@@ -311,7 +365,9 @@ def load_object_classifier(path):
             raise ModelFileError(f"{str(path)!r}: array '{key}' has the wrong shape or type.")
     if not np.all(np.isfinite(a["fill_values"])):
         raise ModelFileError(f"{str(path)!r}: fill values must be finite.")
-    clf = ObjectClassifier(**{k: v for k, v in params.items() if k in ObjectClassifier._param_names})
+    if classes.size and classes.min() < 1:
+        raise ModelFileError(f"{str(path)!r}: class values must be positive, got {classes.min()}.")
+    clf = ObjectClassifier(**_check_file_params(path, params, ObjectClassifier._param_names))
     clf.forest_ = forest
     clf.classes_ = classes
     clf.feature_names_in_ = names

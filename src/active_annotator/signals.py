@@ -833,7 +833,10 @@ class SignalClassifier(ParamsMixin):
                         value=a["value"], roots=a["roots"], n_features=n_feat).validate()
         if forest.n_classes != classes.size:
             raise ModelFileError(f"{str(path)!r}: class list does not match the forest's outputs.")
-        params = {k: v for k, v in meta.get("params", {}).items() if k in cls._param_names}
+        from .persistence import _check_classes, _check_file_params
+
+        _check_classes(path, classes, dtype)
+        params = _check_file_params(path, meta.get("params", {}), set(cls._param_names) - {"features"})
         clf = cls(spec, **params)
         clf.features_, clf.classes_ = spec, classes.astype(dtype)
         clf.n_channels_in_, clf.n_features_in_ = n_ch, n_feat
