@@ -193,6 +193,7 @@ def test_model_with_20000_classes_is_refused(model_file, small_model):
     value[:, 0] = 1
     meta = _meta(model_file)
     meta["classes"] = list(range(1, k + 1))
+    meta["labels_dtype"] = "<u2"
     _rewrite(model_file, meta=meta, feature=np.array([0, -2, -2], np.int32), threshold=np.zeros(n),
              left=np.array([1, -1, -1], np.int32), right=np.array([2, -1, -1], np.int32), value=value,
              roots=np.zeros(1, np.int32))
@@ -406,3 +407,125 @@ def test_class_values_must_fit_the_labels_dtype(model_file):
     _rewrite(model_file, meta=meta)
     with pytest.raises(ModelFileError, match=r"class values 1\.\.256 do not fit the labels type uint8"):
         load_model(model_file)
+
+
+# -- 4. project files: never write through a symbolic link, never outside the project -----
+
+
+@pytest.fixture
+def project_and_victim(tmp_path):
+    from active_annotator.project import Project
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    proj = Project.create(tmp_path / "p")
+    proj.add_image("img", image=np.zeros((8, 8), np.uint8))
+    proj.save()
+    return proj, victim
+
+
+def test_session_lock_that_is_a_link_is_not_written_through(project_and_victim):
+    from active_annotator.project import ProjectError
+
+    proj, victim = project_and_victim
+    (proj.path / "session.lock").symlink_to(victim)
+    with pytest.raises(ProjectError, match="session.lock' is a symbolic link.*Delete the link"):
+        proj.begin_session()
+    assert victim.read_text() == "precious"
+    proj.end_session()  # removes the link, not its target
+    assert not (proj.path / "session.lock").is_symlink() and victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("where", ["autosave", "annotations"])
+def test_annotation_store_links_are_refused(project_and_victim, tmp_path, where):
+    from active_annotator.project import ProjectError
+
+    proj, victim = project_and_victim
+    labels = np.ones((8, 8), np.uint8)
+    store = proj.autosave_store("img") if where == "autosave" else proj.annotations("img")
+    store.write(labels)
+    # a chunk folder swapped for a link to a folder outside the project
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    chunks = store.path / "c"
+    import shutil
+
+    shutil.rmtree(chunks)
+    chunks.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ProjectError, match="is a symbolic link"):
+        proj.save_annotations("img", labels + 1) if where == "annotations" else proj.autosave("img", labels + 1)
+    assert list(outside.iterdir()) == []
+
+
+def test_store_folder_linked_elsewhere_is_refused(project_and_victim, tmp_path):
+    from active_annotator.project import ProjectError
+
+    proj, _ = project_and_victim
+    proj.save_annotations("img", np.ones((8, 8), np.uint8))
+    auto = proj.path / "autosave" / "img.zarr"
+    import shutil
+
+    shutil.rmtree(auto)
+    # inside the project, but a link: autosaves would overwrite the explicit save
+    auto.symlink_to(proj.path / "annotations" / "img.zarr", target_is_directory=True)
+    with pytest.raises(ProjectError, match="img.zarr' is a symbolic link"):
+        proj.autosave("img", np.full((8, 8), 2, np.uint8))
+    np.testing.assert_array_equal(proj.annotations("img").read(), 1)
+    # a link to a folder outside the project is refused before it is opened
+    auto.unlink()
+    (tmp_path / "elsewhere.zarr").mkdir()
+    auto.symlink_to(tmp_path / "elsewhere.zarr", target_is_directory=True)
+    with pytest.raises(AnnotatorError, match="outside the project folder"):
+        proj.autosave("img", np.full((8, 8), 2, np.uint8))
+    assert list((tmp_path / "elsewhere.zarr").iterdir()) == []
+
+
+def test_planted_temporary_links_are_not_written_through(project_and_victim, small_model):
+    import os
+
+    from active_annotator.persistence import load_model
+
+    proj, victim = project_and_victim
+    (proj.path / f".project.json.{os.getpid()}.tmp").symlink_to(victim)
+    proj.save()
+    assert victim.read_text() == "precious" and json.loads((proj.path / "project.json").read_text())
+    model = proj.model_path("pixel.aamodel")
+    (model.parent / f".{model.name}.{os.getpid()}.tmp").symlink_to(victim)
+    model.write_bytes(small_model[0])
+    clf = load_model(model)
+    clf.save(model)
+    assert victim.read_text() == "precious" and load_model(model).n_features_in_ == small_model[1]
+
+
+def test_models_folder_that_is_a_link_is_refused(project_and_victim, tmp_path):
+    import shutil
+
+    from active_annotator.project import ProjectError
+
+    proj, _ = project_and_victim
+    shutil.rmtree(proj.path / "models")
+    (tmp_path / "models_elsewhere").mkdir()
+    (proj.path / "models").symlink_to(proj.path / "images", target_is_directory=True)
+    with pytest.raises(ProjectError, match="models' is a symbolic link"):
+        proj.model_path("pixel.aamodel")
+
+
+def _open_in_widget(make_napari_viewer, path):
+    pytest.importorskip("napari")
+    from active_annotator_napari._widget import PixelClassifierWidget
+
+    viewer = make_napari_viewer()
+    widget = PixelClassifierWidget(viewer)
+    failures = []
+    widget.failed.connect(failures.append)
+    return viewer, widget.open_project(path, restore=False), failures
+
+
+@pytest.mark.gui
+def test_napari_open_project_refuses_a_linked_session_lock(make_napari_viewer, project_and_victim):
+    proj, victim = project_and_victim
+    (proj.path / "session.lock").symlink_to(victim)
+    viewer, session, failures = _open_in_widget(make_napari_viewer, proj.path)
+    assert session is None and len(viewer.layers) == 0
+    assert failures and "session.lock' is a symbolic link" in failures[0]
+    assert victim.read_text() == "precious"

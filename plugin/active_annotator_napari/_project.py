@@ -174,6 +174,7 @@ def open_project(viewer, path, restore=None, delay_ms=AUTOSAVE_DELAY_MS) -> list
     ones, ``restore`` decides (None: ask with a dialog).
     """
     project = Project.open(path)
+    project.check_links()  # before any layer is added: the session will write here
     pending = project.unsaved_autosaves() if project.crashed() else []
     if pending and restore is None:
         from qtpy.QtWidgets import QMessageBox

@@ -809,6 +809,8 @@ class CNNClassifier:
             "best_epoch": json.dumps(self.best_epoch_),
         }
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        if os.path.lexists(tmp):
+            os.unlink(tmp)  # stale, or a planted link: never write through it
         try:
             save_file(state, str(tmp), metadata=meta)
             os.replace(tmp, path)

@@ -274,14 +274,17 @@ _OBJECT_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "im
 
 def _write_npz(path: Path, meta: dict, arrays: dict) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)  # stale, or a planted link: remove the entry, never write through it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             np.savez_compressed(
                 fh, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8), **arrays
             )
         os.replace(tmp, path)  # readers see the old file or the new one, never half
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             tmp.unlink()
     return path
 

@@ -81,8 +81,13 @@ class AnnotationStore:
     path : path of the ``.zarr`` folder
     """
 
-    def __init__(self, path):
+    def __init__(self, path, root=None):
         self.path = Path(path)
+        self.root = None if root is None else Path(root)  # the project folder, when in one
+
+    def _check_writable(self) -> None:
+        """Refuse to write through a symbolic link (see :func:`refuse_links`)."""
+        refuse_links(self.root, self.path)
 
     @staticmethod
     def _chunks(shape) -> tuple[int, ...]:
@@ -100,6 +105,7 @@ class AnnotationStore:
         dtype = np.dtype(dtype)
         if not np.issubdtype(dtype, np.integer):
             raise InputError(f"Annotations must have an integer dtype, got {dtype}.")
+        self._check_writable()
         try:
             arr = zarr.create_array(
                 str(self.path), shape=shape, dtype=dtype, chunks=self._chunks(shape),
@@ -160,6 +166,7 @@ class AnnotationStore:
         labels = np.asarray(labels)
         if not self.exists():
             self.create(labels.shape, labels.dtype)
+        self._check_writable()
         arr = self._open("r+")
         if tuple(arr.shape) != labels.shape:
             raise InputError(
@@ -176,12 +183,70 @@ class AnnotationStore:
 
     def write_block(self, region: tuple[slice, ...], block) -> None:
         """Write ``block`` into ``region`` of an existing store (chunk-atomic)."""
+        self._check_writable()
         arr = self._open("r+")
         block = np.asarray(block)
         try:
             arr[tuple(region)] = block.astype(arr.dtype, copy=False)
         except OSError as e:
             raise ProjectError(_write_hint(self.path, e)) from None
+
+
+def refuse_links(root: Path | None, path: Path, contents: bool = True) -> None:
+    """Raise :class:`ProjectError` if writing at ``path`` could follow a symbolic link.
+
+    Checks every component from ``root`` (the project folder; the folder
+    itself may be a link the user chose) down to ``path``, and everything
+    inside ``path`` when it is a folder and ``contents`` (a zarr store). A shared project
+    could otherwise redirect a write to any file the user can write.
+    """
+    path = Path(path)
+    parts = [path]
+    if root is not None:
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            raise ProjectError(f"Refusing to write {str(path)!r}: it is outside the project "
+                               f"{str(root)!r}.") from None
+        parts = [root.joinpath(*rel.parts[:i + 1]) for i in range(len(rel.parts))]
+    for p in parts:
+        if p.is_symlink():
+            raise ProjectError(_link_message(p))
+    if contents and path.is_dir():
+        for dirpath, dirnames, filenames in os.walk(path):  # does not follow links
+            for n in dirnames + filenames:
+                p = Path(dirpath) / n
+                if p.is_symlink():
+                    raise ProjectError(_link_message(p))
+
+
+def _link_message(p: Path) -> str:
+    return (f"{str(p)!r} is a symbolic link; napari-active-annotator never writes through links in "
+            "a project folder (a shared project could redirect the write to another file). Delete the "
+            "link (the file it points to is left alone) and try again.")
+
+
+def write_file_nofollow(root: Path | None, path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically without following links.
+
+    A temporary file is created with ``O_EXCL | O_NOFOLLOW`` next to ``path``
+    and renamed onto it (a rename replaces a link, it never writes through one).
+    """
+    path = Path(path)
+    if root is not None:
+        refuse_links(root, path.parent, contents=False)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)  # a stale temporary (or a planted link): remove the entry itself
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _write_hint(path: Path, e: Exception) -> str:
@@ -318,13 +383,10 @@ class Project:
 
     def save(self) -> None:
         """Write ``project.json`` atomically (temporary file, then rename)."""
-        tmp = self.path / f".project.json.{os.getpid()}.tmp"
+        data = json.dumps(self.to_dict(), indent=1, default=_json_default).encode("utf-8")
         try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1, default=_json_default), encoding="utf-8")
-            os.replace(tmp, self.path / "project.json")
+            write_file_nofollow(self.path, self.path / "project.json", data)
         except OSError as e:
-            if tmp.exists():
-                tmp.unlink()
             raise ProjectError(_write_hint(self.path / "project.json", e)) from None
 
     # -- images ---------------------------------------------------------------
@@ -339,7 +401,9 @@ class Project:
         if image is not None and np.asarray(image).nbytes <= self.EMBED_LIMIT:
             rel = f"images/{key}.zarr"
             arr = np.asarray(image)
-            z = zarr.create_array(str(inside(self.path, rel)), shape=arr.shape, dtype=arr.dtype,
+            inside(self.path, rel)
+            refuse_links(self.path, self.path / rel)
+            z = zarr.create_array(str(self.path / rel), shape=arr.shape, dtype=arr.dtype,
                                   overwrite=True)
             z[...] = arr
             ref = ImageRef(key, rel, True, channel_axis, spatial_ndim)
@@ -399,10 +463,14 @@ class Project:
 
     # -- annotations -----------------------------------------------------------
     def annotations(self, name: str) -> AnnotationStore:
-        return AnnotationStore(inside(self.path, f"annotations/{safe_name(name)}.zarr"))
+        return self._store(f"annotations/{safe_name(name)}.zarr")
 
     def autosave_store(self, name: str) -> AnnotationStore:
-        return AnnotationStore(inside(self.path, f"autosave/{safe_name(name)}.zarr"))
+        return self._store(f"autosave/{safe_name(name)}.zarr")
+
+    def _store(self, rel: str) -> AnnotationStore:
+        inside(self.path, rel)  # refuses paths that resolve outside the project
+        return AnnotationStore(self.path / rel, root=self.path)
 
     def save_annotations(self, name: str, labels, region=None) -> None:
         """The explicit save: annotations/NAME.zarr (and the autosave copy)."""
@@ -445,7 +513,11 @@ class Project:
             )
 
     def model_path(self, filename: str) -> Path:
-        return inside(self.path, f"models/{safe_name(filename)}")
+        """Where a model file of the project lives; refuses links (models are written there)."""
+        rel = f"models/{safe_name(filename)}"
+        inside(self.path, rel)
+        refuse_links(self.path, self.path / "models", contents=False)
+        return self.path / rel
 
     # -- sessions and crash recovery ---------------------------------------------
     @property
@@ -457,11 +529,36 @@ class Project:
         return self._lock.exists()
 
     def begin_session(self) -> None:
-        self._lock.write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+        """Write ``session.lock``, never through a link (a planted link would redirect the write)."""
+        data = json.dumps({"pid": os.getpid(), "started": time.time()}).encode()
+        if self._lock.is_symlink():
+            raise ProjectError(_link_message(self._lock))
+        try:
+            fd = os.open(self._lock, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except OSError as e:
+            import errno
+
+            if e.errno == errno.ELOOP:  # made a link between the check and the open
+                raise ProjectError(_link_message(self._lock)) from None
+            raise ProjectError(_write_hint(self._lock, e)) from None
+
+    def check_links(self) -> None:
+        """Raise :class:`ProjectError` if a session would write through a link in this project.
+
+        Checks ``session.lock``, ``project.json``, the four sub-folders and every
+        annotation store; call it before opening layers for editing.
+        """
+        for name in ("session.lock", "project.json"):
+            if (self.path / name).is_symlink():
+                raise ProjectError(_link_message(self.path / name))
+        for sub in ("annotations", "autosave", "models", "images"):
+            refuse_links(self.path, self.path / sub, contents=sub in ("annotations", "autosave"))
 
     def end_session(self) -> None:
-        if self._lock.exists():
-            self._lock.unlink()
+        if os.path.lexists(self._lock):
+            self._lock.unlink()  # removes a link itself, never its target
 
     def unsaved_autosaves(self) -> list[str]:
         """Images whose autosaved labels differ from the explicitly saved ones."""
