@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import limits
 from .errors import ModelFileError
 
 try:  # numba is a dependency; the fallback only keeps odd platforms working
@@ -318,6 +319,9 @@ class Forest:
                 bad(f"array '{name}' has shape {a[name].shape}, expected ({n},)")
         if self.value.ndim != 2 or self.value.shape[0] != n or self.value.shape[1] < 2:
             bad(f"array 'value' has shape {self.value.shape}, expected ({n}, n_classes>=2)")
+        if self.value.shape[1] > limits.get("CLASSES"):
+            bad(f"{self.value.shape[1]} classes, more than the limit of {limits.get('CLASSES')}. "
+                f"{limits.hint('CLASSES')[:-1]}")
         if self.roots.ndim != 1 or self.roots.shape[0] == 0:
             bad("no trees")
         if not (self.n_features >= 1):

@@ -214,10 +214,53 @@ def _parse_csv(path: Path, sampling_rate) -> SignalRecord:
     if header and header[0].lower() in ("t", "time", "time_s", "seconds", "time (s)") and arr.shape[1] > 1:
         dt = np.diff(arr[:, 0])
         if sampling_rate is None and dt.size and np.all(dt > 0):
-            sampling_rate = 1.0 / float(np.median(dt))
+            sampling_rate = _csv_rate(path, dt)
         arr, names = arr[:, 1:], header[1:]
     rec = SignalRecord(arr.T, sampling_rate or 1.0, None, tuple(names or ()), path.stem)
     return rec
+
+
+def _csv_rate(path: Path, dt: np.ndarray) -> float:
+    """Sampling rate of a CSV time column: steps must be regular and the rate plausible."""
+    from . import limits
+
+    step = float(np.median(dt))
+    if np.max(np.abs(dt - step)) > 0.01 * step + 1e-12:
+        raise InputError(
+            f"{path.name}: the time column is not evenly spaced (steps from {dt.min():g} to "
+            f"{dt.max():g} s). Resample to a regular time step first."
+        )
+    rate = 1.0 / step
+    if not np.isfinite(rate) or rate > limits.get("SAMPLING_RATE"):
+        raise InputError(
+            f"{path.name}: the time column steps by {step:g} s, a sampling rate of {rate:g} Hz, "
+            f"above the limit of {limits.get('SAMPLING_RATE')} Hz. Is the time column in seconds? "
+            f"{limits.hint('SAMPLING_RATE')}"
+        )
+    return rate
+
+
+def _check_merged_size(path: Path, st) -> None:
+    """Refuse traces whose gaps, once filled by merging, would need more memory than allowed."""
+    from . import limits
+
+    spans = {}
+    for tr in st:
+        rate = float(tr.stats.sampling_rate)
+        if not np.isfinite(rate) or rate <= 0 or rate > limits.get("SAMPLING_RATE"):
+            raise InputError(f"{path.name}: trace {tr.id} has an implausible sampling rate {rate:g} Hz. "
+                             f"{limits.hint('SAMPLING_RATE')}")
+        t0, t1, _ = spans.get(tr.id, (tr.stats.starttime, tr.stats.endtime, rate))
+        spans[tr.id] = (min(t0, tr.stats.starttime), max(t1, tr.stats.endtime), max(rate, _))
+    samples = sum(int((t1 - t0) * rate) + 1 for t0, t1, rate in spans.values())
+    size = samples * 8  # merging works in up to float64
+    if size > limits.get("ARRAY_BYTES"):
+        longest = max(spans.values(), key=lambda s: s[1] - s[0])
+        raise InputError(
+            f"{path.name}: its traces span {longest[1] - longest[0]:.0f} s ({longest[0]} to {longest[1]}); "
+            f"filling the gaps would need {size} bytes, above the limit of {limits.get('ARRAY_BYTES')}. "
+            f"Cut the time span first (obspy: stream.trim(start, end)). {limits.hint('ARRAY_BYTES')}"
+        )
 
 
 def _read_obspy(path: Path, sampling_rate, format) -> SignalRecord:
@@ -231,6 +274,7 @@ def _read_obspy(path: Path, sampling_rate, format) -> SignalRecord:
         ) from None
     if len(st) == 0:
         raise InputError(f"{path.name} contains no traces.")
+    _check_merged_size(path, st)
     st.merge(method=1, fill_value="interpolate")  # one trace per channel; gaps filled
     rates = sorted({float(tr.stats.sampling_rate) for tr in st})
     if len(rates) > 1:
@@ -789,7 +833,10 @@ class SignalClassifier(ParamsMixin):
                         value=a["value"], roots=a["roots"], n_features=n_feat).validate()
         if forest.n_classes != classes.size:
             raise ModelFileError(f"{str(path)!r}: class list does not match the forest's outputs.")
-        params = {k: v for k, v in meta.get("params", {}).items() if k in cls._param_names}
+        from .persistence import _check_classes, _check_file_params
+
+        _check_classes(path, classes, dtype)
+        params = _check_file_params(path, meta.get("params", {}), set(cls._param_names) - {"features"})
         clf = cls(spec, **params)
         clf.features_, clf.classes_ = spec, classes.astype(dtype)
         clf.n_channels_in_, clf.n_features_in_ = n_ch, n_feat
