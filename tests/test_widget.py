@@ -450,3 +450,20 @@ def test_invalid_feature_settings_are_explained_before_any_work(viewer, qtbot):
     widget.train_button.click()
     assert "at least one feature family" in widget.status.text()
     assert not widget.busy
+
+
+# -- autocontext -----------------------------------------------------------------------
+def test_stages_control_trains_an_autocontext_model_that_matches_the_core(viewer, qtbot):
+    d = crop_sample()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["labels"], name="annotations")
+    widget = dock(viewer)
+    widget.trees_spin.setValue(8)
+    widget.stages_spin.setValue(2)
+    run(qtbot, widget, widget.train_button.click)
+    clf = widget.classifier
+    assert clf.stages == 2 and len(clf.forests_) == 2
+    # the cache-based fit and tile-by-tile prediction equal the core's in-memory ones
+    core = type(clf)(**clf.get_params()).fit(d["image"], d["labels"])
+    assert np.array_equal(probabilities(viewer), core.predict_proba(d["image"]))
+    assert np.array_equal(viewer.layers["prediction"].data, core.predict(d["image"]))

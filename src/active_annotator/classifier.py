@@ -178,8 +178,9 @@ def _fold_ids(labels: np.ndarray, n_folds: int = N_FOLDS) -> np.ndarray:
     Stratified by class, so every fold's complement holds every class. Within
     a class, connected strokes stay in one fold (balanced by size), so a
     stroke's out-of-fold probabilities come from forests that saw none of it;
-    a class with fewer strokes than folds is cut into slabs along the axis
-    where its pixels spread most.
+    a class with fewer strokes than folds, or whose strokes cannot be shared
+    out evenly (one dense region), is cut into slabs along the axis where its
+    pixels spread most.
     """
     from scipy import ndimage
 
@@ -200,8 +201,10 @@ def _fold_ids(labels: np.ndarray, n_folds: int = N_FOLDS) -> np.ndarray:
                 f = int(np.argmin(load))
                 fold_of[k + 1] = f
                 load[f] += sizes[k]
-            folds[sel] = fold_of[comp]
-            continue
+            if load.max() <= 2 * load.sum() / n_folds:
+                folds[sel] = fold_of[comp]
+                continue
+            # one stroke dominates (e.g. a dense background): balanced slabs instead
         pts = [x[sel] for x in coords]
         axis = int(np.argmax([int(x.max() - x.min()) for x in pts]))
         x = pts[axis]
