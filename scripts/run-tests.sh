@@ -23,7 +23,28 @@ echo "== torch (CPU build) first, so that the [cnn] extra does not pull a multi-
 python3 -m pip install --quiet "torch==2.13.0"
 
 echo "== napari-active-annotator with its [dev] extra (editable)"
+# An uninstalled regular install can leave site-packages/active_annotator/ with only
+# caches in it (older versions compiled numba kernels there); Python would import that
+# leftover as an empty namespace package instead of the editable one. Remove such
+# folders: they hold no source file.
+python3 - <<'PY'
+import shutil, sysconfig
+from pathlib import Path
+for site in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+    for name in ("active_annotator", "active_annotator_napari"):
+        folder = Path(site) / name
+        if folder.is_dir() and not folder.is_symlink() and not any(
+                p.suffix in (".py", ".yaml", ".tif") for p in folder.rglob("*")):
+            print(f"   removing {folder}: left over from an earlier install, caches only")
+            shutil.rmtree(folder)
+PY
 python3 -m pip install --quiet -e ".[dev]"
+if ! (cd /tmp && python3 -c "import active_annotator, sys; sys.exit(active_annotator.__version__ is None)"); then
+    echo "== FAILED: active_annotator does not import after the install; a folder named"
+    echo "   active_annotator without __init__.py on sys.path shadows it:"
+    (cd /tmp && python3 -c "import active_annotator; print(list(active_annotator.__path__))") || true
+    exit 1
+fi
 
 echo "== pytest under Xvfb"
 log="$(mktemp)"
