@@ -20,7 +20,36 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     libxcb-xkb1 libdbus-1-3 >/dev/null
 
 echo "== torch (CPU build) first, so that the [cnn] extra does not pull a multi-GB CUDA build"
-python3 -m pip install --quiet "torch==2.13.0"
+TORCH="torch==2.13.0"
+TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
+if python3 -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '2.13.0' or torch.version.cuda is not None)" 2>/dev/null; then
+    echo "   $TORCH is installed, CPU build"
+else
+    # Ask pip which file "$TORCH" resolves to before installing it: on Linux, PyPI's
+    # wheel is the CUDA build (it requires nvidia-* packages, several GB); the CPU
+    # build is a local "+cpu" wheel (pip's find-links) or PyTorch's own index.
+    report="$(mktemp)"
+    python3 -m pip install --quiet --dry-run --ignore-installed --no-deps --report "$report" "$TORCH"
+    if python3 - "$report" <<'PY'
+import json, sys
+pick = json.load(open(sys.argv[1]))["install"][0]
+cuda = any(d.startswith("nvidia-") for d in pick["metadata"].get("requires_dist") or [])
+print(f"   {pick['metadata']['version']}: {pick['download_info']['url']}")
+sys.exit(1 if cuda else 0)
+PY
+    then
+        python3 -m pip install --quiet "$TORCH"
+    else
+        echo "== WARNING: no CPU wheel of $TORCH found locally; PyPI's is the CUDA build (several GB)."
+        echo "   Trying PyTorch's CPU index: pip install $TORCH --index-url $TORCH_CPU_INDEX"
+        if ! python3 -m pip install --quiet --timeout 30 --retries 1 "$TORCH" --index-url "$TORCH_CPU_INDEX"; then
+            echo "== WARNING: $TORCH_CPU_INDEX is not reachable: installing the CUDA build from PyPI"
+            python3 -m pip install --quiet "$TORCH"
+        fi
+    fi
+    rm -f "$report"
+fi
+python3 -c "import torch; print('   torch', torch.__version__, '(CUDA ' + torch.version.cuda + ')' if torch.version.cuda else '(CPU build)')"
 
 echo "== napari-active-annotator with its [dev] extra (editable)"
 # An uninstalled regular install can leave site-packages/active_annotator/ with only
