@@ -39,7 +39,9 @@ import datasets  # noqa: E402  (benchmarks/datasets.py)
 from active_annotator import protocol  # noqa: E402
 from active_annotator.sampling import DEFAULT_STRATEGY  # noqa: E402
 
-STRATEGIES = ("clasp", "hybrid", "entropy", "power", "typiclust>clasp", "random")
+STRATEGIES = ("clasp", "hybrid", "entropy", "power", "random")
+#: With the second annotator model only the default and the two baselines run.
+SECOND_ORACLE_STRATEGIES = ("entropy", "random")
 
 
 def case_features(d: dict) -> np.ndarray:
@@ -52,6 +54,48 @@ def case_features(d: dict) -> np.ndarray:
         return signal_features(d["image"], SignalFeatures.default(d["sampling_rate"]))
     fs = FeatureSet.from_dict(d["feature_set"]) if d.get("feature_set") else FeatureSet.default(d["spatial_ndim"])
     return compute(d["image"], fs, channel_axis=d["channel_axis"])
+
+
+#: Largest case size the suite runs, per spatial ndim (a crop; see :func:`crop_case`).
+MAX_PIXELS = {1: 1 << 20, 2: 256 * 256, 3: 48 * 64 * 64}
+
+
+def crop_case(d: dict, max_pixels: int | None = None) -> dict:
+    """Crop a case to at most ``max_pixels`` (default :data:`MAX_PIXELS`), keeping its rarest class.
+
+    The crop keeps the aspect of the case (every axis shrunk by the same
+    factor); of the 3**ndim evenly spaced positions (corners, edges, centre)
+    it takes the one holding the most pixels of the rarest class of
+    interest, so a small class is not cropped away. Deterministic; the
+    same rule for every case.
+    """
+    import itertools
+
+    truth = d["truth"]
+    n = truth.size
+    limit = max_pixels or MAX_PIXELS[truth.ndim]
+    if n <= limit:
+        return d
+    f = (limit / n) ** (1.0 / truth.ndim)
+    size = [max(8, int(s * f)) for s in truth.shape]
+    interest = d.get("classes_of_interest") or list(np.unique(truth[truth != 0]))
+    rare = min(interest, key=lambda k: (truth == k).sum())
+    best, best_sl = -1, None
+    for pos in itertools.product((0.0, 0.5, 1.0), repeat=truth.ndim):
+        sl = tuple(slice(int(round(p * (s - c))), int(round(p * (s - c))) + c)
+                   for p, s, c in zip(pos, truth.shape, size))
+        v = int((truth[sl] == rare).sum())
+        if v > best:
+            best, best_sl = v, sl
+    out = dict(d)
+    out["truth"] = truth[best_sl]
+    if d["channel_axis"] is None:
+        out["image"] = d["image"][best_sl]
+    else:
+        img = np.moveaxis(d["image"], d["channel_axis"], 0)[(slice(None),) + best_sl]
+        out["image"] = np.moveaxis(img, 0, d["channel_axis"])
+    out["crop"] = [[s.start, s.stop] for s in best_sl]
+    return out
 
 
 def goals(summary: dict, kind: str, default: str) -> dict:
@@ -78,13 +122,20 @@ def main(argv=None) -> int:
     p.add_argument("--default", default=None, help=f"strategy under test (default: the package's, {DEFAULT_STRATEGY})")
     p.add_argument("--oracles", default="classes,stroke")
     p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=25)
+    p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--batch", type=int, default=5)
     p.add_argument("--trees", type=int, default=50)
     p.add_argument("--jobs", type=int, default=1, help="forest threads (default 1)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="crop each case to this many pixels (default 65,536 in 2-D, 196,608 in 3-D)")
     p.add_argument("--candidates", default="patches", choices=("patches", "superpixels"))
     p.add_argument("--out", default=os.environ.get("AA_SUITE_OUT", str(Path.home() / ".cache/active-annotator/suite")))
+    p.add_argument("--resummarise", action="store_true",
+                   help="do not run: rebuild suite.md/suite.json from the <case>_<oracle>.json files in --out "
+                        "with --default as the strategy under test")
     a = p.parse_args(argv)
+    if a.resummarise:
+        return resummarise(Path(a.out).expanduser(), a.default or DEFAULT_STRATEGY)
 
     names = a.cases.split(",") if a.cases else list(datasets.DATASETS)
     strategies = [s for s in a.strategies.split(",") if s]
@@ -96,14 +147,18 @@ def main(argv=None) -> int:
     print(f"cpu cores {os.cpu_count()}, forest threads {a.jobs}, load average {os.getloadavg()}")
     print(f"strategies {strategies} (default under test: {default}); {a.seeds} seeds, {a.rounds} rounds "
           f"of {a.batch}; oracles {a.oracles}; candidates {a.candidates}\n")
-    suite = {}
+    # cases run by earlier invocations into the same folder stay in the suite's table
+    suite = json.loads((out / "suite.json").read_text()) if (out / "suite.json").is_file() else {}
     for name in names:
         t0 = time.perf_counter()
-        d = datasets.load(name)
+        d = crop_case(datasets.load(name), a.max_pixels)
+        if "crop" in d:
+            print(f"{name}: cropped to {d['crop']} (at most {a.max_pixels or MAX_PIXELS[d['truth'].ndim]} px)")
         feats = case_features(d)
-        for oracle in a.oracles.split(","):
+        for oi, oracle in enumerate(a.oracles.split(",")):
             t1 = time.perf_counter()
-            res = protocol.run(d["image"], d["truth"], strategies, rounds=a.rounds, batch=a.batch,
+            run_strats = strategies if oi == 0 else [default] + [s for s in SECOND_ORACLE_STRATEGIES if s != default]
+            res = protocol.run(d["image"], d["truth"], run_strats, rounds=a.rounds, batch=a.batch,
                                seeds=a.seeds, oracle=oracle, n_estimators=a.trees, n_jobs=a.jobs,
                                channel_axis=d["channel_axis"], classes=d.get("classes_of_interest"),
                                feats=feats, patch=d.get("patch"), candidates=a.candidates, progress=True)
@@ -116,15 +171,34 @@ def main(argv=None) -> int:
                                                                                       dpi=110)
             g = goals(summ, d["kind"], default)
             suite[key] = {"case": name, "kind": d["kind"], "oracle": oracle, "shape": list(d["truth"].shape),
-                          "summary": summ, "goals": g, "seconds": round(time.perf_counter() - t1, 1),
+                          "crop": d.get("crop"), "summary": summ, "goals": g, "seconds": round(time.perf_counter() - t1, 1),
                           "provenance": d["provenance"], "licence": d["licence"]}
             print(protocol.format_summary(summ, f"{name} — {d['modality']}, {oracle} annotator"))
             print(f"goals: {g}; {time.perf_counter() - t1:.0f} s; load average {os.getloadavg()}\n")
+            (out / "suite.json").write_text(json.dumps(suite, indent=2, default=str))
         print(f"{name}: {time.perf_counter() - t0:.0f} s in all\n")
     (out / "suite.json").write_text(json.dumps(suite, indent=2, default=str))
     (out / "suite.md").write_text(suite_table(suite, default))
     print(suite_table(suite, default))
     print(f"wrote {out}")
+    return 0
+
+
+def resummarise(out: Path, default: str) -> int:
+    """Rebuild the suite's summary from the stored rows with another strategy under test."""
+    old = json.loads((out / "suite.json").read_text())
+    suite = {}
+    for key, c in old.items():
+        res = protocol.ProtocolResult.from_json((out / f"{key}.json").read_text())
+        if default not in res.strategies():
+            continue
+        summ = res.summary(default)
+        c = dict(c, summary=summ, goals=goals(summ, c["kind"], default))
+        suite[key] = c
+        print(protocol.format_summary(summ, f"{c['case']}, {c['oracle']} annotator"))
+    (out / "suite.json").write_text(json.dumps(suite, indent=2, default=str))
+    (out / "suite.md").write_text(suite_table(suite, default))
+    print(suite_table(suite, default))
     return 0
 
 
