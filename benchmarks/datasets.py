@@ -295,6 +295,83 @@ def _load_micronuclei_hela():
     return image, truth, {"files": files, "processing": "none: full 512x512 image"}
 
 
+_UH = "signal/tests/data/BW.{}._.{}.D.2010.147.cut.slist.gz"
+_UH_FILES = {  # (station, channel) -> sha256 of the file as ObsPy 1.5.1 ships it
+    ("UH1", "SHZ"): "f9279567a548653ceaa3eee3a3f6daafb2da986f7776c47e9ba746f5e44b381c",
+    ("UH2", "SHZ"): "115f4fd2eb696bfe2663953746b3d7524248a57db08ad975c7394279490496ae",
+    ("UH3", "SHZ"): "96e5170ebf8af665e9722398795d9c6ce8e99888eb4e2c07bab7cda90d2a06d4",
+    ("UH3", "SHN"): "01375b85b165bcd5e40d1fd001e941c8ea8d9271995afe5d4d5bb32b1f30ff8e",
+    ("UH3", "SHE"): "0168f48c4e1823cbf1651bc040b2b1694e3318c289daf0b1f36f17f7a81c6fab",
+    ("UH4", "EHZ"): "11ef16f0b05d19418455f5493694fa27852c397fc6403b26c03b4346c6d5bc22",
+}
+# ObsPy's own test of this network (obspy/signal/tests/test_trigger.py,
+# test_coincidence_trigger): bandpass 10-20 Hz, recursive STA/LTA 0.5 s / 10 s,
+# on 3.5, off 1, at least 3 of the 4 stations.
+_UH_TRIGGER = {"freqmin": 10.0, "freqmax": 20.0, "sta": 0.5, "lta": 10.0, "on": 3.5, "off": 1.0,
+               "coincidence": 3}
+
+
+def _uh_stream():
+    try:
+        import obspy
+    except ImportError:
+        raise DatasetError("The seismogram datasets need ObsPy: "
+                           "pip install 'napari-active-annotator[signals]'.") from None
+    st = obspy.Stream()
+    for (sta, cha), digest in _UH_FILES.items():
+        raw = gzip.decompress(_installed_file("obspy", _UH.format(sta, cha), digest))
+        st += obspy.read(io.BytesIO(raw), format="SLIST")
+    return st
+
+
+def _trigger_windows(tr, p) -> list[tuple[float, float]]:
+    """(on, off) times in seconds from the trace start of a filtered recursive STA/LTA."""
+    from obspy.signal.trigger import recursive_sta_lta, trigger_onset
+
+    tr = tr.copy()
+    tr.filter("bandpass", freqmin=p["freqmin"], freqmax=p["freqmax"])
+    df = tr.stats.sampling_rate
+    cft = recursive_sta_lta(tr.data, int(p["sta"] * df), int(p["lta"] * df))
+    return [(a / df, b / df) for a, b in trigger_onset(cft, p["on"], p["off"])]
+
+
+def _load_seismo_uh3():
+    from obspy.signal.trigger import coincidence_trigger
+
+    st = _uh_stream()
+    p = _UH_TRIGGER
+    net = st.select(component="Z").copy()
+    net.filter("bandpass", freqmin=p["freqmin"], freqmax=p["freqmax"])
+    events = coincidence_trigger("recstalta", p["on"], p["off"], net, p["coincidence"],
+                                 sta=p["sta"], lta=p["lta"])
+    uh3 = st.select(station="UH3")
+    t0 = max(tr.stats.starttime for tr in uh3)
+    n = min(tr.stats.npts for tr in uh3)
+    order = {"SHZ": 0, "SHN": 1, "SHE": 2}
+    uh3 = sorted(uh3, key=lambda tr: order[tr.stats.channel])
+    data = np.stack([tr.data[:n] for tr in uh3]).astype(np.float32)
+    sr = float(uh3[0].stats.sampling_rate)
+    truth = np.ones(n, np.int32)
+    spans = [(ev["time"] - t0, ev["time"] - t0 + ev["duration"]) for ev in events]
+    kept = []
+    for tr in uh3:
+        for on, off in _trigger_windows(tr, p):
+            on += tr.stats.starttime - t0
+            off += tr.stats.starttime - t0
+            if any(on <= b and off >= a for a, b in spans):  # overlaps a network event
+                truth[max(0, int(round(on * sr))):int(round(off * sr)) + 1] = 2
+                kept.append((round(float(on), 2), round(float(off), 2)))
+    files = [_UH.format(s, c) for (s, c) in _UH_FILES]
+    return data, truth, {
+        "files": ["obspy/" + f for f in files],
+        "processing": ("station UH3 channels SHZ/SHN/SHE (Z, N, E) as (3, time) float32 at 50 Hz, "
+                       f"{n} samples ({n / sr:.0f} s from {t0}); no crop"),
+        "network_events": [(str(ev["time"]), round(ev["duration"], 2), ev["stations"])
+                           for ev in events],
+        "event_windows_s": kept,
+    }
+
+
 # ---------------------------------------------------------------------------
 # registry
 # ---------------------------------------------------------------------------
@@ -337,6 +414,30 @@ DATASETS["micronuclei_hela"] = Spec(
     notes=("Not the repository's bundled micronuclei sample (that is U2OS image 4.tif of the "
            "2022-10-14 set); same package, different image, cell line and microscope. "
            "Micronuclei are tiny (~600 px in all), so the macro Jaccard is dominated by them."),
+)
+
+DATASETS["seismo_uh3_events"] = Spec(
+    kind="signal", spatial_ndim=1, channel_axis=0, sampling_rate=50.0,
+    modality="3-component short-period seismogram (BW.UH3 SHZ/SHN/SHE, 50 Hz, 230 s), "
+             "induced micro-earthquakes of the Unterhaching geothermal site, Bavaria",
+    class_names={1: "noise", 2: "event"},
+    classes_of_interest=(2,),
+    licence="LGPL-3.0 (ObsPy and its bundled test data)",
+    truth_method=("derived by a documented process, not by a person: network events = ObsPy's "
+                  "coincidence trigger on the 4 Z traces of BW.UH1-UH4 with the parameters of "
+                  "ObsPy's own test of this data (bandpass 10-20 Hz, recursive STA/LTA 0.5 s/10 s, "
+                  "on 3.5, off 1, >= 3 stations; ObsPy's test pins the 3 events at 16:24:31-35, "
+                  "16:26:59-27:03, 16:27:27-33); event samples = union of UH3's per-component "
+                  "trigger windows (same filter and STA/LTA) that overlap a network event; "
+                  "all other samples noise"),
+    source=("ObsPy test data obspy/signal/tests/data/BW.UH*.D.2010.147.cut.slist.gz "
+            "(Bayern network BW, 2010-05-27 16:24-16:28 UTC); Beyreuther et al., SRL 81(3), 2010"),
+    package="obspy", loader=_load_seismo_uh3,
+    notes=("Read from the installed ObsPy (a dependency of the [signals] extra), no download. "
+           "Signals are (channels, time) with one label per sample, as "
+           "active_annotator.signals.SignalRecord. Events are short (about 3 s each, ~4 % of "
+           "samples); the truth's event windows follow STA/LTA, so they mark the impulsive "
+           "onset and early coda, not the whole coda."),
 )
 
 DATASETS["mri_brain_tissue"] = Spec(
