@@ -323,7 +323,7 @@ def _load_mri():
     wm = _block_mean(vols["wm"], 2) / 255.0
     other = np.clip(1.0 - gm - wm, 0.0, 1.0)
     truth = (np.argmax(np.stack([other, gm, wm]), axis=0) + 1).astype(np.int32)
-    crop = _centre_crop(t1.shape, (80, 96, 80))
+    crop = _centre_crop(t1.shape, (64, 80, 64))
     # NIfTI axes are (x, y, z) = (left-right, posterior-anterior, inferior-superior);
     # transpose to (z, y, x) as napari shows volumes.
     t1 = np.ascontiguousarray(t1[crop].transpose(2, 1, 0))
@@ -331,7 +331,7 @@ def _load_mri():
     files = [_NILEARN_DATA + f for f, _ in _MNI.values()]
     return t1, truth, {"files": files, "processing": (
         "197x233x189 volumes at 1 mm block-averaged 2x2x2 to 2 mm (98x116x94); centre crop "
-        "80x96x80 (x, y, z), transposed to (z, y, x) -> 80x96x80; truth computed after "
+        "64x80x64 (x, y, z), transposed to (z, y, x) -> 64x80x64; truth computed after "
         "averaging the probability maps")}
 
 
@@ -470,7 +470,13 @@ def _trigger_windows(tr, p) -> list[tuple[float, float]]:
     return [(a / df, b / df) for a, b in trigger_onset(cft, p["on"], p["off"])]
 
 
-def _load_seismo_uh3():
+def _uh_case(stations: dict):
+    """``(data, truth, extras)`` for the traces ``stations`` = {(station, channel): ...} in order.
+
+    Event samples: each trace's own trigger windows (``_UH_TRIGGER``) that overlap a network
+    coincidence event, united over the chosen traces. 100 Hz traces are decimated to 50 Hz
+    (ObsPy's ``decimate``, with its anti-alias low-pass) before they are stacked.
+    """
     from obspy.signal.trigger import coincidence_trigger
 
     st = _uh_stream()
@@ -479,32 +485,49 @@ def _load_seismo_uh3():
     net.filter("bandpass", freqmin=p["freqmin"], freqmax=p["freqmax"])
     events = coincidence_trigger("recstalta", p["on"], p["off"], net, p["coincidence"],
                                  sta=p["sta"], lta=p["lta"])
-    uh3 = st.select(station="UH3")
-    t0 = max(tr.stats.starttime for tr in uh3)
-    n = min(tr.stats.npts for tr in uh3)
-    order = {"SHZ": 0, "SHN": 1, "SHE": 2}
-    uh3 = sorted(uh3, key=lambda tr: order[tr.stats.channel])
-    data = np.stack([tr.data[:n] for tr in uh3]).astype(np.float32)
-    sr = float(uh3[0].stats.sampling_rate)
-    truth = np.ones(n, np.int32)
+    chosen = []
+    for sta, cha in stations:
+        (tr,) = st.select(station=sta, channel=cha)
+        chosen.append(tr)
+    t0 = max(tr.stats.starttime for tr in chosen)
+    sr = 50.0
     spans = [(ev["time"] - t0, ev["time"] - t0 + ev["duration"]) for ev in events]
-    kept = []
-    for tr in uh3:
-        for on, off in _trigger_windows(tr, p):
+    windows = []
+    for tr in chosen:
+        for on, off in _trigger_windows(tr, p):  # at the trace's own rate, before decimation
             on += tr.stats.starttime - t0
             off += tr.stats.starttime - t0
             if any(on <= b and off >= a for a, b in spans):  # overlaps a network event
-                truth[max(0, int(round(on * sr))):int(round(off * sr)) + 1] = 2
-                kept.append((round(float(on), 2), round(float(off), 2)))
+                windows.append((round(float(on), 2), round(float(off), 2)))
+    rows = []
+    for tr in chosen:
+        tr = tr.copy()
+        if tr.stats.sampling_rate != sr:
+            tr.decimate(int(round(tr.stats.sampling_rate / sr)))
+        rows.append(tr.data[int(round((t0 - tr.stats.starttime) * sr)):])
+    n = min(len(r) for r in rows)
+    data = np.stack([r[:n] for r in rows]).astype(np.float32)
+    truth = np.ones(n, np.int32)
+    for on, off in windows:
+        truth[max(0, int(round(on * sr))):int(round(off * sr)) + 1] = 2
     files = [_UH.format(s, c) for (s, c) in _UH_FILES]
+    ids = ", ".join(tr.id for tr in chosen)
     return data, truth, {
         "files": ["obspy/" + f for f in files],
-        "processing": ("station UH3 channels SHZ/SHN/SHE (Z, N, E) as (3, time) float32 at 50 Hz, "
-                       f"{n} samples ({n / sr:.0f} s from {t0}); no crop"),
-        "network_events": [(str(ev["time"]), round(ev["duration"], 2), ev["stations"])
+        "processing": (f"traces {ids} as ({len(chosen)}, time) float32 at 50 Hz (100 Hz traces "
+                       f"decimated 2x), {n} samples ({n / sr:.0f} s from {t0}); no crop"),
+        "network_events": [(str(ev["time"]), round(float(ev["duration"]), 2), ev["stations"])
                            for ev in events],
-        "event_windows_s": kept,
+        "event_windows_s": windows,
     }
+
+
+def _load_seismo_uh3():
+    return _uh_case([("UH3", "SHZ"), ("UH3", "SHN"), ("UH3", "SHE")])
+
+
+def _load_seismo_uh_network():
+    return _uh_case([("UH1", "SHZ"), ("UH2", "SHZ"), ("UH3", "SHZ"), ("UH4", "EHZ")])
 
 
 # ---------------------------------------------------------------------------
@@ -624,6 +647,24 @@ DATASETS["seismo_uh3_events"] = Spec(
            "active_annotator.signals.SignalRecord. Events are short (about 3 s each, ~4 % of "
            "samples); the truth's event windows follow STA/LTA, so they mark the impulsive "
            "onset and early coda, not the whole coda."),
+)
+
+DATASETS["seismo_uh_network"] = Spec(
+    kind="signal", spatial_ndim=1, channel_axis=0, sampling_rate=50.0,
+    modality="4 vertical short-period seismograms of a small network (BW.UH1-UH4, 50 Hz, 230 s), "
+             "induced micro-earthquakes of the Unterhaching geothermal site, Bavaria",
+    class_names={1: "noise", 2: "event"},
+    classes_of_interest=(2,),
+    licence="LGPL-3.0 (ObsPy and its bundled test data)",
+    truth_method=("derived by a documented process, not by a person: network events as for "
+                  "seismo_uh3_events (ObsPy's coincidence-trigger test parameters); event samples "
+                  "= union over the 4 stations of each station's trigger windows that overlap a "
+                  "network event; all other samples noise"),
+    source=DATASETS["seismo_uh3_events"].source,
+    package="obspy", loader=_load_seismo_uh_network,
+    notes=("One label per sample shared by the 4 channels (stations); the union spans the "
+           "moveout between stations (about 1 s). UH4 is recorded at 100 Hz and decimated to 50 Hz "
+           "with ObsPy's anti-alias filter. Read from the installed ObsPy."),
 )
 
 DATASETS["mri_brain_tissue"] = Spec(
