@@ -226,3 +226,15 @@ def test_archive_datasets_load_when_cached(name):
     case = ds.load(name)
     _check_case(case, name)
     assert case["provenance"]["archive_sha256"] == a.sha256
+
+
+@pytest.mark.parametrize("shape,nd", [((40, 64), 2), ((9, 20, 24), 3), ((1000,), 1)])
+def test_checkerboard_alternates_blocks(shape, nd):
+    train, test = ds.checkerboard(shape, nd)
+    assert not (train & test).any() and (train | test).all()
+    assert 0.4 < train.mean() < 0.6
+    # neighbouring blocks along the first axis fall on different sides
+    first = train.reshape(shape[0], -1)[:, 0]
+    assert first[0] != first[-1]
+    if nd == 1:
+        assert np.count_nonzero(np.diff(train.astype(int))) == 7  # 8 segments
