@@ -679,9 +679,11 @@ DATASETS["mri_brain_tissue"] = Spec(
     modality="T1-weighted brain MRI template (MNI ICBM152 2009a nonlinear symmetric), 2 mm",
     class_names={1: "other (CSF, non-brain, air)", 2: "grey matter", 3: "white matter"},
     classes_of_interest=(2, 3),
-    licence=("MNI ICBM152 licence (Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging "
-             "Centre, McGill University; use, copy, modify and distribute for any purpose without "
-             "fee, with the copyright notice), shipped in nilearn (BSD-3-Clause)"),
+    licence=("MNI ICBM152 2009 terms as published by the MNI (not shipped in the package; "
+             "nilearn's description file says 'License: unknown'): Copyright (C) 1993-2009 Louis "
+             "Collins, McConnell Brain Imaging Centre, McGill University; use, copy, modify and "
+             "distribute for any purpose without fee, with the copyright notice. nilearn itself "
+             "is BSD-3-Clause"),
     truth_method=("derived: argmax over (1 - GM - WM, GM, WM) of the template's grey- and "
                   "white-matter probability maps (population tissue probabilities of the ICBM152 "
                   "2009a atlas, made by tissue classification of 152 registered subjects), after "
