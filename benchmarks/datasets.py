@@ -307,17 +307,12 @@ def _centre_crop(shape, size) -> tuple[slice, ...]:
 # ---------------------------------------------------------------------------
 
 _NILEARN_DATA = "nilearn/datasets/data/"
-_MNI = {
-    "t1": ("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
-           None),
-    "gm": ("mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz", None),
-    "wm": ("mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz", None),
-}
+_MNI = {k: f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
 
 
 def _load_mri():
     path = fetch(ARCHIVES["nilearn"])
-    vols = {k: _nifti(read_member(path, _NILEARN_DATA + f)) for k, (f, _) in _MNI.items()}
+    vols = {k: _nifti(read_member(path, _NILEARN_DATA + f)) for k, f in _MNI.items()}
     t1 = _block_mean(vols["t1"], 2)
     gm = _block_mean(vols["gm"], 2) / 255.0
     wm = _block_mean(vols["wm"], 2) / 255.0
@@ -328,7 +323,7 @@ def _load_mri():
     # transpose to (z, y, x) as napari shows volumes.
     t1 = np.ascontiguousarray(t1[crop].transpose(2, 1, 0))
     truth = np.ascontiguousarray(truth[crop].transpose(2, 1, 0))
-    files = [_NILEARN_DATA + f for f, _ in _MNI.values()]
+    files = [_NILEARN_DATA + f for f in _MNI.values()]
     return t1, truth, {"files": files, "processing": (
         "197x233x189 volumes at 1 mm block-averaged 2x2x2 to 2 mm (98x116x94); centre crop "
         "64x80x64 (x, y, z), transposed to (z, y, x) -> 64x80x64; truth computed after "
@@ -566,7 +561,8 @@ DATASETS: "OrderedDict[str, Spec]" = OrderedDict()
 
 DATASETS["micronuclei_hela"] = Spec(
     kind="2d-gray", spatial_ndim=2, channel_axis=None,
-    modality="fluorescence microscopy, DAPI-stained HeLa nuclei, 40x spinning disk (SPE), 512x512 uint8",
+    modality=("fluorescence microscopy, DAPI-stained HeLa nuclei, 40x (microscope 'SPE' in "
+              "mnfinder's image-info.csv), 512x512 uint8"),
     class_names={1: "background", 2: "nucleus", 3: "micronucleus"},
     classes_of_interest=(2, 3),
     licence="MIT (mnfinder, Copyright (c) 2023 Lucian DiPeso, hatch-lab)",
@@ -679,9 +675,11 @@ DATASETS["mri_brain_tissue"] = Spec(
     modality="T1-weighted brain MRI template (MNI ICBM152 2009a nonlinear symmetric), 2 mm",
     class_names={1: "other (CSF, non-brain, air)", 2: "grey matter", 3: "white matter"},
     classes_of_interest=(2, 3),
-    licence=("MNI ICBM152 licence (Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging "
-             "Centre, McGill University; use, copy, modify and distribute for any purpose without "
-             "fee, with the copyright notice), shipped in nilearn (BSD-3-Clause)"),
+    licence=("MNI ICBM152 2009 terms as published by the MNI (not shipped in the package; "
+             "nilearn's description file says 'License: unknown'): Copyright (C) 1993-2009 Louis "
+             "Collins, McConnell Brain Imaging Centre, McGill University; use, copy, modify and "
+             "distribute for any purpose without fee, with the copyright notice. nilearn itself "
+             "is BSD-3-Clause"),
     truth_method=("derived: argmax over (1 - GM - WM, GM, WM) of the template's grey- and "
                   "white-matter probability maps (population tissue probabilities of the ICBM152 "
                   "2009a atlas, made by tissue classification of 152 registered subjects), after "
