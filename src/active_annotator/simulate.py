@@ -653,8 +653,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--image", help="image file (.tif or .npy)")
     p.add_argument("--truth", help="ground-truth mask (.tif or .npy): classes 1..K, 0 = unknown")
     p.add_argument("--sample", help="use bundled sample data instead: nuclei2d, micronuclei2d or nuclei3d")
-    p.add_argument("--strategies", default="hybrid,entropy,random",
-                   help=f"comma-separated, from {','.join(STRATEGIES)} (default hybrid,entropy,random)")
+    from .sampling import DEFAULT_STRATEGY
+
+    default_strategies = ",".join(dict.fromkeys([DEFAULT_STRATEGY, "entropy", "random"]))
+    p.add_argument("--strategies", default=default_strategies,
+                   help=f"comma-separated, from {','.join(STRATEGIES)} (default {default_strategies}; "
+                        "protocol 2 tests the first against the others)")
     p.add_argument("--protocol", type=int, default=2, choices=(1, 2),
                    help="2 (default): checkerboard splits, ceiling reference, AULC, censored medians and "
                         "paired tests (docs/active_learning.md); 1: the earlier single split, to "
