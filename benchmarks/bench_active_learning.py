@@ -132,10 +132,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.environ.get("AA_SUITE_OUT", str(Path.home() / ".cache/active-annotator/suite")))
     p.add_argument("--resummarise", action="store_true",
                    help="do not run: rebuild suite.md/suite.json from the <case>_<oracle>.json files in --out "
-                        "with --default as the strategy under test")
+                        "with --default as the strategy under test (without --default: the strategy the "
+                        "suite's rule picks, see choose_default)")
     a = p.parse_args(argv)
     if a.resummarise:
-        return resummarise(Path(a.out).expanduser(), a.default or DEFAULT_STRATEGY)
+        if a.default is None:
+            a.default = choose_default(Path(a.out).expanduser())
+            print(f"chosen by the suite: {a.default}\n")
+        return resummarise(Path(a.out).expanduser(), a.default)
 
     names = a.cases.split(",") if a.cases else list(datasets.DATASETS)
     strategies = [s for s in a.strategies.split(",") if s]
@@ -200,6 +204,40 @@ def resummarise(out: Path, default: str) -> int:
     (out / "suite.md").write_text(suite_table(suite, default))
     print(suite_table(suite, default))
     return 0
+
+
+def choose_default(out: Path, oracle: str = "classes") -> str:
+    """The suite's rule for the default: the strategy meeting the AULC goals on most cases.
+
+    For every strategy run with ``oracle`` on every case: cases where its
+    median AULC is above random's and at least entropy's, cases where it is
+    significantly worse than random (paired Wilcoxon, p < 0.05), and the
+    median over cases of its AULC gain over random. Most cases meeting both
+    AULC goals wins, then fewest significant losses, then the largest median
+    gain. Prints the table and returns the winner.
+    """
+    suite = json.loads((out / "suite.json").read_text())
+    keys = [k for k, c in suite.items() if c["oracle"] == oracle]
+    results = {k: protocol.ProtocolResult.from_json((out / f"{k}.json").read_text()) for k in keys}
+    names = sorted(set.intersection(*[set(r.strategies()) for r in results.values()]) - {"random"})
+    rows = []
+    for sname in names:
+        met, worse, gains = 0, 0, []
+        for r in results.values():
+            summ = r.summary(sname)
+            st = summ["strategies"]
+            ok_r = st[sname]["aulc_median"] > st["random"]["aulc_median"]
+            ok_e = st[sname]["aulc_median"] >= st["entropy"]["aulc_median"]
+            met += ok_r and ok_e
+            worse += bool(summ["tests"].get("random", {}).get("significantly_worse"))
+            gains.append(st[sname]["aulc_median"] - st["random"]["aulc_median"])
+        rows.append((sname, met, worse, float(np.median(gains))))
+    rows.sort(key=lambda t: (-t[1], t[2], -t[3]))
+    print(f"| strategy | cases with AULC > random and >= entropy (of {len(results)}) | "
+          "significantly worse than random | median AULC gain over random |\n|---|---|---|---|")
+    for sname, met, worse, gain in rows:
+        print(f"| {sname} | {met} | {worse} | {gain:+.3f} |")
+    return rows[0][0]
 
 
 def suite_table(suite: dict, default: str) -> str:
