@@ -171,7 +171,7 @@ def main(argv=None) -> int:
             stem = out / key
             stem.with_suffix(".json").write_text(res.to_json())
             res.to_csv(stem.with_suffix(".csv"))
-            res.figure(title=f"{name} ({d['modality']}), {oracle} annotator").savefig(stem.with_suffix(".png"),
+            res.figure(title=f"{name}, {oracle} annotator").savefig(stem.with_suffix(".png"),
                                                                                       dpi=110)
             g = goals(summ, d["kind"], default)
             suite[key] = {"case": name, "kind": d["kind"], "oracle": oracle, "shape": list(d["truth"].shape),
@@ -192,6 +192,7 @@ def resummarise(out: Path, default: str) -> int:
     """Rebuild the suite's summary from the stored rows with another strategy under test."""
     old = json.loads((out / "suite.json").read_text())
     suite = {}
+    cases_md = []
     for key, c in old.items():
         res = protocol.ProtocolResult.from_json((out / f"{key}.json").read_text())
         if default not in res.strategies():
@@ -199,7 +200,15 @@ def resummarise(out: Path, default: str) -> int:
         summ = res.summary(default)
         c = dict(c, summary=summ, goals=goals(summ, c["kind"], default))
         suite[key] = c
-        print(protocol.format_summary(summ, f"{c['case']}, {c['oracle']} annotator"))
+        text = protocol.format_summary(summ, f"{c['case']}, {c['oracle']} annotator")
+        (out / "figures").mkdir(exist_ok=True)
+        res.figure(title=f"{c['case']}, {c['oracle']} annotator (default {default})").savefig(
+            out / "figures" / f"{key}.png", dpi=100)
+        crop = f" cropped to {c['crop']}" if c.get("crop") else ""
+        cases_md.append(text + f"\nShape {c['shape']}{crop}; {res.settings['n_candidates']['0']} candidates of "
+                        f"{res.settings['patch']} px per split; {c['seconds']:.0f} s.\n\n![{key}](images/suite/{key}.png)\n")
+        print(text)
+    (out / "suite_cases.md").write_text("\n".join(cases_md))
     (out / "suite.json").write_text(json.dumps(suite, indent=2, default=str))
     (out / "suite.md").write_text(suite_table(suite, default))
     print(suite_table(suite, default))
