@@ -290,7 +290,21 @@ class PixelClassifier(ParamsMixin):
 
     @property
     def feature_set(self) -> FeatureSet:
+        """The features in use: ``features`` (default ``FeatureSet.default(ndim=2)``), with the
+        ``deep`` family's basis once :meth:`fit` has fitted it on the training image."""
+        if getattr(self, "features_", None) is not None:
+            return self.features_
         return self.features if self.features is not None else FeatureSet.default(ndim=2)
+
+    def _prepare_features(self, img, labels, stack) -> FeatureSet:
+        """Fit the deep family's basis on the first labelled plane ``img`` ``(*stack, *spatial, C)``."""
+        fs = self.features if self.features is not None else FeatureSet.default(ndim=2)
+        if "deep" in fs.families and fs.deep_basis is None:
+            planes = list(np.ndindex(*stack)) if stack else [()]
+            p = next((q for q in planes if np.any(labels[q])), planes[0])
+            fs = fs.prepared(np.asarray(img[p]), channel_axis=-1)
+        self.features_ = fs
+        return fs
 
     def _check_fitted(self):
         if not hasattr(self, "forest_"):
@@ -336,7 +350,7 @@ class PixelClassifier(ParamsMixin):
         X : float32 (n_labelled, n_features), y : (n_labelled,) label values,
         n_channels : int
         """
-        fs = self.feature_set
+        fs = self.features if self.features is not None else FeatureSet.default(ndim=2)
         image = np.asarray(image)
         stack, spatial, n_ch = split_axes(image.shape, fs.ndim, channel_axis)
         check_size(spatial, fs)
@@ -347,6 +361,7 @@ class PixelClassifier(ParamsMixin):
                 "before training."
             )
         img = _channels_last_view(image, channel_axis)
+        fs = self._prepare_features(img, labels, stack)
         Xs, ys = [], []
         planes = list(np.ndindex(*stack)) if stack else [()]
         planes = [p for p in planes if np.any(labels[p])]
@@ -381,12 +396,13 @@ class PixelClassifier(ParamsMixin):
         """
         self._check_params()
         if self.n_stages > 1:
-            fs = self.feature_set
+            fs = self.features if self.features is not None else FeatureSet.default(ndim=2)
             image = np.asarray(image)
             stack, spatial, n_ch = split_axes(image.shape, fs.ndim, channel_axis)
             check_size(spatial, fs)
             labels = check_labels(labels, stack + spatial)
             img = _channels_last_view(image, channel_axis)
+            fs = self._prepare_features(img, labels, stack)
             threads = None if self.n_jobs in (None, -1) else max(1, int(self.n_jobs))
             return self.fit_sources(labels, lambda p: _ArraySource(img[p], fs, threads), n_ch,
                                     on_progress=on_progress, should_stop=should_stop)
