@@ -54,7 +54,8 @@ HALO = 64
 """Context pixels per side for tiles: more than the receptive field's radius (~34 px)
 plus the bilinear support, and a multiple of :data:`STRIDE`."""
 TILE = 1024
-"""Tile edge for large images (a multiple of :data:`STRIDE`)."""
+"""Tile height for large images (a multiple of :data:`STRIDE`); tiles are up to twice as
+wide, so a 2048-px-wide image goes in full-width strips (less halo, ~0.7 GB peak)."""
 BASIS_CROP = 1024
 """The basis is fitted on the central crop of at most this many pixels per axis."""
 
@@ -350,33 +351,40 @@ def fit_basis(image: np.ndarray, device=None) -> DeepBasis:
 # -- features ------------------------------------------------------------------------------
 
 
-def _features_tile(x: np.ndarray, basis: DeepBasis, channel: int, net, device) -> np.ndarray:
-    """Deep features ``(N_FEATURES, H, W)`` of one whole 2-D array (no tiling)."""
+def _features_tile(x: np.ndarray, basis: DeepBasis, channel: int, net, device, out: np.ndarray,
+                   inner: tuple[slice, slice] | None = None) -> None:
+    """Deep features of one 2-D array ``x`` into ``out`` ``(N_FEATURES, *inner shape)``.
+
+    ``inner`` (default: all of ``x``) is the part of ``x`` whose features are kept;
+    the results go straight from torch into ``out`` (no intermediate copies).
+    """
     torch = _require_torch()
     F = torch.nn.functional
+    if inner is None:
+        inner = (slice(0, x.shape[0]), slice(0, x.shape[1]))
     ci = min(channel, len(basis.lo) - 1)
-    xn = _normalise(x, basis.lo[ci], basis.hi[ci])
-    t = _input(xn, device)
-    out = np.empty((N_FEATURES,) + x.shape, np.float32)
+    t = _input(_normalise(x, basis.lo[ci], basis.hi[ci]), device)
     k0 = 0
     with torch.inference_mode():
         for d, (act, s) in enumerate(zip(net(t), _STRIDES)):
             mean, comp = basis.arrays(d)
             w = torch.from_numpy(comp).to(act.device)
             m = torch.from_numpy(mean).to(act.device)
-            proj = torch.einsum("kc,bchw->bkhw", w, act - m[None, :, None, None])
+            # channels-first before upsampling: copying a channels-last result into ``out`` transposes
+            proj = torch.einsum("kc,bchw->bkhw", w, act - m[None, :, None, None]).contiguous()
             up = F.interpolate(proj, scale_factor=s, mode="bilinear", align_corners=False)
             k = COMPONENTS[d]
-            out[k0:k0 + k] = up[0, :, :x.shape[0], :x.shape[1]].float().cpu().numpy()
+            torch.from_numpy(out[k0:k0 + k]).copy_(up[0, :, inner[0], inner[1]])
             k0 += k
-    return out
 
 
-def features_2d(x: np.ndarray, basis: DeepBasis, channel: int = 0, device=None) -> np.ndarray:
+def features_2d(x: np.ndarray, basis: DeepBasis, channel: int = 0, device=None,
+                out: np.ndarray | None = None) -> np.ndarray:
     """Deep features ``(N_FEATURES, H, W)`` float32 of one channel ``(H, W)``.
 
     Arrays larger than :data:`TILE` per axis are processed in tiles with
-    :data:`HALO` pixels of context aligned to the network's stride.
+    :data:`HALO` pixels of context aligned to the network's stride. ``out``
+    (float32, that shape) receives the result when given.
     """
     x = np.asarray(x, np.float32)
     if x.ndim != 2:
@@ -384,30 +392,37 @@ def features_2d(x: np.ndarray, basis: DeepBasis, channel: int = 0, device=None) 
     net = network(device)
     dev = next(net.parameters()).device
     h, w = x.shape
-    if h <= TILE + 2 * HALO and w <= TILE + 2 * HALO:
-        return _features_tile(x, basis, channel, net, dev)
-    out = np.empty((N_FEATURES, h, w), np.float32)
-    for y0 in range(0, h, TILE):
-        for x0 in range(0, w, TILE):
-            inner = (slice(y0, min(h, y0 + TILE)), slice(x0, min(w, x0 + TILE)))
+    if out is None:
+        out = np.empty((N_FEATURES, h, w), np.float32)
+    th, tw = TILE, 2 * TILE
+    if h <= th + 2 * HALO and w <= tw + 2 * HALO:
+        _features_tile(x, basis, channel, net, dev, out)
+        return out
+    for y0 in range(0, h, th):
+        for x0 in range(0, w, tw):
+            inner = (slice(y0, min(h, y0 + th)), slice(x0, min(w, x0 + tw)))
             outer = tuple(slice(max(0, s.start - HALO), min(n, s.stop + HALO)) for s, n in zip(inner, (h, w)))
-            f = _features_tile(x[outer], basis, channel, net, dev)
             rel = tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))
-            out[(slice(None),) + inner] = f[(slice(None),) + rel]
+            _features_tile(x[outer], basis, channel, net, dev, out[(slice(None),) + inner], rel)
     return out
 
 
-def features(x: np.ndarray, basis: DeepBasis, channel: int = 0, device=None) -> np.ndarray:
-    """Deep features ``(N_FEATURES, *spatial)`` of one channel: 2-D, or 3-D slice by slice (axis 0)."""
+def features(x: np.ndarray, basis: DeepBasis, channel: int = 0, device=None,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """Deep features ``(N_FEATURES, *spatial)`` of one channel: 2-D, or 3-D slice by slice (axis 0).
+
+    ``out`` (float32, that shape) receives the result when given.
+    """
     x = np.asarray(x)
-    if x.ndim == 2:
-        return features_2d(x, basis, channel, device)
-    if x.ndim == 3:
+    if x.ndim not in (2, 3):
+        raise InputError(f"The deep family works on 2-D images and 3-D volumes, got shape {x.shape}.")
+    if out is None:
         out = np.empty((N_FEATURES,) + x.shape, np.float32)
-        for z in range(x.shape[0]):
-            out[:, z] = features_2d(x[z], basis, channel, device)
-        return out
-    raise InputError(f"The deep family works on 2-D images and 3-D volumes, got shape {x.shape}.")
+    if x.ndim == 2:
+        return features_2d(x, basis, channel, device, out=out)
+    for z in range(x.shape[0]):
+        features_2d(x[z], basis, channel, device, out=out[:, z])
+    return out
 
 
 __all__ = ["DeepBasis", "fit_basis", "features", "features_2d", "load_network", "network",

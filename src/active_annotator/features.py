@@ -757,7 +757,7 @@ def compute(
         basis = spec.deep_basis if spec.deep_basis is not None else fit_basis(img)
         first = index["deep0"]
         for c in range(n_ch):
-            out[c * n_per + first:c * n_per + first + N_FEATURES] = deep_features(chans[c], basis, c)
+            deep_features(chans[c], basis, c, out=out[c * n_per + first:c * n_per + first + N_FEATURES])
 
     jobs = [(c, lo, hi) for c in range(n_ch) for lo, hi in bands] if sigmas else []
     total = max(1, len(jobs))
