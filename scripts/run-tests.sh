@@ -20,10 +20,60 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     libxcb-xkb1 libdbus-1-3 >/dev/null
 
 echo "== torch (CPU build) first, so that the [cnn] extra does not pull a multi-GB CUDA build"
-python3 -m pip install --quiet "torch==2.13.0"
+TORCH="torch==2.13.0"
+TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
+if python3 -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '2.13.0' or torch.version.cuda is not None)" 2>/dev/null; then
+    echo "   $TORCH is installed, CPU build"
+else
+    # Ask pip which file "$TORCH" resolves to before installing it: on Linux, PyPI's
+    # wheel is the CUDA build (it requires nvidia-* packages, several GB); the CPU
+    # build is a local "+cpu" wheel (pip's find-links) or PyTorch's own index.
+    report="$(mktemp)"
+    python3 -m pip install --quiet --dry-run --ignore-installed --no-deps --report "$report" "$TORCH"
+    if python3 - "$report" <<'PY'
+import json, sys
+pick = json.load(open(sys.argv[1]))["install"][0]
+cuda = any(d.startswith("nvidia-") for d in pick["metadata"].get("requires_dist") or [])
+print(f"   {pick['metadata']['version']}: {pick['download_info']['url']}")
+sys.exit(1 if cuda else 0)
+PY
+    then
+        python3 -m pip install --quiet "$TORCH"
+    else
+        echo "== WARNING: no CPU wheel of $TORCH found locally; PyPI's is the CUDA build (several GB)."
+        echo "   Trying PyTorch's CPU index: pip install $TORCH --index-url $TORCH_CPU_INDEX"
+        if ! python3 -m pip install --quiet --timeout 30 --retries 1 "$TORCH" --index-url "$TORCH_CPU_INDEX"; then
+            echo "== WARNING: $TORCH_CPU_INDEX is not reachable: installing the CUDA build from PyPI"
+            python3 -m pip install --quiet "$TORCH"
+        fi
+    fi
+    rm -f "$report"
+fi
+python3 -c "import torch; print('   torch', torch.__version__, '(CUDA ' + torch.version.cuda + ')' if torch.version.cuda else '(CPU build)')"
 
 echo "== napari-active-annotator with its [dev] extra (editable)"
+# An uninstalled regular install can leave site-packages/active_annotator/ with only
+# caches in it (older versions compiled numba kernels there); Python would import that
+# leftover as an empty namespace package instead of the editable one. Remove such
+# folders: they hold no source file.
+python3 - <<'PY'
+import shutil, sysconfig
+from pathlib import Path
+for site in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+    for name in ("active_annotator", "active_annotator_napari"):
+        folder = Path(site) / name
+        if folder.is_dir() and not folder.is_symlink() and not any(
+                p.suffix in (".py", ".yaml", ".tif") for p in folder.rglob("*")):
+            print(f"   removing {folder}: left over from an earlier install, caches only")
+            shutil.rmtree(folder)
+PY
 python3 -m pip install --quiet -e ".[dev]"
+if ! (cd /tmp && python3 -c "import active_annotator, sys; sys.exit(active_annotator.__version__ is None)"); then
+    echo "== FAILED: active_annotator does not import after the install; a folder named"
+    echo "   active_annotator without __init__.py on sys.path shadows it:"
+    (cd /tmp && python3 -c "import active_annotator; print(list(active_annotator.__path__))") || true
+    exit 1
+fi
 
 echo "== pytest under Xvfb"
 log="$(mktemp)"

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +118,50 @@ def test_gui_demo_without_a_display_points_to_headless(capsys, monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
     assert demo.run_gui(quit_after=0) == 1
     assert "active-annotator demo --headless" in capsys.readouterr().err
+
+
+def _copy_of_qt_xcb_plugin(tmp_path):
+    """The installed Qt xcb plugin copied away from the Qt libraries its RPATH points to."""
+    from active_annotator import demo
+
+    plugin = demo._qt_xcb_plugin()
+    if plugin is None or not sys.platform.startswith("linux"):
+        pytest.skip("needs a Qt binding with the xcb platform plugin (Linux)")
+    copy = tmp_path / "platforms" / plugin.name
+    copy.parent.mkdir()
+    copy.write_bytes(plugin.read_bytes())
+    return plugin, copy
+
+
+def test_missing_libraries_names_what_the_loader_cannot_find(tmp_path):
+    from active_annotator import demo
+
+    plugin, copy = _copy_of_qt_xcb_plugin(tmp_path)
+    assert demo.missing_libraries(plugin) == []
+    missing = demo.missing_libraries(copy)
+    assert missing and all(name.startswith("libQt") for name in missing), missing
+
+
+def test_gui_demo_with_missing_system_libraries_prints_the_apt_line(tmp_path, capsys,
+                                                                    monkeypatch):
+    pytest.importorskip("napari")
+    from active_annotator import demo
+
+    _plugin, copy = _copy_of_qt_xcb_plugin(tmp_path)
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(demo, "_qt_xcb_plugin", lambda: copy)  # real ldd on a real ELF file
+    assert demo.run_gui(quit_after=0) == 1
+    err = capsys.readouterr().err
+    assert demo.GUI_APT_LINE in err
+    assert "libQt" in err and "active-annotator demo --headless" in err
+
+
+def test_readme_and_test_command_list_the_gui_system_packages():
+    from active_annotator import demo
+
+    repo = Path(__file__).resolve().parents[1]
+    assert f"```bash\n{demo.GUI_APT_LINE}\n```" in (repo / "README.md").read_text()
+    script = (repo / "scripts" / "run-tests.sh").read_text().split()
+    assert set(demo.GUI_APT_PACKAGES.split()) <= set(script)

@@ -1,6 +1,8 @@
 """The array forest and its evaluator against scikit-learn."""
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +10,8 @@ from sklearn.ensemble import RandomForestClassifier
 
 from active_annotator.errors import ModelFileError
 from active_annotator.forest import Forest, _predict_kernel_py
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +115,82 @@ def test_validate_rejects_corrupt_arrays(fitted, make, match):
     _, forest, _ = fitted
     with pytest.raises(ModelFileError, match=match):
         make(forest).validate()
+
+
+# -- structure: the arrays must be a forest before the compiled kernels see them ----------
+
+
+def _chain(n=40, same=True):
+    """A chain of ``n`` nodes; with ``same`` each internal node has left == right."""
+    left = np.full(n, -1, np.int32)
+    right = np.full(n, -1, np.int32)
+    if same:
+        left[:-1] = right[:-1] = np.arange(1, n)
+    else:  # node i -> (i + 1, i + 2): every node below the second has two parents
+        left[:-2], right[:-2] = np.arange(1, n - 1), np.arange(2, n)
+    value = np.full((n, 2), 0.5)
+    return Forest(feature=np.where(left >= 0, 0, -2).astype(np.int32), threshold=np.zeros(n),
+                  left=left, right=right, value=value, roots=np.zeros(1, np.int32), n_features=1)
+
+
+def _root_leaf_with_unreachable(n_extra=1000):
+    n = 1 + n_extra
+    return Forest(feature=np.full(n, -2, np.int32), threshold=np.zeros(n),
+                  left=np.full(n, -1, np.int32), right=np.full(n, -1, np.int32),
+                  value=np.full((n, 2), 0.5), roots=np.zeros(1, np.int32), n_features=1)
+
+
+def _shared_child():
+    # node 0 -> (1, 2), node 1 -> (3, 4), node 2 -> (3, 4): 3 and 4 have two parents
+    left = np.array([1, 3, 3, -1, -1], np.int32)
+    right = np.array([2, 4, 4, -1, -1], np.int32)
+    return Forest(feature=np.array([0, 0, 0, -2, -2], np.int32), threshold=np.zeros(5), left=left,
+                  right=right, value=np.full((5, 2), 0.5), roots=np.zeros(1, np.int32), n_features=1)
+
+
+def _unnormalised_leaf(f):
+    value = f.value.copy()
+    leaf = np.flatnonzero(f.left < 0)[0]
+    value[leaf] *= 0.5
+    return _corrupt(f, value=value)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda f: _chain(40, same=True), "same left and right child"),
+    (lambda f: _chain(40, same=False), "more than one node"),
+    (lambda f: _root_leaf_with_unreachable(), "1000 node.*not reachable"),
+    (lambda f: _shared_child(), "more than one node"),
+    (_unnormalised_leaf, "do not sum to 1"),
+])
+def test_validate_refuses_arrays_that_are_not_a_forest(fitted, make, match):
+    _, forest, _ = fitted
+    with pytest.raises(ModelFileError, match=match):
+        make(forest).validate()
+    with pytest.raises(ModelFileError, match=match):  # the kernels never run on them
+        make(forest).predict_proba(np.zeros((make(forest).n_features, 4), np.float32))
+
+
+def test_validate_accepts_trained_forests_with_leaf_roots(fitted):
+    _, forest, X = fitted
+    # a forest of one-node trees (a root that is a leaf) is a valid forest
+    stump = Forest(feature=np.full(2, -2, np.int32), threshold=np.zeros(2),
+                   left=np.full(2, -1, np.int32), right=np.full(2, -1, np.int32),
+                   value=np.array([[0.25, 0.75], [1.0, 0.0]]), roots=np.arange(2, dtype=np.int32),
+                   n_features=7).validate()
+    np.testing.assert_allclose(stump.predict_proba(np.ascontiguousarray(X[:5].T)),
+                               np.tile([0.625, 0.375], (5, 1)))
+
+
+@pytest.mark.slow
+def test_random_structures_are_refused_or_predict_as_a_python_walk():
+    """Hypothesis over structurally random forests (see tests/helpers/forest_property.py).
+
+    Runs in a memory-capped child: with the old validator (children after the
+    parent only) this aborts with ``munmap_chunk(): invalid pointer`` or
+    fails on leaf fractions that do not sum to 1.
+    """
+    from capped import crashed, run_capped
+
+    r = run_capped("import runpy, sys; sys.argv[0] = 'p'; runpy.run_module('forest_property', run_name='__main__')",
+                   mem_gib=3, args=["400"])
+    assert r.returncode == 0 and "OK" in r.stdout, crashed(r)

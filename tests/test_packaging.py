@@ -2,9 +2,9 @@
 working napari plugin: npe2 validates it, napari discovers its contributions,
 the manifest is the top-level napari.yaml, and the sample data ships with it.
 
-The venv sees the heavy dependencies (numpy, napari, ...) of this interpreter
-through ``--system-site-packages`` but gets napari-active-annotator itself only
-from the wheel; every check asserts that the modules come from the venv, not
+The venv sees the heavy dependencies (numpy, napari, ...) of this interpreter's
+environment (a system Python or a virtual environment) through a ``.pth`` file
+but gets napari-active-annotator itself only from the wheel; every check asserts that the modules come from the venv, not
 from the source tree or an editable install.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import sysconfig
@@ -60,13 +61,21 @@ def wheel(tmp_path_factory) -> Path:
 def venv(wheel, tmp_path_factory) -> dict:
     """A fresh venv with the wheel installed; returns its python, bin and site-packages."""
     root = tmp_path_factory.mktemp("venv") / "env"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", root])
+    _run([sys.executable, "-m", "venv", root])
     python = root / "bin" / "python"
+    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                   env=_clean_env()).stdout.strip()
+    # The heavy dependencies come from *this* interpreter's environment. When pytest
+    # itself runs in a virtual environment, ``--system-site-packages`` would show the
+    # base Python's packages instead, so the new venv adds this environment's site
+    # folders after its own (processing their .pth files, as a site folder does).
+    outer = [p for p in site.getsitepackages() + [site.getusersitepackages()]
+             if p in sys.path and Path(p).is_dir()]
+    (Path(purelib) / "_outer_environment.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in outer))
     # --no-index: the package's own dependencies must already be satisfied, nothing downloads
     _run([python, "-m", "pip", "install", "--no-index", "--no-cache-dir", wheel],
          env=_clean_env())
-    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                   env=_clean_env()).stdout.strip()
     return {"python": python, "bin": root / "bin", "site": Path(purelib), "root": root}
 
 

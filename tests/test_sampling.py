@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -123,7 +125,8 @@ def test_every_strategy_returns_ranked_suggestions_with_reasons():
     ps, _ = _clustered()
     u = np.random.default_rng(0).random((8, 320)).astype(np.float32)
     for strategy in STRATEGIES:
-        kw = {"proba": np.stack([u, 1 - u])} if strategy in ("entropy", "margin", "least_confidence") else {}
+        kw = {"proba": np.stack([u, 1 - u])} if strategy in ("entropy", "margin", "least_confidence",
+                                                             "clasp") else {}
         s = suggest(ps, None if kw else u, strategy=strategy, n=4, seed=0, **kw)
         assert [x.rank for x in s] == [1, 2, 3, 4]
         assert all(isinstance(x.reason, str) and x.reason for x in s)
@@ -251,3 +254,59 @@ def test_hybrid_discounts_uncertainty_touching_labels_not_a_few_pixels_away():
         suggest(ps, u, lab, strategy="hybrid", avoid="everything")
     with pytest.raises(InputError, match="label_scale"):
         suggest(ps, u, lab, strategy="hybrid", label_scale=0)
+
+
+def test_power_draws_in_proportion_to_uncertainty():
+    ps = _grid((16, 64), 16)  # 4 candidates
+    u = np.zeros((16, 64), np.float32)
+    for i, v in enumerate([0.1, 0.2, 0.3, 0.4]):
+        u[:, 16 * i:16 * (i + 1)] = v
+    firsts = [suggest(ps, u, strategy="power", n=1, seed=s)[0].candidate.id for s in range(4000)]
+    freq = np.bincount(firsts, minlength=4) / len(firsts)
+    np.testing.assert_allclose(freq, [0.1, 0.2, 0.3, 0.4], atol=0.03)
+    # beta large: greedy; the whole batch is distinct candidates
+    s = suggest(ps, u, strategy="power", n=4, seed=0, beta=50)
+    assert [x.candidate.id for x in s] == [3, 2, 1, 0]
+    assert "power" in s[0].reason
+
+
+def test_clasp_covers_a_rare_class_that_entropy_misses():
+    # 16 patches; a rare class 3 is predicted (with low uncertainty) in one patch only,
+    # the most uncertain patches show only classes 1 and 2
+    ps = _grid((32, 32), 8)
+    p = np.zeros((3, 32, 32), np.float32)
+    p[0] = 0.9
+    p[1] = 0.1
+    p[:, :16, :16] = np.array([0.5, 0.5, 0.0])[:, None, None]   # uncertain, classes 1/2
+    p[:, 24:, 24:] = np.array([0.05, 0.05, 0.9])[:, None, None]  # rare class 3, fairly certain
+    ent = [x.candidate.id for x in suggest(ps, proba=p, strategy="entropy", n=2)]
+    rare = ps[-1].id
+    assert rare not in ent
+    hits = [rare in [x.candidate.id for x in suggest(ps, proba=p, strategy="clasp", n=2, seed=s)]
+            for s in range(20)]
+    assert all(hits)
+    s = suggest(ps, proba=p, strategy="clasp", n=2, seed=0)
+    assert s[0].candidate.id == rare and "class 3" in s[0].reason
+
+
+def test_typiclust_picks_the_dense_region_first():
+    # descriptors: 30 candidates in a tight cluster, 5 scattered outliers
+    rng = np.random.default_rng(0)
+    desc = np.concatenate([rng.normal(0, 0.05, (30, 2)), rng.uniform(5, 50, (5, 2))])
+    ps = [replace(c, descriptor=d) for c, d in zip(cand.patches((8, 8 * 35), 8), desc)]
+    s = suggest(ps, strategy="typiclust", n=1, seed=0)
+    assert s[0].candidate.id < 30
+    assert "typical" in s[0].reason
+
+
+def test_mutual_information_is_disagreement_not_ambiguity():
+    from active_annotator.uncertainty import entropy, mutual_information
+
+    agree_unsure = np.full((10, 2, 1), 0.5, np.float32)        # every tree says 50/50
+    disagree = np.zeros((10, 2, 1), np.float32)
+    disagree[:5, 0] = 1.0
+    disagree[5:, 1] = 1.0                                      # confident trees that split
+    assert mutual_information(agree_unsure)[0] < 1e-6
+    assert mutual_information(disagree)[0] > 0.99
+    # pure-leaf forests: every tree is one-hot, so MI equals the entropy of the mean
+    np.testing.assert_allclose(mutual_information(disagree), entropy(disagree.mean(0)), atol=1e-6)

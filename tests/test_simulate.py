@@ -127,7 +127,7 @@ def test_cli_simulate_writes_csv_png_and_summary(tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["simulate", "--image", str(tmp_path / "img.npy"), "--truth", str(tmp_path / "truth.npy"),
                "--strategies", "hybrid,entropy,random", "--rounds", "2", "--batch", "2", "--seeds", "2",
-               "--patch", "16", "--trees", "8", "--output", str(out), "--quiet"])
+               "--patch", "16", "--trees", "8", "--output", str(out), "--quiet", "--protocol", "1"])
     assert rc == 0
     with open(out / "simulation_img.csv") as f:
         rows = list(csv.DictReader(f))
@@ -157,7 +157,7 @@ def test_cli_simulate_merges_classes_and_names_a_missing_one(tmp_path, capsys):
     np.save(tmp_path / "truth.npy", truth)
     base = ["simulate", "--image", str(tmp_path / "img.npy"), "--truth", str(tmp_path / "truth.npy"),
             "--strategies", "random", "--rounds", "1", "--batch", "1", "--seeds", "1", "--patch", "16",
-            "--trees", "4", "--output", str(tmp_path / "o"), "--quiet"]
+            "--trees", "4", "--output", str(tmp_path / "o"), "--quiet", "--protocol", "1"]
     assert main(base + ["--merge", "3=2"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "o" / "simulation_img.csv")))
     assert "labels_class_3" not in rows[0] and "labels_class_2" in rows[0]  # two classes left
@@ -181,3 +181,21 @@ def test_every_strategy_runs_in_a_simulation(oracle):
                    n_estimators=5, dense=False, progress=False, oracle=oracle)
     assert [r["strategy"] for r in res.rows if r["round"] == 1] == strategies
     assert all(r["labelled_pixels"] > 0 for r in res.rows)
+
+
+def test_cli_simulate_protocol_2_is_the_default_and_prints_the_table(tmp_path, capsys):
+    image, truth = _blobs()
+    np.save(tmp_path / "img.npy", image)
+    np.save(tmp_path / "truth.npy", truth)
+    out = tmp_path / "out"
+    rc = main(["simulate", "--image", str(tmp_path / "img.npy"), "--truth", str(tmp_path / "truth.npy"),
+               "--strategies", "clasp,random", "--rounds", "2", "--batch", "2", "--seeds", "2",
+               "--patch", "8", "--trees", "8", "--output", str(out), "--quiet", "--oracle", "stroke"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "protocol v2" in text and "| clasp **(default)** |" in text and "Wilcoxon" in text
+    summary = json.loads((out / "simulation_img_summary.json").read_text())
+    assert summary["settings"]["protocol"] == 2 and summary["settings"]["oracle"] == "stroke"
+    assert set(summary["strategies"]) == {"clasp", "random"}
+    rows = list(csv.DictReader(open(out / "simulation_img.csv")))
+    assert len(rows) == 2 * 2 * 3 and {"split", "score"} <= set(rows[0])

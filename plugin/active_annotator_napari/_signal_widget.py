@@ -48,7 +48,7 @@ from qtpy.QtWidgets import (
 
 from active_annotator.errors import AnnotatorError, Cancelled
 from active_annotator.features import FeatureSet
-from active_annotator.sampling import STRATEGIES
+from active_annotator.sampling import DEFAULT_STRATEGY, STRATEGIES
 from active_annotator.signals import (
     MinMaxPyramid,
     SignalClassifier,
@@ -414,6 +414,7 @@ class SignalClassifierWidget(QWidget):
         srow = QHBoxLayout()
         self.strategy_combo = QComboBox()
         self.strategy_combo.addItems(list(STRATEGIES))
+        self.strategy_combo.setCurrentText(DEFAULT_STRATEGY)
         self.window_spin = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=86400.0, value=2.0, suffix=" s")
         self.window_spin.setToolTip("Length of a suggested window.")
         self.suggest_button = QPushButton("Suggest")
@@ -625,6 +626,7 @@ class SignalClassifierWidget(QWidget):
             self._fail(out["error"])
             return
         self.classifier = out["classifier"]
+        self._proba = out["proba"]
         C = rec.n_channels
         pred = out["prediction"][np.newaxis]
         unc = out["uncertainty"][np.newaxis]
@@ -668,8 +670,9 @@ class SignalClassifierWidget(QWidget):
             if strategy in ("diversity", "cluster"):
                 # window descriptors: the probabilities are a compact per-sample embedding
                 feats = self.classifier.predict_proba(rec) if self.classifier is not None else None
+            proba = getattr(self, "_proba", None) if strategy == "clasp" else None
             self.suggestions = suggest_windows(signal_data(unc)[0], labels.data[0], width=width, strategy=strategy,
-                                               n=10, features=feats)
+                                               n=10, features=feats, proba=proba)
         except AnnotatorError as e:
             self._fail(str(e))
             return

@@ -41,22 +41,27 @@ from qtpy.QtWidgets import (
 
 from active_annotator.candidates import labelled_fraction
 from active_annotator.errors import AnnotatorError, Cancelled, InputError
-from active_annotator.sampling import suggest_for_image
+from active_annotator.sampling import DEFAULT_STRATEGY, suggest_for_image
 
 from ._layers import FOREST_SOURCE, read_probabilities
 
 SUGGESTIONS = "suggestions"
 NEXT_KEY, PREVIOUS_KEY = "n", "b"
 # (text shown, strategy name in the core)
-STRATEGY_CHOICES = (
+_CHOICES = (
+    ("ClaSP: uncertain places of every class, rare classes first", "clasp"),
+    ("power: uncertain places, drawn at random in proportion", "power"),
     ("hybrid: uncertain and spread out", "hybrid"),
     ("entropy (most uncertain)", "entropy"),
     ("margin", "margin"),
     ("least confidence", "least_confidence"),
     ("diversity (k-center on features)", "diversity"),
     ("cluster (k-means on features)", "cluster"),
+    ("typicality (cold start, no model)", "typiclust"),
     ("random (baseline)", "random"),
 )
+# the package's default strategy (the active-learning suite's winner) comes first
+STRATEGY_CHOICES = tuple(sorted(_CHOICES, key=lambda c: c[1] != DEFAULT_STRATEGY))
 # the view shows the suggestion and about one patch of context on each side
 CONTEXT = 3.0
 COLOUR_TODO, COLOUR_CURRENT, COLOUR_DONE = "#00e5ff", "#ffd600", "#69f0ae"

@@ -8,19 +8,23 @@ Qt-free: nothing here imports napari, Qt or magicgui.
 
 __version__ = "0.1.0"
 
-from .classifier import PixelClassifier
-from .errors import (
-    AnnotatorError,
-    Cancelled,
-    InputError,
-    LabelError,
-    ModelFileError,
-    ModelMismatchError,
-    NotFittedError,
-)
-from .features import FAMILIES, FeatureSet, compute
-from .persistence import load_model, save_model
-from .uncertainty import entropy, least_confidence, margin
+from . import _jit_cache
+
+with _jit_cache.kernels_cached_in_user_dir():  # compiled kernels go to the user cache, not site-packages
+    from .classifier import PixelClassifier
+    from .errors import (
+        AnnotatorError,
+        Cancelled,
+        InputError,
+        LabelError,
+        ModelFileError,
+        ModelMismatchError,
+        NotFittedError,
+    )
+    from .features import FAMILIES, FeatureSet, compute
+    from .persistence import load_model, save_model
+    from .uncertainty import entropy, least_confidence, margin
+
 
 __all__ = [
     "AnnotatorError",

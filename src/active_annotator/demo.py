@@ -34,6 +34,16 @@ GUI_INSTALL_HINT = (
     "    active-annotator demo --headless"
 )
 
+#: Debian/Ubuntu packages that Qt's xcb platform plugin (napari's window on X11)
+#: needs beyond a bare system; README.md and scripts/run-tests.sh list the same.
+GUI_APT_PACKAGES = (
+    "libgl1 libgl1-mesa-dri libglx-mesa0 libegl1 libglib2.0-0 libfontconfig1 "
+    "libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 "
+    "libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 "
+    "libxcb-xkb1 libdbus-1-3"
+)
+GUI_APT_LINE = f"sudo apt-get install {GUI_APT_PACKAGES}"
+
 #: Class value of nuclei in the sample's labels and ground truth (1 = background).
 NUCLEUS = 2
 
@@ -187,4 +197,66 @@ def run_gui(quit_after: float | None = None, timeout: float = 300.0) -> int:
               "or start it on a virtual display: xvfb-run -a active-annotator demo",
               file=sys.stderr)
         return 1
+    missing = missing_qt_libraries()
+    if missing:
+        # Qt would abort the process (exit 134) with "could not load the Qt platform plugin"
+        print("active-annotator demo: Qt cannot open a window, these system libraries are "
+              f"missing: {', '.join(missing)}.\nOn Debian/Ubuntu install them with\n"
+              f"    {GUI_APT_LINE}\nor run the demo without a window:\n"
+              "    active-annotator demo --headless", file=sys.stderr)
+        return 1
     return run(quit_after=quit_after, timeout=timeout)
+
+
+def _qt_xcb_plugin() -> Path | None:
+    """The Qt xcb platform plugin that qtpy would load, found without importing Qt."""
+    import importlib.util
+
+    bindings = ["PyQt5", "PyQt6", "PySide2", "PySide6"]  # qtpy's order
+    wanted = os.environ.get("QT_API", "").lower()
+    bindings.sort(key=lambda b: b.lower() != wanted)
+    for binding in bindings:
+        try:
+            spec = importlib.util.find_spec(binding)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for folder in spec.submodule_search_locations:
+            plugins = sorted(Path(folder).glob("**/plugins/platforms/libqxcb.so"))
+            if plugins:
+                return plugins[0]
+    return None
+
+
+def missing_libraries(binary: Path) -> list[str]:
+    """Shared libraries that ``binary`` (an ELF file) needs and the loader cannot find.
+
+    Asks ``ldd``, which resolves them as the dynamic loader will (RPATH,
+    ``LD_LIBRARY_PATH``, the ldconfig cache); [] where ``ldd`` is not available.
+    """
+    import shutil
+    import subprocess
+
+    ldd = shutil.which("ldd")
+    if ldd is None:
+        return []
+    try:
+        done = subprocess.run([ldd, str(binary)], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted({line.split("=>")[0].strip() for line in done.stdout.splitlines()
+                   if "not found" in line})
+
+
+def missing_qt_libraries() -> list[str]:
+    """System libraries missing for napari's window on X11 ([] elsewhere or if all present)."""
+    if not sys.platform.startswith("linux") or not os.environ.get("DISPLAY"):
+        return []
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith("xcb"):
+        return []
+    if not platform and os.environ.get("WAYLAND_DISPLAY"):
+        return []  # Qt 6 prefers Wayland there
+    plugin = _qt_xcb_plugin()
+    return missing_libraries(plugin) if plugin is not None else []

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import limits
 from .errors import ModelFileError
 
 try:  # numba is a dependency; the fallback only keeps odd platforms working
@@ -297,8 +298,10 @@ class Forest:
     def validate(self) -> Forest:
         """Check shapes, dtypes and every index; raise :class:`ModelFileError`.
 
-        After this passes the evaluator cannot index out of bounds and every
-        walk from a root ends at a leaf (children always have larger indices).
+        After this passes the arrays are a forest: every node is reached from
+        its tree's root exactly once (no shared children, no cycles, nothing
+        unreachable), so the evaluator cannot index out of bounds, every walk
+        ends at a leaf, and leaf class fractions sum to 1.
         """
         def bad(msg):
             raise ModelFileError(f"The forest in this model file is corrupt: {msg}.")
@@ -316,6 +319,9 @@ class Forest:
                 bad(f"array '{name}' has shape {a[name].shape}, expected ({n},)")
         if self.value.ndim != 2 or self.value.shape[0] != n or self.value.shape[1] < 2:
             bad(f"array 'value' has shape {self.value.shape}, expected ({n}, n_classes>=2)")
+        if self.value.shape[1] > limits.get("CLASSES"):
+            bad(f"{self.value.shape[1]} classes, more than the limit of {limits.get('CLASSES')}. "
+                f"{limits.hint('CLASSES')[:-1]}")
         if self.roots.ndim != 1 or self.roots.shape[0] == 0:
             bad("no trees")
         if not (self.n_features >= 1):
@@ -336,6 +342,22 @@ class Forest:
                 bad(f"'{name}' child index out of range")
         if np.any(self.left[leaf] != -1) or np.any(self.right[leaf] != -1):
             bad("leaf children must be -1")
+        if np.any(self.left[internal] == self.right[internal]):
+            bad("a node has the same left and right child")
+        # Children lie after their parent and inside its tree, so no walk can
+        # cycle. If moreover every root has no parent and every other node
+        # exactly one, each node is reached from its tree's root exactly once:
+        # follow parents down the indices to the root (the kernels rely on it).
+        parents = np.bincount(np.concatenate([self.left[internal], self.right[internal]]),
+                              minlength=n)
+        if np.any(parents[roots] != 0):
+            bad("a tree root is also a child of another node")
+        others = np.ones(n, bool)
+        others[roots] = False
+        if np.any(parents[others] > 1):
+            bad("a node is the child of more than one node (trees must not share nodes)")
+        if np.any(parents[others] == 0):
+            bad(f"{int(np.sum(parents[others] == 0))} node(s) are not reachable from their tree's root")
         f = self.feature[internal]
         if np.any(f < 0) or np.any(f >= self.n_features):
             bad(f"feature index outside 0..{self.n_features - 1}")
@@ -343,6 +365,8 @@ class Forest:
             bad("non-finite threshold")
         if not np.all(np.isfinite(self.value)) or np.any(self.value < 0):
             bad("invalid class fractions")
+        if np.any(np.abs(self.value[leaf].sum(axis=1) - 1.0) > 1e-6):
+            bad("class fractions at a leaf do not sum to 1")
         return self
 
     def _packed(self):

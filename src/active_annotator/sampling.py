@@ -26,6 +26,23 @@ an ordered list of :class:`Suggestion` (candidate, rank, score, reason):
     ``scale`` the candidates' typical size, so a batch does not pile up along
     one uncertain boundary. (Wider label scales were measured and cost labels:
     ``docs/active_learning.md``.)
+``power``
+    Stochastic batch selection (Kirsch et al., TMLR 2023): candidates are
+    drawn without replacement with probability proportional to
+    ``uncertainty ** beta`` (Gumbel-top-k), so a batch spreads over the
+    uncertain places instead of piling up on the few most uncertain ones,
+    with no distance penalty to tune.
+``clasp``
+    Class-stratified power sampling (ClaSP PE, nnActive, Lueth et al. 2026):
+    the picks go round the predicted classes, rarest first; each pick is a
+    power draw among the candidates where that class is predicted (at least
+    1 % of the candidate), so a rare class gets labels early. Needs ``proba``.
+``typiclust``
+    Cold start by typicality (TypiClust, Hacohen et al. 2022): k-means of the
+    descriptors into (clusters holding labels + ``n``) clusters; from the
+    largest clusters without labels, the most typical candidate (the densest:
+    smallest mean distance to its nearest neighbours). Uses no model, so it is
+    meant for the first rounds.
 ``random``
     Uniformly random order: the baseline.
 
@@ -49,7 +66,15 @@ from .uncertainty import MEASURES
 from .uncertainty import uncertainty as pixel_uncertainty
 
 STRATEGIES = ("hybrid", "uncertainty", "entropy", "margin", "least_confidence",
-              "diversity", "cluster", "random")
+              "power", "clasp", "diversity", "cluster", "typiclust", "random")
+
+#: The strategy the widget and :func:`suggest` use unless told otherwise:
+#: the winner of ``benchmarks/bench_active_learning.py`` (docs/active_learning.md).
+DEFAULT_STRATEGY = "hybrid"
+
+#: The exponent of ``power`` and ``clasp``: probability of a draw proportional
+#: to ``uncertainty ** POWER_BETA`` (Kirsch et al. use 1 for power sampling).
+POWER_BETA = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +113,7 @@ def suggest(
     candidates: Sequence[Candidate],
     uncertainty=None,
     labelled=None,
-    strategy: str = "hybrid",
+    strategy: str = DEFAULT_STRATEGY,
     n: int = 10,
     seed: int | None = None,
     *,
@@ -99,6 +124,7 @@ def suggest(
     distance_scale: float | None = None,
     avoid: str = "labels_and_picks",
     label_scale: float = 1.0,
+    beta: float = POWER_BETA,
 ) -> list[Suggestion]:
     """Rank candidates and return the best ``n`` as suggestions.
 
@@ -138,6 +164,8 @@ def suggest(
         ``hybrid``'s distance scale from labelled pixels, per pixel (default
         1 px). For whole images of a collection, labelled images are avoided
         at ``distance_scale`` in descriptor space instead.
+    beta : float
+        Exponent of ``power`` and ``clasp`` draws (0: uniform, large: greedy).
 
     Returns
     -------
@@ -182,7 +210,7 @@ def suggest(
                 u = u * -np.expm1(-dist_map / float(label_scale))  # 1 - exp(-d / label_scale)
                 label_weighted = True
             scores = cand.uncertainty(cands, u, lab, aggregate=aggregate, fraction=fraction)
-    elif strategy not in ("random", "diversity"):
+    elif strategy not in ("random", "diversity", "typiclust"):
         raise InputError(
             f"Strategy {strategy!r} needs uncertainty: pass an uncertainty map, "
             "per-candidate scores, or proba=classifier.predict_proba(image)."
@@ -214,12 +242,119 @@ def suggest(
             for r, i in enumerate(order, 1)
         ]
 
+    if strategy in ("power", "clasp"):
+        if not (np.isfinite(beta) and beta >= 0):
+            raise InputError(f"beta must be a non-negative number, got {beta}.")
+        if strategy == "power":
+            return _power(cands, avail, scores, n, rng, u_name, beta)
+        if proba is None:
+            raise InputError("Strategy 'clasp' stratifies by predicted class: pass proba=.")
+        return _clasp(cands, avail, scores, n, rng, u_name, beta, predicted_class_fractions(cands, proba))
+    if strategy == "typiclust":
+        return _typiclust(cands, avail, frac, scores, n, seed, u_name)
     if strategy == "diversity":
         return _k_center(cands, avail, frac, scores, n, rng, u_name)
     if strategy == "cluster":
         return _cluster(cands, avail, scores, n, seed, u_name)
     return _hybrid(cands, avail, lab if avoid == "labels_and_picks" else None,
                    scores, n, distance_scale, u_name, spatial, label_weighted, frac, dist_map)
+
+
+def predicted_class_fractions(candidates: Sequence[Candidate], proba) -> np.ndarray:
+    """Fraction of each candidate's pixels predicted as each class, ``(n_candidates, n_classes)``.
+
+    ``proba`` is ``(n_classes, *shape)`` over the data the candidates index.
+    """
+    p = np.asarray(proba)
+    pred = np.argmax(p, axis=0)
+    k = p.shape[0]
+    out = np.zeros((len(candidates), k))
+    for i, c in enumerate(candidates):
+        v = c.pixels(pred)
+        if v.size:
+            out[i] = np.bincount(v.ravel(), minlength=k)[:k] / v.size
+    return out
+
+
+def _gumbel_keys(scores, rng, beta) -> np.ndarray:
+    """Keys whose descending order is a draw without replacement with p ~ score**beta."""
+    s = np.maximum(np.asarray(scores, np.float64), 0.0)
+    with np.errstate(divide="ignore"):
+        logs = np.where(s > 0, np.log(s), -1e300)
+    return beta * logs + rng.gumbel(size=s.shape)
+
+
+def _power(cands, avail, scores, n, rng, u_name, beta) -> list[Suggestion]:
+    keys = _gumbel_keys(scores[avail], rng, beta)
+    order = avail[np.argsort(-keys, kind="stable")][:n]
+    return [Suggestion(cands[i], r, float(scores[i]),
+                       f"{u_name} {scores[i]:.2f}, drawn with probability ~ {u_name}^{beta:g} (power sampling)")
+            for r, i in enumerate(order, 1)]
+
+
+def _clasp(cands, avail, scores, n, rng, u_name, beta, fractions) -> list[Suggestion]:
+    present = fractions[avail] >= 0.01
+    # rarest predicted class first (by predicted pixels over the pool)
+    totals = fractions[avail].sum(axis=0)
+    order_k = [int(k) for k in np.argsort(totals, kind="stable") if present[:, k].any()]
+    keys = _gumbel_keys(scores[avail], rng, beta)
+    taken = np.zeros(avail.size, bool)
+    out = []
+    ki = 0
+    while len(out) < n and not taken.all():
+        k = order_k[ki % len(order_k)] if order_k else None
+        ki += 1
+        pool = ~taken & (present[:, k] if k is not None else True)
+        stratum = k is not None and pool.any()
+        if not stratum:
+            pool = ~taken
+        j = int(np.argmax(np.where(pool, keys, -np.inf)))
+        taken[j] = True
+        i = int(avail[j])
+        where = (f"class {k + 1} of the prediction ({fractions[i, k]:.0%} of it)" if stratum
+                 else "no class left to stratify")
+        out.append(Suggestion(cands[i], len(out) + 1, float(scores[i]),
+                              f"{u_name} {scores[i]:.2f}, class-stratified power draw: {where}"))
+        if ki > 10 * n + len(order_k):  # every stratum exhausted: fall back to the pool above
+            order_k = []
+    return out
+
+
+def _typiclust(cands, avail, frac, scores, n, seed, u_name, n_neighbours: int = 20) -> list[Suggestion]:
+    from sklearn.cluster import KMeans
+
+    x = _standardise(cand.descriptors(cands))
+    labelled = np.flatnonzero(frac > 0)
+    k = int(min(len(x), labelled.size + n))
+    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x)
+    lab_clusters = set(km.labels_[labelled].tolist())
+    is_avail = np.zeros(len(cands), bool)
+    is_avail[avail] = True
+    sizes = np.bincount(km.labels_, minlength=k)
+    # largest clusters without labels first, then the rest by size
+    order = sorted(range(k), key=lambda c: (c in lab_clusters, -sizes[c]))
+    out = []
+    for c in order:
+        if len(out) == n:
+            break
+        members = np.flatnonzero((km.labels_ == c) & is_avail)
+        if members.size == 0:
+            continue
+        xm = x[km.labels_ == c]
+        d = np.linalg.norm(x[members][:, None, :] - xm[None], axis=2)
+        m = min(n_neighbours, xm.shape[0] - 1)
+        typ = 1.0 / (np.sort(d, axis=1)[:, 1:m + 1].mean(axis=1) + 1e-12) if m > 0 else np.ones(members.size)
+        i = int(members[np.argmax(typ)])
+        is_avail[i] = False
+        extra = f", {u_name} {scores[i]:.2f}" if scores is not None else ""
+        out.append(Suggestion(cands[i], len(out) + 1, float(typ.max()),
+                              f"most typical of cluster of {sizes[c]} candidates"
+                              f"{' without labels' if c not in lab_clusters else ''} (typicality){extra}"))
+    if len(out) < n:  # fewer clusters than picks: the rest by typicality of the leftovers
+        rest = np.flatnonzero(is_avail)[: n - len(out)]
+        for i in rest:
+            out.append(Suggestion(cands[i], len(out) + 1, 0.0, "remaining candidate (typicality)"))
+    return out
 
 
 def _k_center(cands, avail, frac, scores, n, rng, u_name) -> list[Suggestion]:
@@ -325,7 +460,7 @@ def _hybrid(cands, avail, lab, scores, n, distance_scale, u_name, spatial, label
     return out
 
 
-DESCRIPTOR_STRATEGIES = ("diversity", "cluster")
+DESCRIPTOR_STRATEGIES = ("diversity", "cluster", "typiclust")
 
 
 def image_patches(shape, size=32, spatial_ndim: int | None = None) -> list[Candidate]:
@@ -387,7 +522,7 @@ def _describe_by_plane(cands, image, features, channel_axis, should_stop):
 def suggest_for_image(
     proba,
     labels=None,
-    strategy: str = "hybrid",
+    strategy: str = DEFAULT_STRATEGY,
     n: int = 10,
     size=32,
     seed: int | None = None,
@@ -452,4 +587,5 @@ def suggest_for_image(
     return suggest(cands, labelled=labels, strategy=strategy, n=n, seed=seed, proba=p)
 
 
-__all__ = ["Suggestion", "suggest", "suggest_for_image", "image_patches", "STRATEGIES"]
+__all__ = ["Suggestion", "suggest", "suggest_for_image", "image_patches", "predicted_class_fractions",
+           "STRATEGIES", "DEFAULT_STRATEGY", "POWER_BETA"]

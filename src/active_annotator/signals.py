@@ -214,10 +214,53 @@ def _parse_csv(path: Path, sampling_rate) -> SignalRecord:
     if header and header[0].lower() in ("t", "time", "time_s", "seconds", "time (s)") and arr.shape[1] > 1:
         dt = np.diff(arr[:, 0])
         if sampling_rate is None and dt.size and np.all(dt > 0):
-            sampling_rate = 1.0 / float(np.median(dt))
+            sampling_rate = _csv_rate(path, dt)
         arr, names = arr[:, 1:], header[1:]
     rec = SignalRecord(arr.T, sampling_rate or 1.0, None, tuple(names or ()), path.stem)
     return rec
+
+
+def _csv_rate(path: Path, dt: np.ndarray) -> float:
+    """Sampling rate of a CSV time column: steps must be regular and the rate plausible."""
+    from . import limits
+
+    step = float(np.median(dt))
+    if np.max(np.abs(dt - step)) > 0.01 * step + 1e-12:
+        raise InputError(
+            f"{path.name}: the time column is not evenly spaced (steps from {dt.min():g} to "
+            f"{dt.max():g} s). Resample to a regular time step first."
+        )
+    rate = 1.0 / step
+    if not np.isfinite(rate) or rate > limits.get("SAMPLING_RATE"):
+        raise InputError(
+            f"{path.name}: the time column steps by {step:g} s, a sampling rate of {rate:g} Hz, "
+            f"above the limit of {limits.get('SAMPLING_RATE')} Hz. Is the time column in seconds? "
+            f"{limits.hint('SAMPLING_RATE')}"
+        )
+    return rate
+
+
+def _check_merged_size(path: Path, st) -> None:
+    """Refuse traces whose gaps, once filled by merging, would need more memory than allowed."""
+    from . import limits
+
+    spans = {}
+    for tr in st:
+        rate = float(tr.stats.sampling_rate)
+        if not np.isfinite(rate) or rate <= 0 or rate > limits.get("SAMPLING_RATE"):
+            raise InputError(f"{path.name}: trace {tr.id} has an implausible sampling rate {rate:g} Hz. "
+                             f"{limits.hint('SAMPLING_RATE')}")
+        t0, t1, _ = spans.get(tr.id, (tr.stats.starttime, tr.stats.endtime, rate))
+        spans[tr.id] = (min(t0, tr.stats.starttime), max(t1, tr.stats.endtime), max(rate, _))
+    samples = sum(int((t1 - t0) * rate) + 1 for t0, t1, rate in spans.values())
+    size = samples * 8  # merging works in up to float64
+    if size > limits.get("ARRAY_BYTES"):
+        longest = max(spans.values(), key=lambda s: s[1] - s[0])
+        raise InputError(
+            f"{path.name}: its traces span {longest[1] - longest[0]:.0f} s ({longest[0]} to {longest[1]}); "
+            f"filling the gaps would need {size} bytes, above the limit of {limits.get('ARRAY_BYTES')}. "
+            f"Cut the time span first (obspy: stream.trim(start, end)). {limits.hint('ARRAY_BYTES')}"
+        )
 
 
 def _read_obspy(path: Path, sampling_rate, format) -> SignalRecord:
@@ -231,6 +274,7 @@ def _read_obspy(path: Path, sampling_rate, format) -> SignalRecord:
         ) from None
     if len(st) == 0:
         raise InputError(f"{path.name} contains no traces.")
+    _check_merged_size(path, st)
     st.merge(method=1, fill_value="interpolate")  # one trace per channel; gaps filled
     rates = sorted({float(tr.stats.sampling_rate) for tr in st})
     if len(rates) > 1:
@@ -789,7 +833,10 @@ class SignalClassifier(ParamsMixin):
                         value=a["value"], roots=a["roots"], n_features=n_feat).validate()
         if forest.n_classes != classes.size:
             raise ModelFileError(f"{str(path)!r}: class list does not match the forest's outputs.")
-        params = {k: v for k, v in meta.get("params", {}).items() if k in cls._param_names}
+        from .persistence import _check_classes, _check_file_params
+
+        _check_classes(path, classes, dtype)
+        params = _check_file_params(path, meta.get("params", {}), set(cls._param_names) - {"features"})
         clf = cls(spec, **params)
         clf.features_, clf.classes_ = spec, classes.astype(dtype)
         clf.n_channels_in_, clf.n_features_in_ = n_ch, n_feat
@@ -808,8 +855,8 @@ class SignalClassifier(ParamsMixin):
 
 # -- suggestions ------------------------------------------------------------------
 def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | None = None,
-                    strategy: str = "hybrid", n: int = 10, features=None, seed: int | None = 0,
-                    **kwargs):
+                    strategy: str | None = None, n: int = 10, features=None, seed: int | None = 0,
+                    proba=None, **kwargs):
     """Windows of a record ranked by an active-learning strategy.
 
     Parameters
@@ -820,10 +867,14 @@ def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | Non
         Labelled samples count as certain; fully labelled windows are skipped.
     width, step : int
         Window length and hop in samples (``step`` defaults to ``width // 2``).
-    strategy : str
-        See :data:`active_annotator.sampling.STRATEGIES`.
+    strategy : str, optional
+        See :data:`active_annotator.sampling.STRATEGIES`; default
+        :data:`active_annotator.sampling.DEFAULT_STRATEGY`.
     n : int
         Number of windows.
+    proba : float array ``(n_classes, time)``, optional
+        Class probabilities; needed by ``clasp`` (which stratifies by the
+        predicted class) and used instead of ``uncertainty`` when given.
     features : float array ``(n_features, time)``, optional
         Per-sample descriptors (e.g. :func:`signal_features`), needed by the
         ``diversity`` and ``cluster`` strategies.
@@ -837,8 +888,9 @@ def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | Non
     ``suggestion.candidate.slices[0]`` is the window's sample range.
     """
     from . import candidates as cand
-    from .sampling import suggest
+    from .sampling import DEFAULT_STRATEGY, suggest
 
+    strategy = strategy or DEFAULT_STRATEGY
     u = np.asarray(uncertainty, np.float32)
     if u.ndim != 1:
         raise InputError(f"uncertainty must be per sample, shape (time,), got {u.shape}.")
@@ -850,6 +902,11 @@ def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | Non
             f = f[np.newaxis]
         cands = cand.describe(cands, f)
     lab = None if labels is None else np.asarray(labels).reshape(u.shape)
+    if proba is not None:
+        p = np.asarray(proba, np.float32)
+        if p.ndim != 2 or p.shape[1] != u.shape[0]:
+            raise InputError(f"proba must be (n_classes, time) with {u.shape[0]} samples, got {p.shape}.")
+        return suggest(cands, None, lab, strategy=strategy, n=n, seed=seed, proba=p, **kwargs)
     return suggest(cands, u, lab, strategy=strategy, n=n, seed=seed, **kwargs)
 
 
@@ -970,6 +1027,8 @@ def _seconds_list(text: str) -> tuple[float, ...]:
 
 def add_parser(subparsers) -> None:
     """Add ``signal-train`` and ``signal-predict`` to the ``active-annotator`` parser."""
+    from .sampling import DEFAULT_STRATEGY
+
     t = subparsers.add_parser(
         "signal-train", help="train a classifier on labelled spans of a signal (miniSEED, SAC, .npy, .csv)",
         description="Train a random forest that classifies every sample of a signal from labelled spans.")
@@ -992,7 +1051,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sampling-rate", type=float, default=None)
     p.add_argument("--labels", type=Path, default=None, help="labels already made (skipped by suggestions)")
     p.add_argument("--window", type=float, default=10.0, help="suggested window length in s (default: %(default)s)")
-    p.add_argument("--strategy", default="hybrid", help="suggestion strategy (default: %(default)s)")
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY, help="suggestion strategy (default: %(default)s)")
     p.add_argument("--n-suggestions", type=int, default=10)
     p.set_defaults(func=_run_predict)
 
@@ -1031,7 +1090,7 @@ def _run_predict(args) -> int:
         w.writerows((f"{a:.3f}", f"{b:.3f}", v) for a, b, v in spans_table(pred, rec.sampling_rate))
     labels = read_labels(args.labels, rec) if args.labels else None
     width = max(2, int(round(args.window * rec.sampling_rate)))
-    sug = suggest_windows(unc, labels, width=width, strategy=args.strategy, n=args.n_suggestions)
+    sug = suggest_windows(unc, labels, width=width, strategy=args.strategy, n=args.n_suggestions, proba=proba)
     with open(out / "suggestions.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["rank", "start_s", "end_s", "score", "reason"])

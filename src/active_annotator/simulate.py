@@ -64,7 +64,7 @@ from .features import FeatureSet, compute
 from .sampling import STRATEGIES, suggest
 
 DEFAULT_PATCH = {1: 256, 2: 32, 3: 8}
-ORACLE_MODES = ("correct", "passive", "classes")
+ORACLE_MODES = ("correct", "passive", "classes", "stroke")
 
 
 def _ball(radius: int, ndim: int) -> np.ndarray:
@@ -89,8 +89,11 @@ class Oracle:
         of thing in it. ``passive``: one dab at a random pixel of the
         candidate, ignoring the prediction. ``correct``: one dab on the worst
         visible mistake (see the module docstring); this annotator does the
-        searching itself, so it hides what the ranking is worth. With the
-        ``random`` strategy, ``classes`` and ``passive`` are classic random
+        searching itself, so it hides what the ranking is worth. ``stroke``:
+        like ``classes``, but each mark is a short straight stroke (``4 *
+        radius + 1`` px long in a random direction, 3 px wide, clipped to the
+        class and the candidate), as people paint. With the ``random``
+        strategy, ``classes``, ``stroke`` and ``passive`` are classic random
         sampling.
     seed : int or None
         Random state of the ``passive`` mode.
@@ -141,7 +144,7 @@ class Oracle:
         pool = ok & (p_true < 0.5) if self.mode == "correct" else ok
         if not pool.any():
             pool = ok
-        if self.mode in ("passive", "classes"):
+        if self.mode in ("passive", "classes", "stroke"):
             # not looking at the prediction: a random pixel, ties below broken at random
             wrong = self._rng.random(t.shape)
         # people paint inside a region, not on its ambiguous border: among the pool,
@@ -151,7 +154,7 @@ class Oracle:
             inside = t == k
             depth[inside] = ndi.distance_transform_edt(inside)[inside]
         key = np.minimum(depth, self.radius + 1) * 2.0 + wrong
-        if self.mode == "classes":
+        if self.mode in ("classes", "stroke"):
             # one dab on each kind of thing the candidate shows
             return sum(self._dab(t, lab, ok, np.where(pool & (t == k), key, -1.0))
                        for k in np.unique(t[ok]))
@@ -160,6 +163,8 @@ class Oracle:
     def _dab(self, t, lab, ok, key) -> int:
         """Paint the brush around the best pixel of ``key`` (views of the candidate)."""
         centre = np.unravel_index(int(np.argmax(key)), key.shape)
+        if self.mode == "stroke":
+            return self._stroke(t, lab, ok, centre)
         ball = _ball(self.radius, t.ndim)
         r = self.radius
         lo = [c - r for c in centre]
@@ -171,6 +176,25 @@ class Oracle:
         sl_local, sl_ball = tuple(sl_local), tuple(sl_ball)
         paint = ball[sl_ball] & ok[sl_local] & (t[sl_local] == t[centre])
         lab[sl_local][paint] = t[centre]
+        return int(paint.sum())
+
+
+    def _stroke(self, t, lab, ok, centre) -> int:
+        """A straight stroke through ``centre``, 3 px wide, staying in the centre's class."""
+        nd = t.ndim
+        half = 2 * max(int(self.radius), 1)
+        d = self._rng.normal(size=nd)
+        d /= np.linalg.norm(d) or 1.0
+        steps = np.arange(-half, half + 1)[:, None] * d[None]
+        pts = np.rint(np.asarray(centre)[None] + steps).astype(int)
+        line = np.zeros(t.shape, bool)
+        inside = np.all((pts >= 0) & (pts < np.array(t.shape)), axis=1)
+        line[tuple(pts[inside].T)] = True
+        line = ndi.binary_dilation(line, ndi.generate_binary_structure(nd, 1))
+        # stay in the one region of the centre's class that holds the centre
+        same, _ = ndi.label(t == t[centre])
+        paint = line & ok & (same == same[centre])
+        lab[paint] = t[centre]
         return int(paint.sum())
 
 
@@ -577,14 +601,17 @@ def _run(args: argparse.Namespace) -> int:
         name = Path(args.image).stem
     truth = _merge(truth, args.merge)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    stem = args.name or f"simulation_{name}"
+    if args.protocol == 2:
+        return _run_v2(args, image, truth, strategies, Path(args.output), stem)
     result = simulate(
-        image, truth, strategies=strategies, rounds=args.rounds, batch=args.batch, seeds=args.seeds,
+        image, truth, strategies=strategies, rounds=args.rounds or 20, batch=args.batch, seeds=args.seeds or 5,
         patch=args.patch, radius=args.radius, holdout=args.holdout, n_estimators=args.trees,
         n_jobs=args.jobs, channel_axis=args.channel_axis, progress=not args.quiet, oracle=args.oracle,
         distance_scale=args.hybrid_scale, hybrid_avoid=args.hybrid_avoid,
         label_scale=args.label_scale,
     )
-    files = _write_outputs(result, Path(args.output), args.name or f"simulation_{name}")
+    files = _write_outputs(result, Path(args.output), stem)
     print(f"dense labelling Jaccard {result.dense_jaccard:.3f}; target (95%) {result.target:.3f}")
     for s in files["data"]["strategies"]:
         sav = s["savings_vs_random"]
@@ -592,6 +619,26 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  {s['strategy']:>16}: {_fmt_px(s['pixels_to_target_mean'])} px to target "
               f"({s['reached']}/{s['seeds']} seeds), final Jaccard {s['final_jaccard_mean']:.3f}{sav_txt}")
     print(f"wrote {files['csv']}, {files['png']}, {files['summary']}")
+    return 0
+
+
+def _run_v2(args, image, truth, strategies, out: Path, stem: str) -> int:
+    from . import protocol
+
+    classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+    res = protocol.run(image, truth, strategies, rounds=args.rounds or 25, batch=args.batch,
+                       seeds=args.seeds or 10, patch=args.patch, radius=args.radius, oracle=args.oracle,
+                       n_estimators=args.trees, n_jobs=args.jobs, channel_axis=args.channel_axis,
+                       classes=classes, n_splits=args.splits, progress=not args.quiet,
+                       candidates=args.candidates)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = res.summary(strategies[0])
+    res.to_csv(out / f"{stem}.csv")
+    res.figure(title=stem).savefig(out / f"{stem}.png", dpi=120)
+    (out / f"{stem}.json").write_text(res.to_json())
+    (out / f"{stem}_summary.json").write_text(json.dumps({"settings": res.settings, **summary}, indent=2))
+    print(protocol.format_summary(summary, f"{stem} (protocol v2; default = first strategy, {strategies[0]})"))
+    print(f"wrote {out / (stem + '.csv')}, {out / (stem + '.png')}, {out / (stem + '_summary.json')}")
     return 0
 
 
@@ -608,10 +655,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sample", help="use bundled sample data instead: nuclei2d, micronuclei2d or nuclei3d")
     p.add_argument("--strategies", default="hybrid,entropy,random",
                    help=f"comma-separated, from {','.join(STRATEGIES)} (default hybrid,entropy,random)")
-    p.add_argument("--rounds", type=int, default=20, help="suggestion rounds (default 20)")
+    p.add_argument("--protocol", type=int, default=2, choices=(1, 2),
+                   help="2 (default): checkerboard splits, ceiling reference, AULC, censored medians and "
+                        "paired tests (docs/active_learning.md); 1: the earlier single split, to "
+                        "reproduce older numbers")
+    p.add_argument("--classes", default=None,
+                   help="protocol 2: comma-separated classes scored (default: all but the largest)")
+    p.add_argument("--splits", type=int, default=4, help="protocol 2: checkerboard splits (default 4)")
+    p.add_argument("--candidates", default="patches", choices=("patches", "superpixels"),
+                   help="protocol 2: candidate units (default patches)")
+    p.add_argument("--rounds", type=int, default=None, help="suggestion rounds (default 25; protocol 1: 20)")
     p.add_argument("--batch", type=int, default=5, help="suggestions labelled per round (default 5)")
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
-    p.add_argument("--patch", type=int, default=None, help="candidate patch edge in pixels (default 32 in 2-D, 8 in 3-D)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10; protocol 1: 5)")
+    p.add_argument("--patch", type=int, default=None, help="candidate patch edge in pixels (default: protocol 2 sizes it to the image; "
+                        "protocol 1: 32 in 2-D, 8 in 3-D)")
     p.add_argument("--radius", type=int, default=2, help="oracle brush radius in pixels (default 2)")
     p.add_argument("--oracle", default="classes", choices=ORACLE_MODES,
                    help="classes: one dab on each class the suggestion shows (default); "
@@ -626,7 +683,8 @@ def add_parser(subparsers) -> None:
                    help="what hybrid keeps its distance from (default labels_and_picks)")
     p.add_argument("--label-scale", type=float, default=1.0,
                    help="hybrid's distance scale from labelled pixels, per pixel (default 1)")
-    p.add_argument("--holdout", type=float, default=0.5, help="test fraction of the longest axis (default 0.5)")
+    p.add_argument("--holdout", type=float, default=0.5,
+                   help="protocol 1: test fraction of the longest axis (default 0.5)")
     p.add_argument("--trees", type=int, default=50, help="trees in the forest (default 50)")
     p.add_argument("--jobs", type=int, default=1, help="training threads (default 1)")
     p.add_argument("--channel-axis", type=int, default=None, help="channel axis of the image, if any")

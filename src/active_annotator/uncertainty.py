@@ -46,6 +46,24 @@ def least_confidence(proba) -> np.ndarray:
     return ((1.0 - p.max(axis=0)) * k / (k - 1)).astype(np.float32)
 
 
+def mutual_information(tree_proba) -> np.ndarray:
+    """Disagreement among an ensemble's members (BALD): ``H(mean p) - mean H(p_t)``.
+
+    ``tree_proba`` is ``(n_members, n_classes, *spatial)``, e.g. every tree of
+    the forest. High where the trees are individually confident but disagree
+    (what more labels can resolve), low where they agree, also where all of
+    them are unsure (ambiguous pixels). Normalised by ``log(n_classes)``.
+    """
+    t = np.asarray(tree_proba, dtype=np.float32)
+    if t.ndim < 3 or t.shape[1] < 2:
+        raise InputError(f"Expected member probabilities (n_members, n_classes>=2, *spatial), got {t.shape}.")
+    mean_h = np.zeros(t.shape[2:], np.float32)
+    for member in t:
+        mean_h += entropy(member)
+    mean_h /= np.float32(t.shape[0])
+    return np.clip(entropy(t.mean(axis=0)) - mean_h, 0.0, 1.0)
+
+
 MEASURES = {"entropy": entropy, "margin": margin, "least_confidence": least_confidence}
 
 

@@ -1,0 +1,531 @@
+"""Crafted files from strangers: each case of issue 15, made in the test.
+
+Where a regression could crash the interpreter or allocate tens of GiB, the
+file is loaded in a child process with its address space capped
+(``tests/helpers/capped.py``): a regression then fails an assertion instead
+of taking the machine down.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from active_annotator import FeatureSet, PixelClassifier
+from active_annotator.errors import AnnotatorError, ModelFileError
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+from capped import crashed, run_capped  # noqa: E402
+
+FOREST_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots")
+
+
+def _rewrite(path: Path, **changes) -> Path:
+    """Rewrite arrays of a model zip (meta may be given as a dict)."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    for k, v in changes.items():
+        if k == "meta" and isinstance(v, (dict, list)):
+            v = np.frombuffer(json.dumps(v).encode(), np.uint8)
+        arrays[k] = v
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return path
+
+
+def _meta(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as npz:
+        return json.loads(bytes(npz["meta"]).decode())
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    img = rng.random((24, 24)).astype(np.float32)
+    lab = np.zeros((24, 24), np.uint8)
+    lab[2:5, 2:10], lab[15:18, 10:20] = 1, 2
+    clf = PixelClassifier(FeatureSet(sigmas=(1.0,), ndim=2), n_estimators=3, max_depth=4).fit(img, lab)
+    return clf.save(tmp_path_factory.mktemp("m") / "m").read_bytes(), clf.n_features_in_
+
+
+@pytest.fixture
+def model_file(small_model, tmp_path):
+    path = tmp_path / "m.aamodel"
+    path.write_bytes(small_model[0])
+    return path
+
+
+def _bad_chain(n_features, n=40):
+    """40 nodes, each internal one with left == right: segfaulted the old kernel."""
+    left = np.full(n, -1, np.int32)
+    left[:-1] = np.arange(1, n)
+    return dict(feature=np.where(left >= 0, 0, -2).astype(np.int32), threshold=np.zeros(n),
+                left=left, right=left.copy(), value=np.full((n, 2), 0.5), roots=np.zeros(1, np.int32))
+
+
+def _unreachable(n_features, n=1001):
+    return dict(feature=np.full(n, -2, np.int32), threshold=np.zeros(n), left=np.full(n, -1, np.int32),
+                right=np.full(n, -1, np.int32), value=np.full((n, 2), 0.5), roots=np.zeros(1, np.int32))
+
+
+LOAD_AND_PREDICT = """
+import sys, numpy as np
+from active_annotator.errors import AnnotatorError
+from active_annotator.persistence import load_model
+try:
+    clf = load_model(sys.argv[1])
+    clf.predict(np.zeros((16, 16), np.float32))
+except AnnotatorError as e:
+    print("REFUSED", type(e).__name__, e)
+    sys.exit(0)
+print("PREDICTED")
+"""
+
+
+# -- 1. forests that are not forests -----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make, match", [(_bad_chain, "same left and right child"),
+                                         (_unreachable, "not reachable")])
+def test_crafted_forest_is_refused_by_load_model(model_file, small_model, make, match):
+    _rewrite(model_file, **make(small_model[1]))
+    r = run_capped(LOAD_AND_PREDICT, mem_gib=3, args=[model_file])
+    assert r.returncode == 0 and "REFUSED ModelFileError" in r.stdout, crashed(r)
+    assert match in r.stdout and "corrupt" in r.stdout
+
+
+@pytest.mark.slow
+def test_crafted_forest_is_refused_by_predict_command(model_file, small_model, tmp_path):
+    _rewrite(model_file, **_bad_chain(small_model[1]))
+    np.save(tmp_path / "img.npy", np.zeros((16, 16), np.float32))
+    r = run_capped("from active_annotator.cli import main; import sys; sys.exit(main(sys.argv[1:]))",
+                   args=["predict", "--model", model_file, "--input", tmp_path / "img.npy",
+                         "--output", tmp_path / "out.zarr"])
+    assert r.returncode == 1, crashed(r)
+    assert "same left and right child" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.slow
+def test_crafted_forest_is_refused_in_object_classifier(tmp_path):
+    from active_annotator.objects import ObjectClassifier
+
+    rng = np.random.default_rng(1)
+    table = {"area": rng.random(40), "mean_intensity": rng.random(40)}
+    y = np.where(table["area"] > 0.5, 1, 2)
+    path = ObjectClassifier(n_estimators=3).fit(table, y, permutation_repeats=1).save(tmp_path / "o")
+    _rewrite(path, **_bad_chain(2))
+    code = """
+import sys, numpy as np
+from active_annotator.errors import ModelFileError
+from active_annotator.objects import ObjectClassifier
+try:
+    ObjectClassifier.load(sys.argv[1]).predict({"area": np.ones(3), "mean_intensity": np.ones(3)})
+except ModelFileError as e:
+    print("REFUSED", e); sys.exit(0)
+print("PREDICTED")
+"""
+    r = run_capped(code, args=[path])
+    assert r.returncode == 0 and "REFUSED" in r.stdout and "same left and right" in r.stdout, crashed(r)
+
+
+# -- 2. one size budget, checked from headers before allocation --------------------------
+
+
+def _npy_header(shape, dtype="<f8") -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _replace_entries(path: Path, entries: dict) -> Path:
+    """Rewrite a model zip with some entries' raw bytes replaced (or added)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        raw = {n: zf.read(n) for n in zf.namelist()}
+    raw.update(entries)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for n, b in raw.items():
+            zf.writestr(n, b)
+    return path
+
+
+@pytest.mark.slow
+def test_npy_header_declaring_512_gib_is_refused_before_allocation(model_file):
+    _replace_entries(model_file, {"threshold.npy": _npy_header((2 ** 36,)) + b"\0" * 64})
+    assert model_file.stat().st_size < 10_000
+    r = run_capped(LOAD_AND_PREDICT, mem_gib=3, args=[model_file])
+    assert r.returncode == 0 and "REFUSED ModelFileError" in r.stdout, crashed(r)
+    assert "(68719476736,)" in r.stdout and "ACTIVE_ANNOTATOR_MAX_MODEL_BYTES" in r.stdout
+
+
+def test_npy_header_larger_than_its_entry_is_corrupt(model_file):
+    from active_annotator.persistence import load_model
+
+    _replace_entries(model_file, {"threshold.npy": _npy_header((1000,)) + b"\0" * 64})
+    with pytest.raises(ModelFileError, match="more than its zip entry holds"):
+        load_model(model_file)
+
+
+@pytest.mark.slow
+def test_model_budget_is_the_total_of_all_entries_not_per_entry(model_file):
+    # three members each under the budget, together over it: the budget is per file
+    zeros = _npy_header((50_000,), "|u1") + b"\0" * 50_000
+    _replace_entries(model_file, {f"pad{i}.npy": zeros for i in range(3)})
+    r = run_capped(LOAD_AND_PREDICT, args=[model_file], env={"ACTIVE_ANNOTATOR_MAX_MODEL_BYTES": "120000"})
+    assert r.returncode == 0 and "REFUSED ModelFileError" in r.stdout and "unpacks to" in r.stdout, crashed(r)
+    # and the same file loads when the user raises the limit
+    r = run_capped(LOAD_AND_PREDICT, args=[model_file], env={"ACTIVE_ANNOTATOR_MAX_MODEL_BYTES": "1M"})
+    assert r.returncode == 0 and "PREDICTED" in r.stdout, crashed(r)
+
+
+@pytest.mark.slow
+def test_model_with_20000_classes_is_refused(model_file, small_model):
+    n, k = 3, 20_000
+    value = np.zeros((n, k))
+    value[:, 0] = 1
+    meta = _meta(model_file)
+    meta["classes"] = list(range(1, k + 1))
+    meta["labels_dtype"] = "<u2"
+    _rewrite(model_file, meta=meta, feature=np.array([0, -2, -2], np.int32), threshold=np.zeros(n),
+             left=np.array([1, -1, -1], np.int32), right=np.array([2, -1, -1], np.int32), value=value,
+             roots=np.zeros(1, np.int32))
+    r = run_capped(LOAD_AND_PREDICT, mem_gib=3, args=[model_file])
+    assert r.returncode == 0 and "REFUSED ModelFileError" in r.stdout, crashed(r)
+    assert "20000 classes, more than the limit of 1000" in r.stdout
+
+
+def test_bad_limit_override_is_explained(monkeypatch):
+    from active_annotator import limits
+    from active_annotator.errors import InputError
+
+    monkeypatch.setenv("ACTIVE_ANNOTATOR_MAX_ARRAY_BYTES", "lots")
+    with pytest.raises(InputError, match="ACTIVE_ANNOTATOR_MAX_ARRAY_BYTES='lots' is not a positive size"):
+        limits.get("ARRAY_BYTES")
+    monkeypatch.setenv("ACTIVE_ANNOTATOR_MAX_ARRAY_BYTES", "8G")
+    assert limits.get("ARRAY_BYTES") == 8 << 30
+
+
+def _cnn_file(path: Path, widths=(4, 8), depth=1, dims=2, config_widths=None, config_depth=None,
+              config_dims=None) -> Path:
+    """A valid (untrained but initialised) .aacnn file; the config may declare another network."""
+    import torch  # noqa: F401
+    from safetensors.torch import save_file
+
+    from active_annotator import cnn_net
+    from active_annotator.cnn import CNN_FORMAT, CNN_SCHEMA_VERSION, CNNConfig
+
+    net = cnn_net.build_net(dims, 1, 2, list(widths), 0.1)
+    cfg = CNNConfig(dims=config_dims or dims, depth=config_depth if config_depth is not None else depth,
+                    widths=list(config_widths or widths), in_channels=1, n_classes=2, classes=[1, 2],
+                    norm_mean=[0.0], norm_std=[1.0])
+    meta = {"format": CNN_FORMAT, "schema_version": str(CNN_SCHEMA_VERSION),
+            "config": json.dumps(cfg.to_dict()), "history": "{}", "best_epoch": "null"}
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path), metadata=meta)
+    return path
+
+
+LOAD_CNN = """
+import sys
+from active_annotator.errors import AnnotatorError
+from active_annotator.cnn import load_cnn
+try:
+    load_cnn(sys.argv[1])
+except AnnotatorError as e:
+    print("REFUSED", type(e).__name__, e); sys.exit(0)
+print("LOADED")
+"""
+
+
+@pytest.mark.slow
+def test_cnn_declaring_the_largest_network_is_refused_before_it_is_built(tmp_path):
+    pytest.importorskip("torch")
+    path = _cnn_file(tmp_path / "big.aacnn", config_widths=[1024] * 7, config_depth=6, config_dims=3)
+    assert path.stat().st_size < 1 << 20
+    r = run_capped(LOAD_CNN, mem_gib=4, args=[path])
+    assert r.returncode == 0 and "REFUSED ModelFileError" in r.stdout, crashed(r)
+    assert "parameters, more than the limit" in r.stdout and "ACTIVE_ANNOTATOR_MAX_CNN_PARAMETERS" in r.stdout
+
+
+def test_cnn_tensor_shapes_are_checked_against_the_config_before_reading(tmp_path):
+    pytest.importorskip("torch")
+    from active_annotator.cnn import load_cnn
+
+    ok = _cnn_file(tmp_path / "ok.aacnn")
+    assert load_cnn(ok).classes_.tolist() == [1, 2]
+    bad = _cnn_file(tmp_path / "bad.aacnn", widths=(4, 8), config_widths=(4, 16))
+    with pytest.raises(ModelFileError, match="has shape .* the config needs"):
+        load_cnn(bad)
+
+
+@pytest.mark.slow
+def test_embedded_image_store_declaring_200000_squared_is_refused(tmp_path):
+    from active_annotator.project import Project
+
+    proj = Project.create(tmp_path / "p")
+    proj.add_image("img", image=np.zeros((8, 8), np.uint8))
+    proj.save()
+    meta_file = proj.path / "images" / "img.zarr" / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["shape"] = [200000, 200000]
+    meta_file.write_text(json.dumps(meta))
+    code = """
+import sys
+from active_annotator.errors import AnnotatorError
+from active_annotator.project import Project
+try:
+    Project.open(sys.argv[1]).load_image("img")
+except AnnotatorError as e:
+    print("REFUSED", type(e).__name__, e); sys.exit(0)
+print("LOADED")
+"""
+    r = run_capped(code, mem_gib=3, args=[proj.path])
+    assert r.returncode == 0 and "REFUSED ModelFileError" in r.stdout, crashed(r)
+    assert "(200000, 200000)" in r.stdout and "ACTIVE_ANNOTATOR_MAX_ARRAY_BYTES" in r.stdout
+
+
+@pytest.mark.slow
+def test_annotations_of_65536_squared_uint16_are_refused(tmp_path):
+    import zarr
+
+    from active_annotator.project import Project
+
+    proj = Project.create(tmp_path / "p")
+    proj.add_image("img", image=np.zeros((8, 8), np.uint8))
+    proj.save()
+    zarr.create_array(str(proj.annotations("img").path), shape=(65536, 65536), dtype=np.uint16,
+                      chunks=(4096, 4096), fill_value=0)
+    code = """
+import sys
+from active_annotator.errors import AnnotatorError
+from active_annotator.project import Project
+try:
+    Project.open(sys.argv[1]).load_annotations("img")
+except AnnotatorError as e:
+    print("REFUSED", type(e).__name__, e); sys.exit(0)
+print("LOADED")
+"""
+    r = run_capped(code, mem_gib=3, args=[proj.path])
+    assert r.returncode == 0 and "REFUSED ModelFileError" in r.stdout, crashed(r)
+    assert "(65536, 65536)" in r.stdout
+
+
+@pytest.mark.slow
+def test_miniseed_with_a_30_year_gap_is_refused_before_merging(tmp_path):
+    obspy = pytest.importorskip("obspy")
+    t0 = obspy.UTCDateTime(1990, 1, 1)
+    traces = [obspy.Trace(np.arange(200, dtype=np.int32),
+                          header={"network": "XX", "station": "S", "channel": "HHZ",
+                                  "sampling_rate": 100.0, "starttime": t})
+              for t in (t0, t0 + 30 * 365.25 * 86400)]
+    path = tmp_path / "gap.mseed"
+    obspy.Stream(traces).write(str(path), format="MSEED")
+    code = """
+import sys
+from active_annotator.errors import AnnotatorError
+from active_annotator.signals import read_signal
+try:
+    read_signal(sys.argv[1])
+except AnnotatorError as e:
+    print("REFUSED", type(e).__name__, e); sys.exit(0)
+print("LOADED")
+"""
+    r = run_capped(code, mem_gib=3, args=[path])
+    assert r.returncode == 0 and "REFUSED InputError" in r.stdout, crashed(r)
+    assert "filling the gaps would need" in r.stdout and "stream.trim" in r.stdout
+
+
+@pytest.mark.parametrize("times, match", [
+    (np.arange(1000) * 1e-8, "sampling rate of 1e\\+08 Hz, above the limit"),
+    (np.cumsum(np.r_[0, np.ones(500), np.full(499, 3.0)]), "not evenly spaced"),
+])
+def test_csv_time_column_is_sanity_checked(tmp_path, times, match):
+    from active_annotator.errors import InputError
+    from active_annotator.signals import read_signal
+
+    path = tmp_path / "s.csv"
+    rows = "\n".join(f"{float(t)!r},{float(v)}" for t, v in zip(times, np.sin(np.arange(times.size))))
+    path.write_text("time,x\n" + rows + "\n")
+    with pytest.raises(InputError, match=match):
+        read_signal(path)
+
+
+# -- 3. parameters read from files are validated like constructor arguments ---------------
+
+
+@pytest.mark.parametrize("value, match", [(-5, "tile_shape = -5 is invalid"), (1, "tile_shape = 1 is invalid"),
+                                          ("abc", "tile_shape = 'abc' is invalid"),
+                                          (True, "tile_shape = True is invalid")])
+def test_tile_shape_from_a_file_is_validated(model_file, value, match):
+    from active_annotator.persistence import load_model
+
+    meta = _meta(model_file)
+    meta["params"]["tile_shape"] = value
+    _rewrite(model_file, meta=meta)
+    with pytest.raises(ModelFileError, match=match + ".*from 16 to"):
+        load_model(model_file)
+
+
+@pytest.mark.parametrize("key, value", [("n_estimators", "many"), ("max_depth", -1), ("n_jobs", 0),
+                                        ("class_weight", "heavy"), ("random_state", 1.5)])
+def test_other_parameters_from_a_file_are_validated(model_file, key, value):
+    from active_annotator.persistence import load_model
+
+    meta = _meta(model_file)
+    meta["params"][key] = value
+    _rewrite(model_file, meta=meta)
+    with pytest.raises(ModelFileError, match=f"parameter {key} = .* is invalid"):
+        load_model(model_file)
+
+
+def test_tile_shape_argument_is_validated_before_prediction():
+    from active_annotator.errors import InputError
+
+    rng = np.random.default_rng(0)
+    img = rng.random((24, 24)).astype(np.float32)
+    lab = np.zeros((24, 24), np.uint8)
+    lab[2:5, 2:10], lab[15:18, 10:20] = 1, 2
+    clf = PixelClassifier(FeatureSet(sigmas=(1.0,), ndim=2), n_estimators=2).fit(img, lab)
+    clf.tile_shape = -5
+    with pytest.raises(InputError, match="tile_shape must be None .* from 16"):
+        clf.predict(img)
+
+
+def test_class_values_must_fit_the_labels_dtype(model_file):
+    from active_annotator.persistence import load_model
+
+    meta = _meta(model_file)
+    assert meta["labels_dtype"] == "|u1"
+    meta["classes"] = [1, 256]
+    _rewrite(model_file, meta=meta)
+    with pytest.raises(ModelFileError, match=r"class values 1\.\.256 do not fit the labels type uint8"):
+        load_model(model_file)
+
+
+# -- 4. project files: never write through a symbolic link, never outside the project -----
+
+
+@pytest.fixture
+def project_and_victim(tmp_path):
+    from active_annotator.project import Project
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    proj = Project.create(tmp_path / "p")
+    proj.add_image("img", image=np.zeros((8, 8), np.uint8))
+    proj.save()
+    return proj, victim
+
+
+def test_session_lock_that_is_a_link_is_not_written_through(project_and_victim):
+    from active_annotator.project import ProjectError
+
+    proj, victim = project_and_victim
+    (proj.path / "session.lock").symlink_to(victim)
+    with pytest.raises(ProjectError, match="session.lock' is a symbolic link.*Delete the link"):
+        proj.begin_session()
+    assert victim.read_text() == "precious"
+    proj.end_session()  # removes the link, not its target
+    assert not (proj.path / "session.lock").is_symlink() and victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("where", ["autosave", "annotations"])
+def test_annotation_store_links_are_refused(project_and_victim, tmp_path, where):
+    from active_annotator.project import ProjectError
+
+    proj, victim = project_and_victim
+    labels = np.ones((8, 8), np.uint8)
+    store = proj.autosave_store("img") if where == "autosave" else proj.annotations("img")
+    store.write(labels)
+    # a chunk folder swapped for a link to a folder outside the project
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    chunks = store.path / "c"
+    import shutil
+
+    shutil.rmtree(chunks)
+    chunks.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ProjectError, match="is a symbolic link"):
+        proj.save_annotations("img", labels + 1) if where == "annotations" else proj.autosave("img", labels + 1)
+    assert list(outside.iterdir()) == []
+
+
+def test_store_folder_linked_elsewhere_is_refused(project_and_victim, tmp_path):
+    from active_annotator.project import ProjectError
+
+    proj, _ = project_and_victim
+    proj.save_annotations("img", np.ones((8, 8), np.uint8))
+    auto = proj.path / "autosave" / "img.zarr"
+    import shutil
+
+    shutil.rmtree(auto)
+    # inside the project, but a link: autosaves would overwrite the explicit save
+    auto.symlink_to(proj.path / "annotations" / "img.zarr", target_is_directory=True)
+    with pytest.raises(ProjectError, match="img.zarr' is a symbolic link"):
+        proj.autosave("img", np.full((8, 8), 2, np.uint8))
+    np.testing.assert_array_equal(proj.annotations("img").read(), 1)
+    # a link to a folder outside the project is refused before it is opened
+    auto.unlink()
+    (tmp_path / "elsewhere.zarr").mkdir()
+    auto.symlink_to(tmp_path / "elsewhere.zarr", target_is_directory=True)
+    with pytest.raises(AnnotatorError, match="outside the project folder"):
+        proj.autosave("img", np.full((8, 8), 2, np.uint8))
+    assert list((tmp_path / "elsewhere.zarr").iterdir()) == []
+
+
+def test_planted_temporary_links_are_not_written_through(project_and_victim, small_model):
+    import os
+
+    from active_annotator.persistence import load_model
+
+    proj, victim = project_and_victim
+    (proj.path / f".project.json.{os.getpid()}.tmp").symlink_to(victim)
+    proj.save()
+    assert victim.read_text() == "precious" and json.loads((proj.path / "project.json").read_text())
+    model = proj.model_path("pixel.aamodel")
+    (model.parent / f".{model.name}.{os.getpid()}.tmp").symlink_to(victim)
+    model.write_bytes(small_model[0])
+    clf = load_model(model)
+    clf.save(model)
+    assert victim.read_text() == "precious" and load_model(model).n_features_in_ == small_model[1]
+
+
+def test_models_folder_that_is_a_link_is_refused(project_and_victim, tmp_path):
+    import shutil
+
+    from active_annotator.project import ProjectError
+
+    proj, _ = project_and_victim
+    shutil.rmtree(proj.path / "models")
+    (tmp_path / "models_elsewhere").mkdir()
+    (proj.path / "models").symlink_to(proj.path / "images", target_is_directory=True)
+    with pytest.raises(ProjectError, match="models' is a symbolic link"):
+        proj.model_path("pixel.aamodel")
+
+
+def _open_in_widget(make_napari_viewer, path):
+    pytest.importorskip("napari")
+    from active_annotator_napari._widget import PixelClassifierWidget
+
+    viewer = make_napari_viewer()
+    widget = PixelClassifierWidget(viewer)
+    failures = []
+    widget.failed.connect(failures.append)
+    return viewer, widget.open_project(path, restore=False), failures
+
+
+@pytest.mark.gui
+def test_napari_open_project_refuses_a_linked_session_lock(make_napari_viewer, project_and_victim):
+    proj, victim = project_and_victim
+    (proj.path / "session.lock").symlink_to(victim)
+    viewer, session, failures = _open_in_widget(make_napari_viewer, proj.path)
+    assert session is None and len(viewer.layers) == 0
+    assert failures and "session.lock' is a symbolic link" in failures[0]
+    assert victim.read_text() == "precious"
