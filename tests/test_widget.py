@@ -483,6 +483,10 @@ def test_deep_family_checkbox_trains_with_the_cache_basis(viewer, qtbot, tmp_pat
     clf = widget.classifier
     assert "deep" in clf.feature_set.families and clf.feature_set.deep_basis is not None
     assert any(n.startswith("deep") for n in clf.feature_names_in_)
+    # Predict with the trained model reuses the cached features (it carries the cache's basis)
+    tiles = widget.feature_tiles_computed
+    run(qtbot, widget, widget.predict_button.click, signal=widget.predicted)
+    assert widget.feature_tiles_computed == tiles
     # the saved model carries the basis and predicts what the widget showed (the widget's
     # tiled CNN features equal the whole image's up to float rounding, which may flip a tie)
     back = type(clf).load(clf.save(tmp_path / "m"))

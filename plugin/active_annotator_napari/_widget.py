@@ -759,7 +759,10 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         """The feature cache of this image; a new one when the data, axes or features changed."""
         stack, spatial = shape[:len(shape) - fs.ndim], shape[len(shape) - fs.ndim:]
         f = self._features
-        if (f is None or f.data is not image or f.channel_axis != ca or f.requested != fs
+        # a classifier that carries this cache's deep basis (trained here) still fits the cache
+        same_spec = f is not None and f.requested.without_basis() == fs.without_basis() and (
+            fs.deep_basis is None or fs.deep_basis == f.spec.deep_basis)
+        if (f is None or f.data is not image or f.channel_axis != ca or not same_spec
                 or f.stack != tuple(stack) or f.spatial != tuple(spatial)):
             f = self._features = _ImageFeatures(image, ca, fs, stack, spatial)
         return f
