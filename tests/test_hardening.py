@@ -529,3 +529,144 @@ def test_napari_open_project_refuses_a_linked_session_lock(make_napari_viewer, p
     assert session is None and len(viewer.layers) == 0
     assert failures and "session.lock' is a symbolic link" in failures[0]
     assert victim.read_text() == "precious"
+
+
+# -- 5. predict outputs are atomic ---------------------------------------------------------
+
+
+def _cli(*args, cwd=None, timeout=300):
+    from capped import SRC
+
+    import os
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "active_annotator.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def predict_case(tmp_path_factory):
+    """A model and a zarr image whose prediction takes a few seconds, and the reference result."""
+    import zarr
+
+    d = tmp_path_factory.mktemp("predict")
+    rng = np.random.default_rng(0)
+    img = rng.random((1536, 1536)).astype(np.float32)
+    lab = np.zeros(img.shape, np.uint8)
+    lab[10:20, 10:200], lab[300:310, 10:200] = 1, 2
+    PixelClassifier(FeatureSet(sigmas=(1.0, 2.0), ndim=2), n_estimators=20).fit(img, lab).save(d / "m")
+    z = zarr.create_array(str(d / "img.zarr"), shape=img.shape, dtype=img.dtype, chunks=(256, 256))
+    z[...] = img
+    r = _cli("predict", "--model", d / "m.aamodel", "--input", d / "img.zarr", "--output", d / "ref.zarr")
+    assert r.returncode == 0, r.stderr
+    return d, np.asarray(zarr.open_array(str(d / "ref.zarr"), mode="r")[...])
+
+
+def _old_output(path: Path, shape):
+    import zarr
+
+    z = zarr.create_array(str(path), shape=shape, dtype=np.uint8, chunks=(512, 512), overwrite=True)
+    z[...] = 7
+    return path
+
+
+def _visible(folder: Path):
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_killed_predict_leaves_the_old_output_or_the_complete_new_one(predict_case, tmp_path, seed):
+    import os
+    import random
+    import signal
+    import time
+
+    import zarr
+
+    from capped import SRC
+
+    d, ref = predict_case
+    out = _old_output(tmp_path / "out.zarr", ref.shape)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "active_annotator.cli", "predict", "--model", str(d / "m.aamodel"),
+                             "--input", str(d / "img.zarr"), "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.zarr.partial-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(random.Random(seed).uniform(0.0, 6.0))  # computing takes ~4 s here
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _visible(tmp_path) == ["out.zarr"]
+    got = np.asarray(zarr.open_array(str(out), mode="r")[...])
+    assert np.all(got == 7) or np.array_equal(got, ref), "a killed run left a mixed output"
+    # the next run completes and removes what the killed one left behind
+    r = _cli("predict", "--model", d / "m.aamodel", "--input", d / "img.zarr", "--output", out)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[...], ref)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("output", ["img.zarr", "img.zarr/inner.zarr", "."])
+def test_predict_refuses_to_overwrite_its_input(predict_case, output):
+    import zarr
+
+    d, _ = predict_case
+    before = np.asarray(zarr.open_array(str(d / "img.zarr"), mode="r")[...])
+    r = _cli("predict", "--model", d / "m.aamodel", "--input", d / "img.zarr", "--output", d / output)
+    assert r.returncode == 1 and "would destroy the input" in r.stderr and "Traceback" not in r.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(d / "img.zarr"), mode="r")[...], before)
+
+
+def _mount(args, target: Path):
+    target.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"this machine cannot mount test file systems: {r.stderr.strip()}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".zarr", ".tif"])
+def test_predict_on_a_full_disk_keeps_the_old_output(predict_case, tmp_path, suffix):
+    import tifffile
+    import zarr
+
+    d, ref = predict_case
+    mnt = tmp_path / "tiny"
+    _mount(["-t", "tmpfs", "-o", "size=512k", "tmpfs"], mnt)
+    try:
+        out = mnt / f"out{suffix}"
+        if suffix == ".zarr":
+            _old_output(out, ref.shape)
+        else:
+            tifffile.imwrite(out, np.full((8, 8), 7, np.uint8))
+        # float32 probabilities of noise do not compress: far more than 512 kB
+        r = _cli("predict", "--model", d / "m.aamodel", "--input", d / "img.zarr", "--output", out,
+                 "--probabilities")
+        assert r.returncode == 1, r.stderr
+        assert "disk is full" in r.stderr and "previous output there is unchanged" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert [p.name for p in mnt.iterdir()] == [out.name]  # no partial store left
+        old = zarr.open_array(str(out), mode="r")[...] if suffix == ".zarr" else tifffile.imread(out)
+        assert np.all(np.asarray(old) == 7)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+@pytest.mark.slow
+def test_predict_into_a_read_only_folder_is_explained(predict_case, tmp_path):
+    import zarr
+
+    d, ref = predict_case
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    out = _old_output(folder / "out.zarr", ref.shape)
+    _mount(["-o", "bind,ro", str(folder)], folder)
+    try:
+        r = _cli("predict", "--model", d / "m.aamodel", "--input", d / "img.zarr", "--output", out)
+        assert r.returncode == 1 and "read-only" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert np.all(zarr.open_array(str(out), mode="r")[...] == 7)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)])
