@@ -670,3 +670,126 @@ def test_predict_into_a_read_only_folder_is_explained(predict_case, tmp_path):
         assert np.all(zarr.open_array(str(out), mode="r")[...] == 7)
     finally:
         subprocess.run(["umount", "-l", str(folder)])
+
+
+# -- 6. the package's own errors, in Python, on the command line and in napari ------------
+
+
+def _corrupt_chunks(store_path: Path):
+    chunks = [p for p in store_path.rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert chunks
+    for p in chunks:
+        p.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 20)  # a zstd magic number, then junk
+    return chunks
+
+
+@pytest.fixture
+def project_with_labels(tmp_path):
+    from active_annotator.project import Project
+
+    proj = Project.create(tmp_path / "p")
+    proj.add_image("img", image=np.zeros((32, 32), np.uint8))
+    proj.save()
+    labels = np.zeros((32, 32), np.uint8)
+    labels[3:9, 4:20] = 1
+    proj.save_annotations("img", labels)
+    return proj, labels
+
+
+def test_corrupt_annotation_chunk_is_a_model_file_error(project_with_labels):
+    proj, _ = project_with_labels
+    _corrupt_chunks(proj.annotations("img").path)
+    with pytest.raises(ModelFileError, match="annotations/img.zarr' has corrupt chunks.*delete that folder"):
+        proj.load_annotations("img")
+
+
+def test_corrupt_autosave_chunk_in_the_crash_scan_is_a_model_file_error(project_with_labels):
+    proj, _ = project_with_labels
+    proj.begin_session()  # a session that never ended: the scan runs on open
+    _corrupt_chunks(proj.autosave_store("img").path)
+    assert proj.crashed()
+    with pytest.raises(ModelFileError, match="autosave/img.zarr' has corrupt chunks"):
+        proj.unsaved_autosaves()
+
+
+def test_annotations_of_another_shape_are_refused(project_with_labels):
+    import zarr
+
+    proj, _ = project_with_labels
+    store = proj.annotations("img")
+    z = zarr.create_array(str(store.path), shape=(5, 7, 3), dtype=np.uint8, overwrite=True)
+    z[...] = 1
+    with pytest.raises(ModelFileError, match=r"have shape \(5, 7, 3\), but the image 'img' has the "
+                                             r"non-channel shape \(32, 32\)"):
+        proj.load_annotations("img", image_shape=(32, 32))
+
+
+def test_load_cnn_of_a_folder_is_a_model_file_error(tmp_path):
+    pytest.importorskip("torch")
+    from active_annotator.cnn import load_cnn
+
+    (tmp_path / "model.aacnn").mkdir()
+    with pytest.raises(ModelFileError, match="is a folder, not a CNN model file"):
+        load_cnn(tmp_path / "model.aacnn")
+
+
+def test_cnn_metadata_that_is_a_list_is_a_model_file_error(tmp_path):
+    pytest.importorskip("torch")
+    import struct
+
+    from active_annotator.cnn import load_cnn
+
+    header = json.dumps({"__metadata__": ["format", "napari-active-annotator.cnn"]}).encode()
+    path = tmp_path / "list.aacnn"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(ModelFileError, match="is not a napari-active-annotator CNN file"):
+        load_cnn(path)
+
+
+def test_finite_float64_image_scaled_1e300_is_reported_as_too_large():
+    from active_annotator import compute
+    from active_annotator.errors import InputError
+
+    image = np.random.default_rng(0).random((16, 16)) * 1e300
+    assert np.isfinite(image).all()
+    with pytest.raises(InputError, match="too large for float32") as info:
+        compute(image, FeatureSet(sigmas=(1.0,)))
+    assert "NaN" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_cli_reports_a_corrupt_cnn_folder_without_traceback(tmp_path):
+    pytest.importorskip("torch")
+    (tmp_path / "model.aacnn").mkdir()
+    np.save(tmp_path / "img.npy", np.zeros((16, 16), np.float32))
+    r = _cli("predict", "--model", tmp_path / "model.aacnn", "--input", tmp_path / "img.npy",
+             "--output", tmp_path / "out.zarr")
+    assert r.returncode == 1 and "is a folder, not a CNN model file" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("damage, match", [
+    ("chunk", "has corrupt chunks"),
+    ("crash_scan", "autosave/img.zarr' has corrupt chunks"),
+    ("shape", r"have shape \(5, 7, 3\)"),
+])
+def test_napari_open_project_shows_the_packages_error(make_napari_viewer, project_with_labels, damage, match):
+    import zarr
+
+    proj, _ = project_with_labels
+    if damage == "chunk":
+        _corrupt_chunks(proj.annotations("img").path)
+    elif damage == "crash_scan":
+        proj.begin_session()
+        _corrupt_chunks(proj.autosave_store("img").path)
+    else:
+        for store in (proj.annotations("img"), proj.autosave_store("img")):
+            zarr.create_array(str(store.path), shape=(5, 7, 3), dtype=np.uint8, overwrite=True)
+    viewer, session, failures = _open_in_widget(make_napari_viewer, proj.path)
+    assert session is None and failures, failures
+    assert "Could not open the project" in failures[0]
+    import re
+
+    assert re.search(match, failures[0]), failures[0]
+    assert not any(layer.name.startswith("annotations") for layer in viewer.layers)

@@ -831,7 +831,8 @@ def is_cnn_file(path) -> bool:
     if path.suffix == CNN_SUFFIX:
         return True
     try:
-        return _read_header(path).get("__metadata__", {}).get("format") == CNN_FORMAT
+        meta = _read_header(path).get("__metadata__", {})
+        return isinstance(meta, dict) and meta.get("format") == CNN_FORMAT
     except (ModelFileError, OSError):
         return False
 
@@ -950,7 +951,10 @@ def load_cnn(path, device: str = "auto", n_threads: int | None = None) -> CNNCla
     path = Path(path)
     header = _read_header(path)
     meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict) or meta.get("format") != CNN_FORMAT:
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path} is not a napari-active-annotator CNN file (its metadata is a "
+                             f"{type(meta).__name__}, not an object).")
+    if meta.get("format") != CNN_FORMAT:
         raise ModelFileError(
             f"{path} is not a napari-active-annotator CNN file (format {meta.get('format')!r}, "
             f"expected {CNN_FORMAT!r})."
