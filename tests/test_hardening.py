@@ -793,3 +793,41 @@ def test_napari_open_project_shows_the_packages_error(make_napari_viewer, projec
 
     assert re.search(match, failures[0]), failures[0]
     assert not any(layer.name.startswith("annotations") for layer in viewer.layers)
+
+
+@pytest.mark.slow
+def test_cnn_predict_refuses_its_input_as_output_and_writes_atomically(tmp_path):
+    pytest.importorskip("torch")
+    model = _cnn_file(tmp_path / "m.aacnn")
+    np.save(tmp_path / "img.npy", np.random.default_rng(0).random((32, 32)).astype(np.float32))
+    before = (tmp_path / "img.npy").read_bytes()
+    r = _cli("cnn-predict", "--model", model, "--image", tmp_path / "img.npy", "--output", tmp_path / "img.npy")
+    assert r.returncode == 1 and "would destroy the input" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (tmp_path / "img.npy").read_bytes() == before
+    r = _cli("cnn-predict", "--model", model, "--image", tmp_path / "img.npy", "--output", tmp_path / "seg.npy")
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "seg.npy").shape == (32, 32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.npy", "m.aacnn", "seg.npy"]
+
+
+def test_signal_predict_refuses_a_folder_with_other_files(tmp_path):
+    from active_annotator.cli import main
+    from active_annotator.signals import SignalClassifier, SignalRecord, write_signal
+
+    rng = np.random.default_rng(0)
+    rec = SignalRecord(rng.normal(size=(1, 3000)).astype(np.float32), 100.0)
+    write_signal(rec, tmp_path / "rec.npy")
+    labels = np.zeros(3000, np.uint8)
+    labels[100:400], labels[2000:2300] = 1, 2
+    SignalClassifier(n_estimators=3).fit(rec, labels).save(tmp_path / "m")
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    args = ["signal-predict", str(tmp_path / "m.aasignal"), str(tmp_path / "rec.npy"), "-o", str(folder)]
+    assert main(args) == 1
+    assert (folder / "thesis.tex").read_text() == "precious"
+    (folder / "thesis.tex").unlink()
+    assert main(args) == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["prediction.npy", "probabilities.npy", "uncertainty.npy", "spans.csv", "suggestions.csv"])
+    assert main(args) == 0  # a folder written by signal-predict is replaced as a whole

@@ -1100,15 +1100,17 @@ def read_array(path) -> np.ndarray:
 
 
 def write_array(path, array: np.ndarray) -> Path:
+    """Write ``.tif``/``.npy`` atomically (a hidden temporary renamed onto ``path``)."""
+    from .scale import _write_atomically
+
     path = Path(path)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(path, array)
+        _write_atomically(path, lambda tmp: tifffile.imwrite(tmp, array))
     elif suffix == ".npy":
-        np.save(path, array)
+        _write_atomically(path, lambda tmp: np.save(tmp, array))
     else:
         raise InputError(f"Cannot write {path}: use .tif, .tiff or .npy.")
     return path
@@ -1199,6 +1201,11 @@ def _run_finetune(args: argparse.Namespace) -> int:
 def _run_predict(args: argparse.Namespace) -> int:
     from .uncertainty import entropy
 
+    from .scale import _check_output
+
+    for out in (args.output, args.proba, args.uncertainty):
+        if out:
+            _check_output(args.image, out, suffixes=(".tif", ".tiff", ".npy"))
     clf = load_cnn(args.model, device=args.device, n_threads=args.threads)
     image = read_array(args.image)
     if args.mc_dropout:

@@ -298,7 +298,7 @@ def predict_file(model, input_path, output_path, *, channel_axis=None, chunks=No
 _PARTIAL = ".partial-"
 
 
-def _check_output(input_path, output_path) -> None:
+def _check_output(input_path, output_path, suffixes=(".zarr", ".tif", ".tiff")) -> None:
     """Refuse outputs that are, contain or lie inside the input, and unknown suffixes."""
     from .errors import OutputError
 
@@ -309,8 +309,8 @@ def _check_output(input_path, output_path) -> None:
             f"The output {str(out)!r} is the input {str(input_path)!r} (or contains it, or lies "
             "inside it): writing it would destroy the input. Choose another output path."
         )
-    if out.suffix != ".zarr" and out.suffix.lower() not in (".tif", ".tiff"):
-        raise InputError(f"Unsupported output {out.suffix!r}: use .zarr or .tif.")
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        raise InputError(f"Unsupported output {out.suffix!r}: use {' or '.join(suffixes)}.")
 
 
 def _partial_path(out: Path) -> Path:
