@@ -7,6 +7,7 @@ of taking the machine down.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -831,3 +832,33 @@ def test_signal_predict_refuses_a_folder_with_other_files(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["prediction.npy", "probabilities.npy", "uncertainty.npy", "spans.csv", "suggestions.csv"])
     assert main(args) == 0  # a folder written by signal-predict is replaced as a whole
+
+
+def test_temporaries_of_killed_saves_are_removed_on_open(project_and_victim):
+    from active_annotator.project import Project
+
+    proj, victim = project_and_victim
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = [proj.path / f".project.json.{dead}.tmp", proj.path / "models" / f".pixel.aamodel.{dead}.tmp"]
+    for p in stale:
+        p.write_text("half")
+    link = proj.path / "models" / f".cnn.aacnn.{dead}.tmp"
+    link.symlink_to(victim)
+    Project.open(proj.path)
+    assert not any(os.path.lexists(p) for p in stale + [link])
+    assert victim.read_text() == "precious"
+
+
+def test_external_images_are_listed(tmp_path):
+    import tifffile
+
+    from active_annotator.project import Project
+
+    tifffile.imwrite(tmp_path / "big.tif", np.zeros((16, 16), np.uint8))
+    proj = Project.create(tmp_path / "p")
+    proj.EMBED_LIMIT = 10  # stands in for a large image
+    proj.add_image("big", image=np.zeros((16, 16), np.uint8), source_path=tmp_path / "big.tif")
+    proj.save()
+    assert Project.open(proj.path).external_images() == [("big", str((tmp_path / "big.tif").resolve()))]
+    assert Project.open(proj.path).load_image("big").shape == (16, 16)
