@@ -813,7 +813,9 @@ class SignalClassifier(ParamsMixin):
         names = ("meta", "feature", "threshold", "left", "right", "value", "roots", "importances")
         a = _read_npz(path, names, "signal-classifier")
         try:
-            meta = json.loads(bytes(a["meta"].astype(np.uint8)).decode("utf-8"))
+            from .persistence import _meta_bytes
+
+            meta = json.loads(_meta_bytes(path, a["meta"]).decode("utf-8"))
             if meta.get("format") != MODEL_FORMAT or meta.get("schema_version") != 1:
                 raise ModelFileError(
                     f"{str(path)!r} is not a signal-classifier file of schema 1; train one with "
