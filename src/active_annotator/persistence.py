@@ -314,7 +314,6 @@ def _read_stage_forests(path: Path, params: dict, version, n_feat: int, n_classe
 
 OBJECT_FORMAT = "napari-active-annotator.object-classifier"
 OBJECT_SCHEMA_VERSION = 1
-STAGES_SCHEMA_VERSION = 2  # written only for autocontext models (stages > 1); reads both
 OBJECT_SUFFIX = ".aaobjects"
 _OBJECT_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "importances",
                   "permutation_importances", "permutation_importances_std", "fill_values")
