@@ -831,7 +831,8 @@ def is_cnn_file(path) -> bool:
     if path.suffix == CNN_SUFFIX:
         return True
     try:
-        return _read_header(path).get("__metadata__", {}).get("format") == CNN_FORMAT
+        meta = _read_header(path).get("__metadata__", {})
+        return isinstance(meta, dict) and meta.get("format") == CNN_FORMAT
     except (ModelFileError, OSError):
         return False
 
@@ -950,7 +951,10 @@ def load_cnn(path, device: str = "auto", n_threads: int | None = None) -> CNNCla
     path = Path(path)
     header = _read_header(path)
     meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict) or meta.get("format") != CNN_FORMAT:
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path} is not a napari-active-annotator CNN file (its metadata is a "
+                             f"{type(meta).__name__}, not an object).")
+    if meta.get("format") != CNN_FORMAT:
         raise ModelFileError(
             f"{path} is not a napari-active-annotator CNN file (format {meta.get('format')!r}, "
             f"expected {CNN_FORMAT!r})."
@@ -1096,15 +1100,17 @@ def read_array(path) -> np.ndarray:
 
 
 def write_array(path, array: np.ndarray) -> Path:
+    """Write ``.tif``/``.npy`` atomically (a hidden temporary renamed onto ``path``)."""
+    from .scale import _write_atomically
+
     path = Path(path)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(path, array)
+        _write_atomically(path, lambda tmp: tifffile.imwrite(tmp, array))
     elif suffix == ".npy":
-        np.save(path, array)
+        _write_atomically(path, lambda tmp: np.save(tmp, array))
     else:
         raise InputError(f"Cannot write {path}: use .tif, .tiff or .npy.")
     return path
@@ -1195,6 +1201,11 @@ def _run_finetune(args: argparse.Namespace) -> int:
 def _run_predict(args: argparse.Namespace) -> int:
     from .uncertainty import entropy
 
+    from .scale import _check_output
+
+    for out in (args.output, args.proba, args.uncertainty):
+        if out:
+            _check_output(args.image, out, suffixes=(".tif", ".tiff", ".npy"))
     clf = load_cnn(args.model, device=args.device, n_threads=args.threads)
     image = read_array(args.image)
     if args.mc_dropout:

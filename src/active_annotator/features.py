@@ -691,8 +691,8 @@ def compute(
 
     chans = []
     for c in range(n_ch):
+        _check_finite(img[c])  # before the cast: float64 1e300 is finite but overflows float32
         x = np.ascontiguousarray(img[c], dtype=np.float32)
-        _check_finite(x)
         chans.append(x)
         if "original" in fam:
             out[c * n_per + index["original"]] = x

@@ -928,7 +928,9 @@ class SignalClassifier(ParamsMixin):
         names = ("meta", "feature", "threshold", "left", "right", "value", "roots", "importances")
         a = _read_npz(path, names, "signal-classifier")
         try:
-            meta = json.loads(bytes(a["meta"].astype(np.uint8)).decode("utf-8"))
+            from .persistence import _meta_bytes
+
+            meta = json.loads(_meta_bytes(path, a["meta"]).decode("utf-8"))
             if meta.get("format") != MODEL_FORMAT or meta.get("schema_version") != 1:
                 raise ModelFileError(
                     f"{str(path)!r} is not a signal-classifier file of schema 1; train one with "
@@ -1194,13 +1196,37 @@ def _run_train(args) -> int:
 def _run_predict(args) -> int:
     from .uncertainty import entropy
 
+    from .scale import _check_output, _write_atomically
+
+    _check_output(args.signal, args.output, suffixes=None)
+    out = Path(args.output)
+    others = sorted(p.name for p in out.iterdir() if p.name not in _PREDICTION_FILES) if out.is_dir() else []
+    if others or (out.exists() and not out.is_dir()):
+        from .errors import OutputError
+
+        raise OutputError(
+            f"The output folder {str(out)!r} holds other files ({others[:3]}); signal-predict replaces the "
+            "whole folder, so choose a new or empty folder (or one written by signal-predict)."
+        )
     clf = SignalClassifier.load(args.model)
     rec = read_signal(args.signal, args.sampling_rate)
     proba = clf.predict_proba(rec)
     pred = clf.classes_[np.argmax(proba, axis=0)].astype(clf.labels_dtype_)
     unc = entropy(proba)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    # the folder is written as a hidden temporary and renamed when complete
+    _write_atomically(out, lambda tmp: _write_prediction_folder(args, tmp, rec, pred, proba, unc))
+    counts = {int(c): int((pred == c).sum()) for c in clf.classes_}
+    print(f"classified {rec.n_samples} samples of {rec.name}: {counts}; "
+          f"mean uncertainty {float(unc.mean()):.3f}\nwrote {out}/prediction.npy, probabilities.npy, "
+          f"uncertainty.npy, spans.csv, suggestions.csv")
+    return 0
+
+
+_PREDICTION_FILES = ("prediction.npy", "probabilities.npy", "uncertainty.npy", "spans.csv", "suggestions.csv")
+
+
+def _write_prediction_folder(args, out: Path, rec, pred, proba, unc) -> None:
+    out.mkdir(parents=True)
     np.save(out / "prediction.npy", pred)
     np.save(out / "probabilities.npy", proba)
     np.save(out / "uncertainty.npy", unc)
@@ -1218,11 +1244,6 @@ def _run_predict(args) -> int:
             sl = s_.candidate.slices[0]
             w.writerow([s_.rank, f"{sl.start / rec.sampling_rate:.3f}", f"{sl.stop / rec.sampling_rate:.3f}",
                         f"{s_.score:.4f}", s_.reason])
-    counts = {int(c): int((pred == c).sum()) for c in clf.classes_}
-    print(f"classified {rec.n_samples} samples of {rec.name}: {counts}; "
-          f"mean uncertainty {float(unc.mean()):.3f}\nwrote {out}/prediction.npy, probabilities.npy, "
-          f"uncertainty.npy, spans.csv, suggestions.csv")
-    return 0
 
 
 __all__ = [
