@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--skip-deep", action="store_true")
+    ap.add_argument("--skip-autocontext", action="store_true")
     args = ap.parse_args()
     import torch
 
@@ -115,8 +116,9 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()}, cpus {os.cpu_count()}")
     if not args.skip_deep:
         bench_deep(args.size, args.repeat)
-    print("autocontext (nuclei2d strokes tiled to 1024x1024, 100 trees):")
-    bench_autocontext(args.repeat, args.threads)
+    if not args.skip_autocontext:
+        print("autocontext (nuclei2d strokes tiled to 1024x1024, 100 trees):")
+        bench_autocontext(args.repeat, args.threads)
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -147,13 +147,23 @@ def _build():
             """Fold every batch norm into its convolution (inference only; same function)."""
             from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-            self._conv_stem = fuse_conv_bn_eval(self._conv_stem, self._bn0)
+            stem = fuse_conv_bn_eval(self._conv_stem, self._bn0)
+            # the input is one gray channel replicated 3 times: summing the stem's weights over
+            # its input channels gives the same output from the single channel, 3x cheaper
+            gray = nn.Conv2d(1, 32, 3, stride=2, padding=1, bias=True)
+            with torch.no_grad():
+                gray.weight.copy_(stem.weight.sum(dim=1, keepdim=True))
+                gray.bias.copy_(stem.bias)
+            self._conv_stem = gray
             self._bn0 = nn.Identity()
+            self.gray_input = True
             for b in self._blocks:
                 b.fuse()
             return self
 
         def forward(self, x):
+            if getattr(self, "gray_input", False):
+                x = x[:, :1]
             x = self._bn0(self._conv_stem(x)).clamp_(0, 6)
             out = []
             for i, b in enumerate(self._blocks):
@@ -202,7 +212,8 @@ def load_network(path=None, device=None, fused: bool = True):
     net.load_state_dict({k: state[k] for k in wanted}, strict=True)
     net.eval()
     if fused:
-        # batch norms folded into the convolutions and channels-last memory: ~3x faster on CPU
+        # batch norms folded into the convolutions, a one-channel stem for the replicated gray
+        # input, channels-last memory: ~3x faster on CPU than the plain module
         net.fuse()
     return net.to(_device(device), memory_format=torch.channels_last)
 
@@ -290,13 +301,16 @@ def _activations(x: np.ndarray, net, device):
     """Activations at :data:`DEPTHS` of one normalised 2-D image, as numpy ``(C, h, w)``."""
     torch = _require_torch()
     with torch.inference_mode():
-        return [a[0].float().cpu().numpy() for a in net(_input(x, device))]
+        return [a[0].float().cpu().numpy() for a in net(_input(x, device, net))]
 
 
-def _input(x: np.ndarray, device):
-    """A normalised 2-D array as the network's gray-replicated ``(1, 3, H, W)`` channels-last input."""
+def _input(x: np.ndarray, device, net=None):
+    """A normalised 2-D array as the network's input: ``(1, 3, H, W)`` gray replicated, or
+    ``(1, 1, H, W)`` for a fused network (whose stem sums the replicas), channels-last."""
     torch = _require_torch()
-    t = torch.from_numpy(np.ascontiguousarray(x))[None, None].expand(1, 3, *x.shape)
+    t = torch.from_numpy(np.ascontiguousarray(x))[None, None]
+    if not getattr(net, "gray_input", False):
+        t = t.expand(1, 3, *x.shape)
     return t.to(device).contiguous(memory_format=torch.channels_last)
 
 
@@ -363,7 +377,7 @@ def _features_tile(x: np.ndarray, basis: DeepBasis, channel: int, net, device, o
     if inner is None:
         inner = (slice(0, x.shape[0]), slice(0, x.shape[1]))
     ci = min(channel, len(basis.lo) - 1)
-    t = _input(_normalise(x, basis.lo[ci], basis.hi[ci]), device)
+    t = _input(_normalise(x, basis.lo[ci], basis.hi[ci]), device, net)
     k0 = 0
     with torch.inference_mode():
         for d, (act, s) in enumerate(zip(net(t), _STRIDES)):
