@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 from active_annotator import FAMILIES, FeatureSet, PixelClassifier, entropy
 from active_annotator import load_model as _load_model_file
 from active_annotator import save_model as _save_model_file
+from active_annotator._jit_cache import start_warm_up
 from active_annotator.classifier import check_size
 from active_annotator.errors import AnnotatorError, Cancelled, InputError, LabelError
 from active_annotator.evaluation import History, validate_fitted
@@ -431,6 +432,8 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self.project_session = None
         self._features = None  # _ImageFeatures of the image last used (see _features_for)
         self.timings = {}  # seconds of the last visible-region update: worker, layer writes
+        # on a fresh install the kernels compile while the person paints, not at Train
+        start_warm_up()
 
         self._build()
         self._live_timer = QTimer(self)
