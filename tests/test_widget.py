@@ -450,3 +450,23 @@ def test_invalid_feature_settings_are_explained_before_any_work(viewer, qtbot):
     widget.train_button.click()
     assert "at least one feature family" in widget.status.text()
     assert not widget.busy
+
+
+def test_too_small_image_message_names_the_scales_control_not_python(viewer, qtbot):
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.random((1, 5000)).astype(np.float32), name="line")
+    labels = np.zeros((1, 5000), np.uint8)
+    labels[0, 10:40], labels[0, 3000:3030] = 1, 2
+    viewer.add_labels(labels, name="annotations")
+    widget = dock(viewer)
+    n = len(notification_manager.records)
+
+    with qtbot.waitSignal(widget.failed, timeout=TIMEOUT_MS) as blocker:
+        widget.train_button.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+
+    for shown in (blocker.args[0], widget.status.text(), errors_since(n)[-1].message):
+        assert "only 1 pixel" in shown  # the core's diagnosis is kept
+        assert "'Scales (sigmas, px)'" in shown and "e.g. 1." in shown
+        assert "FeatureSet" not in shown and "sigmas=(" not in shown
+    assert widget.sigmas_edit.text() and "prediction" not in viewer.layers

@@ -55,6 +55,7 @@ from ._layers import (
     probability_layers,
     put_probability_layers,
 )
+from ._messages import for_gui
 
 PREDICTION = "prediction"
 PROBABILITY = "probability"  # one hidden layer per class: "probability 2 (nucleus)"
@@ -1303,6 +1304,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self.status.setText(text)
 
     def _fail(self, message, notify=True):
+        message = for_gui(message)
         self._set_status(f"Error: {message}")
         if notify:
             show_error(message)
