@@ -118,7 +118,9 @@ def test_plugin_widget_trains_on_sample_starter_labels_and_segments_nuclei(viewe
     np.testing.assert_allclose(p1.data + p2.data, 1.0, atol=1e-5)
     assert viewer.dims.ndim == 2
     uncertainty = viewer.layers["uncertainty"]
-    assert uncertainty.visible and uncertainty.colormap.name == "magma"
+    # hidden until asked for, so the image stays in view while painting
+    assert not uncertainty.visible and uncertainty.colormap.name == "magma"
+    assert viewer.layers["nuclei"].visible and not widget.uncertainty_check.isChecked()
     assert 0.0 <= uncertainty.data.min() and uncertainty.data.max() <= 1.0
     # confident where the forest agrees, uncertain somewhere
     assert uncertainty.data.max() > 0.5 > np.median(uncertainty.data)
@@ -470,3 +472,22 @@ def test_too_small_image_message_names_the_scales_control_not_python(viewer, qtb
         assert "'Scales (sigmas, px)'" in shown and "e.g. 1." in shown
         assert "FeatureSet" not in shown and "sigmas=(" not in shown
     assert widget.sigmas_edit.text() and "prediction" not in viewer.layers
+
+
+def test_uncertainty_checkbox_and_layer_eye_are_one_switch_kept_across_rounds(viewer, qtbot):
+    d = crop_sample()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["labels"].copy(), name="annotations")
+    widget = dock(viewer)
+    run(qtbot, widget, widget.train_button.click)
+    uncertainty = viewer.layers["uncertainty"]
+    assert not uncertainty.visible
+
+    widget.uncertainty_check.setChecked(True)
+    assert uncertainty.visible
+    run(qtbot, widget, widget.train_button.click)  # a new round keeps the choice
+    uncertainty = viewer.layers["uncertainty"]
+    assert uncertainty.visible
+    uncertainty.visible = False  # the layer list's eye
+    assert not widget.uncertainty_check.isChecked()
+    assert viewer.layers["nuclei"].visible

@@ -4,9 +4,9 @@ Two ways to run it:
 
 * ``active-annotator demo`` opens napari with the 2-D nuclei sample, its
   starter strokes in an "annotations" layer, the ground truth (hidden) and the
-  "Pixel classifier" widget docked and trained once, so a prediction and its
-  uncertainty show at once. Paint more strokes where the uncertainty is high
-  and press Train again.
+  "Pixel classifier" widget docked and trained once, so a prediction shows at
+  once (tick "Uncertainty" in the widget to see where the model is unsure).
+  Paint more strokes where the uncertainty is high and press Train again.
 * ``active-annotator demo --headless`` does the same training and prediction
   without a display and writes ``prediction.tif``, ``probabilities.tif``,
   ``uncertainty.tif``, the trained model (``model.aamodel``) and an
