@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cli_args import add_channel_axis, add_trees, resolve_channel_axis
 from .errors import InputError
 
 _DEFAULT_CHUNK = {1: 1 << 20, 2: 1024, 3: 128}
@@ -420,12 +421,14 @@ def add_parser(subparsers) -> None:
     t.add_argument("--image", required=True, type=Path, help=".tif, .npy or .zarr image")
     t.add_argument("--labels", required=True, type=Path,
                    help="integer labels, same non-channel shape; 0 = unlabelled")
-    t.add_argument("--channel-axis", type=int, default=None)
+    add_channel_axis(t)
     t.add_argument("--ndim", type=int, choices=(1, 2, 3), default=None,
                    help="spatial axes of the features (default: all non-channel axes, at most 3)")
-    t.add_argument("--sigmas", type=_sigmas, default=None, help="e.g. 1,2,4,8")
-    t.add_argument("--trees", type=int, default=100)
-    t.add_argument("--max-depth", type=int, default=None)
+    t.add_argument("--sigmas", type=_sigmas, default=None,
+                   help="feature scales in pixels, e.g. 1,2,4,8 (default: the FeatureSet's)")
+    add_trees(t, 100)
+    t.add_argument("--max-depth", type=int, default=None,
+                   help="maximum depth of each tree (default: unlimited)")
     t.add_argument("--stages", type=int, default=1,
                    help="autocontext stages: each later forest also sees the previous one's "
                         "smoothed probabilities (default 1)")
@@ -437,10 +440,11 @@ def add_parser(subparsers) -> None:
         description="Predict classes (or probabilities) of an image with a trained model. "
                     "Zarr input is read and written chunk by chunk; --scheduler runs it on "
                     "a dask.distributed cluster.")
-    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--model", required=True, type=Path,
+                   help="trained model: .aamodel (from train or the widget) or .aacnn (cnn-train)")
     p.add_argument("--input", required=True, type=Path, help=".zarr, .tif or .npy")
     p.add_argument("--output", required=True, type=Path, help=".zarr or .tif")
-    p.add_argument("--channel-axis", type=int, default=None)
+    add_channel_axis(p)
     p.add_argument("--chunks", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
                    help="chunk edge per non-channel axis, e.g. 1,1024,1024 (default: the input's)")
     p.add_argument("--scheduler", default=None,
@@ -458,6 +462,7 @@ def run_train(args) -> int:
     labels = np.asarray(open_array(args.labels, lazy=False))
     if is_signal_file(args.image) and args.channel_axis is None:
         args.channel_axis, args.ndim = 0, args.ndim or 1  # one label per sample
+    args.channel_axis = resolve_channel_axis(args.channel_axis, image.shape, labels.shape, "train")
     n_axes = image.ndim - (args.channel_axis is not None)
     ndim = args.ndim or max(1, min(3, n_axes))
     fs = FeatureSet(ndim=ndim) if args.sigmas is None else FeatureSet(sigmas=args.sigmas, ndim=ndim)
@@ -469,9 +474,21 @@ def run_train(args) -> int:
     return 0
 
 
+def _input_shape(path) -> tuple[int, ...]:
+    """Shape of an input file without reading its pixels (TIFF: from its header)."""
+    if Path(path).suffix.lower() in (".tif", ".tiff") and Path(path).is_file():
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tuple(tif.series[0].shape)
+    return tuple(np.shape(open_array(path)))
+
+
 def run_predict(args) -> int:
     if is_signal_file(args.input) and args.channel_axis is None:
         args.channel_axis = 0
+    if args.channel_axis is None:
+        args.channel_axis = resolve_channel_axis(None, _input_shape(args.input), command="predict")
     out = predict_file(args.model, args.input, args.output, channel_axis=args.channel_axis,
                        chunks=args.chunks, scheduler=args.scheduler, proba=args.probabilities)
     print(f"wrote {out}")

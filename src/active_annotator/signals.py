@@ -40,6 +40,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._cli_args import add_trees
 from ._estimator import ParamsMixin
 from .errors import AnnotatorError as AnnotatorErrorBase
 from .errors import Cancelled, InputError, LabelError, NotFittedError
@@ -1159,20 +1160,21 @@ def add_parser(subparsers) -> None:
     t.add_argument("--bands", default="auto",
                    help="band centre frequencies in Hz, e.g. 1,2,4,8; 'auto' (octaves from 0.5 Hz "
                         "to 0.4 x the sampling rate) or 'none' (default: %(default)s)")
-    t.add_argument("--n-estimators", type=int, default=100, help="trees (default: %(default)s)")
+    add_trees(t, 100)
     t.set_defaults(func=_run_train)
     p = subparsers.add_parser(
         "signal-predict", help="classify every sample of a signal; write classes, uncertainty, spans, suggestions",
         description="Write prediction.npy (time,), probabilities.npy (K, time), uncertainty.npy (time,), "
                     "spans.csv (start_s,end_s,class) and suggestions.csv (windows worth labelling next).")
     p.add_argument("model", type=Path, help="model from signal-train")
-    p.add_argument("signal", type=Path)
+    p.add_argument("signal", type=Path, help="signal file: miniSEED/SAC/... (needs [signals]), .npy or .csv")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument("--sampling-rate", type=float, default=None)
+    p.add_argument("--sampling-rate", type=float, default=None, help="Hz, for .npy/.csv without one")
     p.add_argument("--labels", type=Path, default=None, help="labels already made (skipped by suggestions)")
     p.add_argument("--window", type=float, default=10.0, help="suggested window length in s (default: %(default)s)")
     p.add_argument("--strategy", default=DEFAULT_STRATEGY, help="suggestion strategy (default: %(default)s)")
-    p.add_argument("--n-suggestions", type=int, default=10)
+    p.add_argument("--n-suggestions", type=int, default=10,
+                   help="windows to suggest for labelling next (default: %(default)s)")
     p.set_defaults(func=_run_predict)
 
 
@@ -1184,7 +1186,7 @@ def _run_train(args) -> int:
     bands = default_bands(rec.sampling_rate) if word == "auto" else () if word == "none" else _seconds_list(args.bands)
     spec = SignalFeatures.from_seconds(rec.sampling_rate, _seconds_list(args.scales),
                                        envelope=not args.no_envelope, sta_lta_s=sta, bands_hz=bands)
-    clf = SignalClassifier(spec, n_estimators=args.n_estimators).fit(rec, labels)
+    clf = SignalClassifier(spec, n_estimators=args.trees).fit(rec, labels)
     out = clf.save(args.output)
     top = ", ".join(list(clf.feature_importances())[:5])
     print(f"trained on {clf.n_training_samples_} labelled samples of {rec.name} "
