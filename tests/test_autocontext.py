@@ -75,6 +75,14 @@ def test_folds_keep_strokes_together_and_are_stratified_by_class():
     one[5:8, 2:58] = 1
     f = _fold_ids(one)
     assert set(np.unique(f)) == {0, 1, 2}  # one stroke, cut into slabs
+    # a dense background (one region) and a few small objects: every fold gets a fair share
+    dense = np.ones((60, 60), np.uint8)
+    for r in (10, 30, 50):
+        dense[r:r + 3, 10:13] = 2
+    dense[:3, 40:43] = 2
+    f = _fold_ids(dense)
+    bg = np.bincount(f[dense.ravel() == 1], minlength=3)
+    assert bg.min() > 0.25 * bg.sum()
 
 
 def test_two_stage_model_reloads_and_predicts_identically(two_stage, tmp_path):

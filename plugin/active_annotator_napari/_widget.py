@@ -43,7 +43,7 @@ from active_annotator import FAMILIES, FeatureSet, PixelClassifier, entropy
 from active_annotator import load_model as _load_model_file
 from active_annotator import save_model as _save_model_file
 from active_annotator._jit_cache import start_warm_up
-from active_annotator.classifier import check_size
+from active_annotator.classifier import MAX_STAGES, check_size
 from active_annotator.errors import AnnotatorError, Cancelled, InputError, LabelError
 from active_annotator.evaluation import History, validate_fitted
 from active_annotator.features import FeatureCache
@@ -86,6 +86,8 @@ FAMILY_TEXT = {
     "dog": ("Difference of Gaussians", "Band-pass: edges and blobs between consecutive scales."),
     "log": ("Laplacian of Gaussian", "Blob detector: bright or dark spots of about the scale's size."),
     "hessian": ("Hessian eigenvalues", "Local curvature: ridges, valleys, corners and texture."),
+    "deep": ("Pretrained CNN (deep)", "Activations of an ImageNet-pretrained CNN (EfficientNet-Lite0), "
+             "reduced to 32 per channel; slower. Needs: pip install \"napari-active-annotator[deep]\"."),
 }
 DEFAULT_SIGMAS = "1, 2, 4, 8"
 # Live mode retrains this long after the last finished stroke (a burst trains once);
@@ -158,14 +160,24 @@ class _ImageFeatures:
 
     def __init__(self, data, channel_axis, spec, stack, spatial, max_bytes=FEATURE_CACHE_BYTES):
         self.data, self.channel_axis, self.spec = data, channel_axis, spec
+        self.requested = spec  # what the controls asked for; spec gains the deep basis
         self.stack, self.spatial = tuple(stack), tuple(spatial)
         self.max_bytes = max_bytes
         self.tile = 512 if spec.ndim == 2 else 128
         self._planes = {}  # plane -> (view, cache), least recently used first
         self._lock = threading.Lock()
 
+    def prepared_spec(self):
+        """The feature set with the deep family's basis fitted on the first plane (worker thread)."""
+        with self._lock:
+            if "deep" in self.spec.families and self.spec.deep_basis is None:
+                view = _PlaneView(self.data, (0,) * len(self.stack), self.channel_axis, self.spec.ndim)
+                self.spec = self.spec.prepared(view, channel_axis=None if view.ca is None else -1)
+            return self.spec
+
     def plane(self, p):
         p = tuple(int(i) for i in p)
+        self.prepared_spec()
         with self._lock:
             entry = self._planes.pop(p, None)
             if entry is None:
@@ -309,15 +321,22 @@ def _predict_region(job, region, out, out_region, skip=None, progress=None, step
             work.append((p, t))
     for n, (p, t) in enumerate(work):
         _check_stop(job)
-        f = feats.plane(p).region(t)
-        if step > 1:
+        if clf.n_stages > 1:  # later stages read context around the tile from the cache
+            proba = clf.predict_proba_source(feats.plane(p), t)
+            if step > 1:
+                proba = proba[(slice(None),) + (slice(None, None, step),) * len(t)]
+                for ax in range(1, proba.ndim):
+                    proba = np.repeat(proba, step, axis=ax)
+                proba = proba[(slice(None),) + tuple(slice(0, a.stop - a.start) for a in t)]
+        elif step > 1:
+            f = feats.plane(p).region(t)
             sub = (slice(None),) + (slice(None, None, step),) * len(t)
             proba = clf.predict_proba_features(np.ascontiguousarray(f[sub]))
             for ax in range(1, proba.ndim):
                 proba = np.repeat(proba, step, axis=ax)
             proba = proba[(slice(None),) + tuple(slice(0, a.stop - a.start) for a in t)]
         else:
-            proba = clf.predict_proba_features(f)
+            proba = clf.predict_proba_features(feats.plane(p).region(t))
         o = tuple(slice(i - s.start + r.start, i - s.start + r.start + 1)
                   for i, s, r in zip(p, region[:nst], out_region[:nst]))
         o += tuple(slice(a.start - s.start + r.start, a.stop - s.start + r.start)
@@ -356,7 +375,14 @@ def _run_job(job: _Job, report):
     validation = None
     try:
         X = y = None
-        if job.kind == "train":
+        if "deep" in feats.spec.families:  # the classifier keeps the cache's deep basis
+            clf.features = feats.prepared_spec()
+        if job.kind == "train" and clf.n_stages > 1:
+            n_ch = 1 if job.channel_axis is None else int(job.image.shape[job.channel_axis])
+            check_size(feats.spatial, clf.feature_set)
+            clf.fit_sources(job.labels, feats.plane, n_ch, should_stop=job.stop.is_set,
+                            on_progress=lambda d, t: report(job, "Training the stages", d, t))
+        elif job.kind == "train":
             X, y, n_ch = _training_data(job, report)
             clf.fit_features(X, y, n_channels=n_ch, labels_dtype=job.labels.dtype,
                              should_stop=job.stop.is_set)
@@ -378,7 +404,7 @@ def _run_job(job: _Job, report):
         yield _Outcome(classifier=clf, prediction=vpred, probabilities=vproba, uncertainty=vunc,
                        seconds=time.perf_counter() - start, region=vis, complete=False)
         _wait_shown(job)
-        if job.kind == "train":
+        if job.kind == "train" and clf.n_stages == 1:  # autocontext: no quick twin on cached rows
             validation = validate_fitted(clf, X, y, job.labels, n_ch, should_stop=job.stop.is_set)
         _check_stop(job)
         yield "full"
@@ -503,7 +529,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         for i, fam in enumerate(FAMILIES):
             text, tip = FAMILY_TEXT.get(fam, (fam, ""))
             box = QCheckBox(text)
-            box.setChecked(True)
+            box.setChecked(fam != "deep")  # opt-in: slower, needs the [deep] extra
             box.setToolTip(tip)
             self.family_checks[fam] = box
             grid.addWidget(box, i // 2, i % 2)
@@ -529,6 +555,13 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self.depth_spin.setSpecialValueText("unlimited")
         self.depth_spin.setToolTip("Maximum depth of each tree; 0 = grow until leaves are pure.")
         form.addRow("Max depth", self.depth_spin)
+        self.stages_spin = QSpinBox()
+        self.stages_spin.setRange(1, MAX_STAGES)
+        self.stages_spin.setValue(1)
+        self.stages_spin.setToolTip(
+            "Autocontext: each further stage is a forest that also sees the previous stage's "
+            "smoothed probabilities (slower; often better on textured or low-contrast images).")
+        form.addRow("Stages", self.stages_spin)
         self.live_trees_spin = QSpinBox()
         self.live_trees_spin.setRange(1, 2000)
         self.live_trees_spin.setValue(LIVE_TREES)
@@ -737,7 +770,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         """The feature cache of this image; a new one when the data, axes or features changed."""
         stack, spatial = shape[:len(shape) - fs.ndim], shape[len(shape) - fs.ndim:]
         f = self._features
-        if (f is None or f.data is not image or f.channel_axis != ca or f.spec != fs
+        if (f is None or f.data is not image or f.channel_axis != ca or f.requested != fs
                 or f.stack != tuple(stack) or f.spatial != tuple(spatial)):
             f = self._features = _ImageFeatures(image, ca, fs, stack, spatial)
         return f
@@ -822,7 +855,8 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         trees = self.trees_spin.value()
         if live:
             trees = min(trees, self.live_trees_spin.value())
-        return PixelClassifier(features=self.feature_set(), n_estimators=trees, max_depth=depth or None)
+        return PixelClassifier(features=self.feature_set(), n_estimators=trees, max_depth=depth or None,
+                               stages=self.stages_spin.value())
 
     def new_annotations(self):
         """Add an empty "annotations" Labels layer with the image's non-channel shape."""
@@ -951,6 +985,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self.sigmas_edit.setText(", ".join(f"{s:g}" for s in fs.sigmas))
         self.trees_spin.setValue(int(clf.n_estimators))
         self.depth_spin.setValue(int(clf.max_depth or 0))
+        self.stages_spin.setValue(int(clf.n_stages))
 
     def _save_dialog(self):
         path, _ = QFileDialog.getSaveFileName(self, "Save pixel classifier", "classifier.aamodel",

@@ -810,6 +810,8 @@ class CNNClassifier:
             "best_epoch": json.dumps(self.best_epoch_),
         }
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        if os.path.lexists(tmp):
+            os.unlink(tmp)  # stale, or a planted link: never write through it
         try:
             save_file(state, str(tmp), metadata=meta)
             os.replace(tmp, path)
@@ -830,7 +832,8 @@ def is_cnn_file(path) -> bool:
     if path.suffix == CNN_SUFFIX:
         return True
     try:
-        return _read_header(path).get("__metadata__", {}).get("format") == CNN_FORMAT
+        meta = _read_header(path).get("__metadata__", {})
+        return isinstance(meta, dict) and meta.get("format") == CNN_FORMAT
     except (ModelFileError, OSError):
         return False
 
@@ -869,11 +872,69 @@ def _read_header(path: Path) -> dict:
         raise
     except FileNotFoundError:
         raise ModelFileError(f"No CNN model file at {path}.") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a folder, not a CNN model file (.aacnn); choose the file inside it.") from None
+    except OSError as e:
+        raise ModelFileError(f"Cannot read the CNN model file {path} ({type(e).__name__}: {e}).") from None
     except (UnicodeDecodeError, json.JSONDecodeError, struct.error) as e:
         raise ModelFileError(f"{path} is not a CNN model file (unreadable header: {e}).") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path} is not a CNN model file (header is not a JSON object).")
     return header
+
+
+_SAFETENSORS_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
+                         "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _check_cnn_sizes(path: Path, header: dict, cfg, torch, cnn_net) -> None:
+    """Check the declared tensors and the config's network size before anything is built.
+
+    The network is first built on torch's ``meta`` device (shapes only, no
+    memory), so its parameter count and every tensor shape can be compared
+    with the file's header before real weights are allocated or read.
+    """
+    from . import limits
+
+    if cfg.n_classes > limits.get("CLASSES"):
+        raise ModelFileError(f"{path}: {cfg.n_classes} classes, more than the limit of "
+                             f"{limits.get('CLASSES')}. {limits.hint('CLASSES')}")
+    declared = 0
+    shapes = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            shape = tuple(int(n) for n in entry["shape"])
+            itemsize = _SAFETENSORS_ITEMSIZE[entry["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{path}: the header entry of tensor {key!r} is invalid.") from None
+        if any(n < 0 for n in shape):
+            raise ModelFileError(f"{path}: tensor {key!r} has a negative shape {shape}.")
+        shapes[key] = (shape, entry["dtype"])
+        declared += limits.nbytes(shape, itemsize)
+    budget = limits.get("MODEL_BYTES")
+    if declared > budget:
+        raise ModelFileError(f"{path} declares {declared} bytes of weights, more than the limit of "
+                             f"{budget}. {limits.hint('MODEL_BYTES')}")
+    with torch.device("meta"):
+        skeleton = cnn_net.build_net(cfg.dims, cfg.in_channels, cfg.n_classes, cfg.widths, cfg.dropout)
+    n_params = sum(p.numel() for p in skeleton.parameters())
+    if n_params > limits.get("CNN_PARAMETERS"):
+        raise ModelFileError(
+            f"{path}: its config declares a network of {n_params} parameters, more than the limit of "
+            f"{limits.get('CNN_PARAMETERS')}. {limits.hint('CNN_PARAMETERS')}")
+    names = {"float32": "F32", "float64": "F64", "int64": "I64", "float16": "F16", "bfloat16": "BF16"}
+    for key, t in skeleton.state_dict().items():
+        want = (tuple(t.shape), names.get(str(t.dtype).replace("torch.", ""), str(t.dtype)))
+        if key not in shapes:
+            raise ModelFileError(f"{path}: the weights do not match the config (missing {key!r}).")
+        if shapes[key] != want:
+            raise ModelFileError(f"{path}: weight {key} has shape {shapes[key][0]} {shapes[key][1]}, the "
+                                 f"config needs {want[0]} {want[1]}.")
+    extra = sorted(set(shapes) - set(skeleton.state_dict()))
+    if extra:
+        raise ModelFileError(f"{path}: the weights do not match the config (unexpected {extra[:5]}).")
 
 
 def load_cnn(path, device: str = "auto", n_threads: int | None = None) -> CNNClassifier:
@@ -891,6 +952,9 @@ def load_cnn(path, device: str = "auto", n_threads: int | None = None) -> CNNCla
     path = Path(path)
     header = _read_header(path)
     meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path} is not a napari-active-annotator CNN file (its metadata is a "
+                             f"{type(meta).__name__}, not an object).")
     if meta.get("format") != CNN_FORMAT:
         raise ModelFileError(
             f"{path} is not a napari-active-annotator CNN file (format {meta.get('format')!r}, "
@@ -913,6 +977,7 @@ def load_cnn(path, device: str = "auto", n_threads: int | None = None) -> CNNCla
         raise ModelFileError(f"{path} has an invalid CNN config: {e}") from None
     if cfg.classes is None or cfg.in_channels is None or cfg.norm_mean is None or cfg.norm_std is None:
         raise ModelFileError(f"{path} holds an untrained CNN config (no classes/channels/normalisation).")
+    _check_cnn_sizes(path, header, cfg, torch, cnn_net)
     net = cnn_net.build_net(cfg.dims, cfg.in_channels, cfg.n_classes, cfg.widths, cfg.dropout)
     expected = net.state_dict()
     try:
@@ -1036,15 +1101,17 @@ def read_array(path) -> np.ndarray:
 
 
 def write_array(path, array: np.ndarray) -> Path:
+    """Write ``.tif``/``.npy`` atomically (a hidden temporary renamed onto ``path``)."""
+    from .scale import _write_atomically
+
     path = Path(path)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(path, array)
+        _write_atomically(path, lambda tmp: tifffile.imwrite(tmp, array))
     elif suffix == ".npy":
-        np.save(path, array)
+        _write_atomically(path, lambda tmp: np.save(tmp, array))
     else:
         raise InputError(f"Cannot write {path}: use .tif, .tiff or .npy.")
     return path
@@ -1150,6 +1217,11 @@ def _run_finetune(args: argparse.Namespace) -> int:
 def _run_predict(args: argparse.Namespace) -> int:
     from .uncertainty import entropy
 
+    from .scale import _check_output
+
+    for out in (args.output, args.proba, args.uncertainty):
+        if out:
+            _check_output(args.image, out, suffixes=(".tif", ".tiff", ".npy"))
     clf = load_cnn(args.model, device=args.device, n_threads=args.threads)
     image = read_array(args.image)
     args.channel_axis = resolve_channel_axis(args.channel_axis, np.shape(image), command="cnn-predict")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import limits
 from .errors import ModelFileError
 
 try:  # numba is a dependency; the fallback only keeps odd platforms working
@@ -318,6 +319,9 @@ class Forest:
                 bad(f"array '{name}' has shape {a[name].shape}, expected ({n},)")
         if self.value.ndim != 2 or self.value.shape[0] != n or self.value.shape[1] < 2:
             bad(f"array 'value' has shape {self.value.shape}, expected ({n}, n_classes>=2)")
+        if self.value.shape[1] > limits.get("CLASSES"):
+            bad(f"{self.value.shape[1]} classes, more than the limit of {limits.get('CLASSES')}. "
+                f"{limits.hint('CLASSES')[:-1]}")
         if self.roots.ndim != 1 or self.roots.shape[0] == 0:
             bad("no trees")
         if not (self.n_features >= 1):
@@ -382,6 +386,14 @@ class Forest:
         depth = np.empty(roots.shape[0], np.int64)
         _pack_kernel(self.feature, self.threshold, self.left, self.right, roots, ends,
                      child, feat, thr, order, depth)
+        # second line of defence, once per forest instead of per pixel: the walks can only
+        # index inside the packed arrays (the kernels themselves stay branch-free)
+        own = np.arange(n)
+        inner = child != own
+        if (not np.array_equal(np.sort(order), own) or np.any(child[inner] + 1 >= n)
+                or np.any(child[inner] <= own[inner]) or np.any(feat >= self.n_features)
+                or np.any(depth < 0) or np.any(depth >= n)):
+            raise ModelFileError("The forest in this model file is corrupt: its packed layout is inconsistent.")
         packed = (child, feat, thr, np.ascontiguousarray(self.value[order]), roots, depth)
         self._packed_cache = (self.threshold, packed)
         return packed

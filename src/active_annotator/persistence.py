@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .errors import ModelFileError
 from .features import FeatureSet
 from .forest import Forest
@@ -36,7 +37,6 @@ MODEL_FORMAT = "napari-active-annotator.pixel-classifier"
 SCHEMA_VERSION = 1
 STAGES_SCHEMA_VERSION = 2  # written only for autocontext models (stages > 1); reads both
 MODEL_SUFFIX = ".aamodel"
-MAX_MODEL_BYTES = 2 << 30  # 2 GiB uncompressed per array: far above any real forest
 _ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "importances")
 
 
@@ -83,9 +83,15 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_npz(path: Path, names, what: str) -> dict[str, np.ndarray]:
-    """Read the named arrays of a model zip, refusing pickles and oversized entries."""
+    """Read the named arrays of a model zip, refusing pickles and oversized files.
+
+    The sizes the zip declares (all entries together) and each ``.npy``
+    header's shape times item size are checked against
+    :data:`limits.MODEL_BYTES` before any array is allocated.
+    """
     if not path.is_file():
         raise ModelFileError(f"Model file {str(path)!r} does not exist.")
+    budget = limits.get("MODEL_BYTES")
     try:
         with zipfile.ZipFile(path) as zf:
             infos = {i.filename: i for i in zf.infolist()}
@@ -96,11 +102,18 @@ def _read_npz(path: Path, names, what: str) -> dict[str, np.ndarray]:
                     f"{str(path)!r} is not a complete {what} file: missing "
                     f"{sorted(missing)}. Was it written by napari-active-annotator?"
                 )
-            for name, info in infos.items():
-                if info.file_size > MAX_MODEL_BYTES:
-                    raise ModelFileError(f"{str(path)!r}: entry {name} is implausibly large.")
-        with np.load(path, allow_pickle=False) as npz:
-            return {n: npz[n] for n in names}
+            declared = sum(i.file_size for i in infos.values())
+            if declared > budget:
+                raise ModelFileError(
+                    f"{str(path)!r} is implausibly large for a {what} file: it unpacks to "
+                    f"{declared} bytes, more than the limit of {budget}. {limits.hint('MODEL_BYTES')}"
+                )
+            out, total = {}, 0
+            for n in names:
+                with zf.open(infos[f"{n}.npy"]) as fh:
+                    arr, total = _read_npy_entry(path, n, fh, infos[f"{n}.npy"].file_size, total, budget)
+                out[n] = arr
+            return out
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError,
@@ -110,6 +123,98 @@ def _read_npz(path: Path, names, what: str) -> dict[str, np.ndarray]:
             "It may be truncated, corrupt, or not a napari-active-annotator model "
             "(object arrays and pickles are refused)."
         ) from None
+
+
+def _read_npy_entry(path: Path, name: str, fh, entry_size: int, total: int, budget: int):
+    """One ``.npy`` array from an open zip entry; its header is checked before the data is read."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+    else:
+        raise ModelFileError(f"{str(path)!r}: array {name!r} has an unsupported .npy version {version}.")
+    if dtype.hasobject:
+        raise ModelFileError(
+            f"{str(path)!r}: array {name!r} holds Python objects; pickles are refused "
+            "(a napari-active-annotator model holds plain numbers only)."
+        )
+    size = limits.nbytes(shape, dtype.itemsize)
+    total += size
+    if size > entry_size or total > budget:
+        raise ModelFileError(
+            f"{str(path)!r}: array {name!r} declares shape {shape} ({size} bytes), "
+            + ("more than its zip entry holds: the file is corrupt." if size <= budget and size > entry_size
+               else f"implausibly large (the limit is {budget} bytes for the whole file). "
+               f"{limits.hint('MODEL_BYTES')}")
+        )
+    buf = np.empty(size, np.uint8)
+    if fh.readinto(memoryview(buf)) != size:
+        raise ModelFileError(f"{str(path)!r}: array {name!r} is truncated.")
+    return buf.view(dtype).reshape(shape, order="F" if fortran else "C"), total
+
+
+def _meta_bytes(path: Path, arr: np.ndarray) -> bytes:
+    """The JSON bytes of a model file's ``meta`` array (1-D uint8, as written by save)."""
+    if arr.dtype != np.uint8 or arr.ndim != 1:
+        raise ModelFileError(f"{str(path)!r}: metadata must be a 1-D uint8 array of JSON text, "
+                             f"got {arr.dtype} of shape {arr.shape}.")
+    return arr.tobytes()
+
+
+def _check_int(v, lo, hi=None) -> bool:
+    return (not isinstance(v, bool) and isinstance(v, int) and v >= lo and (hi is None or v <= hi))
+
+
+def _check_file_params(path: Path, params, allowed) -> dict:
+    """Training parameters read from a file, checked as a constructor would check them.
+
+    Unknown names are dropped (files of older versions); a known name with a
+    value of the wrong type or range raises :class:`ModelFileError`.
+    """
+    from .classifier import MAX_STAGES, MAX_TILE, MIN_TILE
+
+    if not isinstance(params, dict):
+        raise ModelFileError(f"{str(path)!r}: metadata field 'params' must be an object, got {type(params).__name__}.")
+    checks = {
+        "n_estimators": (lambda v: _check_int(v, 1, 10000), "an integer from 1 to 10000"),
+        "max_depth": (lambda v: v is None or _check_int(v, 1), "null or a positive integer"),
+        "min_samples_leaf": (lambda v: _check_int(v, 1) or (isinstance(v, float) and 0 < v < 1),
+                             "a positive integer or a fraction in (0, 1)"),
+        "max_features": (lambda v: v is None or v in ("sqrt", "log2") or _check_int(v, 1)
+                         or (isinstance(v, float) and 0 < v <= 1), '"sqrt", "log2", null, an integer or a fraction'),
+        "class_weight": (lambda v: v in (None, "balanced", "balanced_subsample"), 'null or "balanced"'),
+        "random_state": (lambda v: v is None or _check_int(v, 0, 2**32 - 1), "null or an integer from 0 to 2**32-1"),
+        "n_jobs": (lambda v: v is None or (_check_int(v, -64, 4096) and v != 0), "null or a non-zero integer"),
+        "tile_shape": (lambda v: v is None or _check_int(v, MIN_TILE, MAX_TILE),
+                       f"null or an integer from {MIN_TILE} to {MAX_TILE}"),
+        "tile": (lambda v: _check_int(v, 1024, 1 << 30), "an integer from 1024 to 2**30"),
+        "stages": (lambda v: _check_int(v, 1, MAX_STAGES), f"an integer from 1 to {MAX_STAGES}"),
+    }
+    out = {}
+    for key, value in params.items():
+        if key not in allowed:
+            continue
+        ok, what = checks.get(key, (lambda v: True, ""))
+        if not ok(value):
+            raise ModelFileError(
+                f"{str(path)!r}: parameter {key} = {value!r} is invalid; it must be {what}. "
+                "The file was edited or damaged: retrain and save the model again."
+            )
+        out[key] = value
+    return out
+
+
+def _check_classes(path: Path, classes: np.ndarray, labels_dtype: np.dtype) -> None:
+    """Class values of a file must be positive and fit the labels' integer type."""
+    info = np.iinfo(labels_dtype)
+    if classes.size and (classes.min() < max(1, info.min) or classes.max() > info.max):
+        raise ModelFileError(
+            f"{str(path)!r}: class values {classes.min()}..{classes.max()} do not fit the labels "
+            f"type {labels_dtype} ({max(1, info.min)}..{info.max}); the file is inconsistent. Retrain "
+            "and save the model again."
+        )
 
 
 def load_model(path):
@@ -123,7 +228,7 @@ def load_model(path):
     path = Path(path)
     a = _read_arrays(path)
     try:
-        meta = json.loads(bytes(a["meta"].astype(np.uint8)).decode("utf-8"))
+        meta = json.loads(_meta_bytes(path, a["meta"]).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise ModelFileError(f"{str(path)!r}: metadata is not valid JSON ({e}).") from None
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
@@ -141,11 +246,12 @@ def load_model(path):
         n_ch = int(meta["n_channels"])
         n_feat = int(meta["n_features"])
         labels_dtype = np.dtype(str(meta["labels_dtype"]))
-        params = dict(meta.get("params", {}))
+        params = meta.get("params", {})
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{str(path)!r}: metadata field invalid or missing ({e}).") from None
     if not np.issubdtype(labels_dtype, np.integer):
         raise ModelFileError(f"{str(path)!r}: labels dtype {labels_dtype} is not an integer type.")
+    _check_classes(path, classes, labels_dtype)
     if n_ch < 1 or n_feat != fs.n_features(n_ch):
         raise ModelFileError(
             f"{str(path)!r}: {n_feat} features do not match the feature set "
@@ -162,7 +268,7 @@ def load_model(path):
         raise ModelFileError(f"{str(path)!r}: feature importances have the wrong shape.")
     allowed = set(PixelClassifier._param_names) - {"features"}
     forests = [forest] + _read_stage_forests(path, params, version, n_feat, classes.size, fs)
-    clf = PixelClassifier(features=fs, **{k: v for k, v in params.items() if k in allowed})
+    clf = PixelClassifier(features=fs, **_check_file_params(path, params, allowed))
     clf.classes_ = classes.astype(labels_dtype)
     clf.n_channels_in_ = n_ch
     clf.n_features_in_ = n_feat
@@ -208,7 +314,6 @@ def _read_stage_forests(path: Path, params: dict, version, n_feat: int, n_classe
 
 OBJECT_FORMAT = "napari-active-annotator.object-classifier"
 OBJECT_SCHEMA_VERSION = 1
-STAGES_SCHEMA_VERSION = 2  # written only for autocontext models (stages > 1); reads both
 OBJECT_SUFFIX = ".aaobjects"
 _OBJECT_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "importances",
                   "permutation_importances", "permutation_importances_std", "fill_values")
@@ -216,14 +321,17 @@ _OBJECT_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "im
 
 def _write_npz(path: Path, meta: dict, arrays: dict) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)  # stale, or a planted link: remove the entry, never write through it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             np.savez_compressed(
                 fh, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8), **arrays
             )
         os.replace(tmp, path)  # readers see the old file or the new one, never half
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             tmp.unlink()
     return path
 
@@ -270,7 +378,7 @@ def load_object_classifier(path):
     path = Path(path)
     a = _read_npz(path, ("meta",) + _OBJECT_ARRAYS, "object-classifier")
     try:
-        meta = json.loads(bytes(a["meta"].astype(np.uint8)).decode("utf-8"))
+        meta = json.loads(_meta_bytes(path, a["meta"]).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise ModelFileError(f"{str(path)!r}: metadata is not valid JSON ({e}).") from None
     if not isinstance(meta, dict) or meta.get("format") != OBJECT_FORMAT:
@@ -288,7 +396,7 @@ def load_object_classifier(path):
     try:
         classes = np.asarray([int(c) for c in meta["classes"]], dtype=np.int64)
         names = [str(n) for n in meta["feature_names"]]
-        params = dict(meta.get("params", {}))
+        params = meta.get("params", {})
         class_names = {int(k): str(v) for k, v in dict(meta.get("class_names", {})).items()}
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{str(path)!r}: metadata field invalid or missing ({e}).") from None
@@ -307,7 +415,9 @@ def load_object_classifier(path):
             raise ModelFileError(f"{str(path)!r}: array '{key}' has the wrong shape or type.")
     if not np.all(np.isfinite(a["fill_values"])):
         raise ModelFileError(f"{str(path)!r}: fill values must be finite.")
-    clf = ObjectClassifier(**{k: v for k, v in params.items() if k in ObjectClassifier._param_names})
+    if classes.size and classes.min() < 1:
+        raise ModelFileError(f"{str(path)!r}: class values must be positive, got {classes.min()}.")
+    clf = ObjectClassifier(**_check_file_params(path, params, ObjectClassifier._param_names))
     clf.forest_ = forest
     clf.classes_ = classes
     clf.feature_names_in_ = names
@@ -378,8 +488,10 @@ def read_annotation_store(path) -> tuple[np.ndarray, dict]:
         raise ModelFileError(f"{str(path)!r} has no '{LABELS_ARRAY}' array; the store is incomplete.") from None
     if not np.issubdtype(dtype, np.integer):
         raise ModelFileError(f"{str(path)!r}: annotations must be integers, the store holds {dtype}.")
-    if int(np.prod(shape, dtype=np.float64)) > MAX_LABEL_VOXELS:
-        raise ModelFileError(f"{str(path)!r} declares an implausible shape {shape}; refusing to allocate it.")
+    if (int(np.prod(shape, dtype=np.float64)) > MAX_LABEL_VOXELS
+            or limits.nbytes(shape, dtype.itemsize) > limits.get("ARRAY_BYTES")):
+        raise ModelFileError(f"{str(path)!r} declares an implausible shape {shape}; refusing to allocate it. "
+                             f"{limits.hint('ARRAY_BYTES')}")
     try:
         labels = np.asarray(arr[...])
     except Exception as e:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .errors import AnnotatorError, InputError, ModelFileError
 
 PROJECT_FORMAT = "napari-active-annotator.project"
@@ -80,8 +81,13 @@ class AnnotationStore:
     path : path of the ``.zarr`` folder
     """
 
-    def __init__(self, path):
+    def __init__(self, path, root=None):
         self.path = Path(path)
+        self.root = None if root is None else Path(root)  # the project folder, when in one
+
+    def _check_writable(self) -> None:
+        """Refuse to write through a symbolic link (see :func:`refuse_links`)."""
+        refuse_links(self.root, self.path)
 
     @staticmethod
     def _chunks(shape) -> tuple[int, ...]:
@@ -99,6 +105,7 @@ class AnnotationStore:
         dtype = np.dtype(dtype)
         if not np.issubdtype(dtype, np.integer):
             raise InputError(f"Annotations must have an integer dtype, got {dtype}.")
+        self._check_writable()
         try:
             arr = zarr.create_array(
                 str(self.path), shape=shape, dtype=dtype, chunks=self._chunks(shape),
@@ -123,8 +130,11 @@ class AnnotationStore:
             ) from None
         if not np.issubdtype(arr.dtype, np.integer):
             raise ModelFileError(f"The annotation store {str(self.path)!r} is not an integer array.")
-        if int(np.prod(arr.shape, dtype=np.float64)) > MAX_LABEL_VOXELS:
-            raise ModelFileError(f"The annotation store {str(self.path)!r} declares an implausible shape {arr.shape}.")
+        size = limits.nbytes(arr.shape, arr.dtype.itemsize)
+        if int(np.prod(arr.shape, dtype=np.float64)) > MAX_LABEL_VOXELS or size > limits.get("ARRAY_BYTES"):
+            raise ModelFileError(
+                f"The annotation store {str(self.path)!r} declares an implausible shape {arr.shape} "
+                f"({size} bytes of {arr.dtype}); refusing to allocate it. {limits.hint('ARRAY_BYTES')}")
         return arr
 
     @property
@@ -136,8 +146,16 @@ class AnnotationStore:
         return dict(self._open().attrs)
 
     def read(self) -> np.ndarray:
-        """The whole label array as numpy."""
-        return np.asarray(self._open()[...])
+        """The whole label array as numpy; corrupt chunks raise :class:`ModelFileError`."""
+        arr = self._open()
+        try:
+            return np.asarray(arr[...])
+        except Exception as e:  # numcodecs/zarr raise RuntimeError, ValueError, ... for bad chunks
+            raise ModelFileError(
+                f"The annotation store {str(self.path)!r} has corrupt chunks ({type(e).__name__}: {e}). "
+                "Restore it from a backup, or delete that folder to continue without those labels "
+                "(the other copy, annotations/ or autosave/, may still be intact)."
+            ) from None
 
     def write(self, labels, region: tuple[slice, ...] | None = None) -> None:
         """Write ``labels`` (the full array) to disk, only ``region`` when given.
@@ -148,6 +166,7 @@ class AnnotationStore:
         labels = np.asarray(labels)
         if not self.exists():
             self.create(labels.shape, labels.dtype)
+        self._check_writable()
         arr = self._open("r+")
         if tuple(arr.shape) != labels.shape:
             raise InputError(
@@ -164,12 +183,70 @@ class AnnotationStore:
 
     def write_block(self, region: tuple[slice, ...], block) -> None:
         """Write ``block`` into ``region`` of an existing store (chunk-atomic)."""
+        self._check_writable()
         arr = self._open("r+")
         block = np.asarray(block)
         try:
             arr[tuple(region)] = block.astype(arr.dtype, copy=False)
         except OSError as e:
             raise ProjectError(_write_hint(self.path, e)) from None
+
+
+def refuse_links(root: Path | None, path: Path, contents: bool = True) -> None:
+    """Raise :class:`ProjectError` if writing at ``path`` could follow a symbolic link.
+
+    Checks every component from ``root`` (the project folder; the folder
+    itself may be a link the user chose) down to ``path``, and everything
+    inside ``path`` when it is a folder and ``contents`` (a zarr store). A shared project
+    could otherwise redirect a write to any file the user can write.
+    """
+    path = Path(path)
+    parts = [path]
+    if root is not None:
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            raise ProjectError(f"Refusing to write {str(path)!r}: it is outside the project "
+                               f"{str(root)!r}.") from None
+        parts = [root.joinpath(*rel.parts[:i + 1]) for i in range(len(rel.parts))]
+    for p in parts:
+        if p.is_symlink():
+            raise ProjectError(_link_message(p))
+    if contents and path.is_dir():
+        for dirpath, dirnames, filenames in os.walk(path):  # does not follow links
+            for n in dirnames + filenames:
+                p = Path(dirpath) / n
+                if p.is_symlink():
+                    raise ProjectError(_link_message(p))
+
+
+def _link_message(p: Path) -> str:
+    return (f"{str(p)!r} is a symbolic link; napari-active-annotator never writes through links in "
+            "a project folder (a shared project could redirect the write to another file). Delete the "
+            "link (the file it points to is left alone) and try again.")
+
+
+def write_file_nofollow(root: Path | None, path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically without following links.
+
+    A temporary file is created with ``O_EXCL | O_NOFOLLOW`` next to ``path``
+    and renamed onto it (a rename replaces a link, it never writes through one).
+    """
+    path = Path(path)
+    if root is not None:
+        refuse_links(root, path.parent, contents=False)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)  # a stale temporary (or a planted link): remove the entry itself
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _write_hint(path: Path, e: Exception) -> str:
@@ -290,7 +367,34 @@ class Project:
         for ref in images:
             if ref.embedded:
                 inside(path, ref.source)
+        proj._remove_stale_temporaries()
         return proj
+
+    def external_images(self) -> list[tuple[str, str]]:
+        """``(name, path)`` of images read from outside the project folder (not embedded)."""
+        return [(r.name, r.source) for r in self.images if not r.embedded]
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete ``.NAME.PID.tmp`` files left by saves that were killed (their process is gone)."""
+        for folder in (self.path, self.path / "models"):
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            for tmp in folder.glob(".*.tmp"):
+                try:
+                    pid = int(tmp.name.rsplit(".", 2)[-2])
+                    os.kill(pid, 0)
+                    continue  # a save in progress
+                except (ValueError, IndexError):
+                    continue  # not one of ours
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    continue
+                if tmp.is_file() or tmp.is_symlink():
+                    try:
+                        tmp.unlink()  # a link is removed itself, never its target
+                    except OSError:
+                        pass  # read-only project: harmless leftovers
 
     def to_dict(self) -> dict:
         return {
@@ -306,13 +410,10 @@ class Project:
 
     def save(self) -> None:
         """Write ``project.json`` atomically (temporary file, then rename)."""
-        tmp = self.path / f".project.json.{os.getpid()}.tmp"
+        data = json.dumps(self.to_dict(), indent=1, default=_json_default).encode("utf-8")
         try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1, default=_json_default), encoding="utf-8")
-            os.replace(tmp, self.path / "project.json")
+            write_file_nofollow(self.path, self.path / "project.json", data)
         except OSError as e:
-            if tmp.exists():
-                tmp.unlink()
             raise ProjectError(_write_hint(self.path / "project.json", e)) from None
 
     # -- images ---------------------------------------------------------------
@@ -327,7 +428,9 @@ class Project:
         if image is not None and np.asarray(image).nbytes <= self.EMBED_LIMIT:
             rel = f"images/{key}.zarr"
             arr = np.asarray(image)
-            z = zarr.create_array(str(inside(self.path, rel)), shape=arr.shape, dtype=arr.dtype,
+            inside(self.path, rel)
+            refuse_links(self.path, self.path / rel)
+            z = zarr.create_array(str(self.path / rel), shape=arr.shape, dtype=arr.dtype,
                                   overwrite=True)
             z[...] = arr
             ref = ImageRef(key, rel, True, channel_axis, spatial_ndim)
@@ -347,7 +450,7 @@ class Project:
         if ref.embedded:
             import zarr
 
-            return np.asarray(zarr.open_array(str(inside(self.path, ref.source)), mode="r")[...])
+            return _read_embedded(inside(self.path, ref.source), ref.name)
         src = Path(ref.source)
         if not src.exists():
             raise ProjectError(
@@ -357,7 +460,21 @@ class Project:
         if src.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            return tifffile.imread(src)
+            try:
+                with tifffile.TiffFile(src) as tif:
+                    series = tif.series[0]
+                    size = limits.nbytes(series.shape, np.dtype(series.dtype).itemsize)
+                    if size > limits.get("ARRAY_BYTES"):
+                        raise ModelFileError(
+                            f"The image {ref.name!r} ({str(src)!r}) declares shape {series.shape} "
+                            f"({size} bytes), too large to read into memory. Convert it to zarr, "
+                            f"or: {limits.hint('ARRAY_BYTES')}")
+                    return series.asarray()
+            except ModelFileError:
+                raise
+            except Exception as e:  # tifffile raises many types for broken files
+                raise ModelFileError(f"The image {ref.name!r} ({str(src)!r}) is not a readable TIFF "
+                                     f"({type(e).__name__}: {e}).") from None
         if src.suffix.lower() == ".npy":
             return np.load(src, allow_pickle=False, mmap_mode="r")
         import zarr
@@ -373,10 +490,14 @@ class Project:
 
     # -- annotations -----------------------------------------------------------
     def annotations(self, name: str) -> AnnotationStore:
-        return AnnotationStore(inside(self.path, f"annotations/{safe_name(name)}.zarr"))
+        return self._store(f"annotations/{safe_name(name)}.zarr")
 
     def autosave_store(self, name: str) -> AnnotationStore:
-        return AnnotationStore(inside(self.path, f"autosave/{safe_name(name)}.zarr"))
+        return self._store(f"autosave/{safe_name(name)}.zarr")
+
+    def _store(self, rel: str) -> AnnotationStore:
+        inside(self.path, rel)  # refuses paths that resolve outside the project
+        return AnnotationStore(self.path / rel, root=self.path)
 
     def save_annotations(self, name: str, labels, region=None) -> None:
         """The explicit save: annotations/NAME.zarr (and the autosave copy)."""
@@ -387,14 +508,43 @@ class Project:
         """Background save after a stroke: autosave/NAME.zarr, chunk-atomic."""
         self.autosave_store(name).write(labels, region)
 
-    def load_annotations(self, name: str, prefer_autosave: bool = False) -> np.ndarray | None:
+    def load_annotations(self, name: str, prefer_autosave: bool = False,
+                         image_shape=None) -> np.ndarray | None:
+        """The saved (or autosaved) labels of ``name``, None when there are none.
+
+        With ``image_shape`` (the image's full shape, channel axis included)
+        labels whose shape is not the image's non-channel shape are refused
+        before they are read.
+        """
         store = self.autosave_store(name) if prefer_autosave else self.annotations(name)
         if not store.exists():
             store = self.annotations(name) if prefer_autosave else self.autosave_store(name)
-        return store.read() if store.exists() else None
+        if not store.exists():
+            return None
+        if image_shape is not None:
+            self.check_annotation_shape(name, store, image_shape)
+        return store.read()
+
+    def check_annotation_shape(self, name: str, store: AnnotationStore, image_shape) -> None:
+        """Refuse an annotation store whose shape is not the image's non-channel shape."""
+        ref = self._ref(name)
+        shape = tuple(int(n) for n in image_shape)
+        if ref.channel_axis is not None and shape:
+            ax = ref.channel_axis % len(shape)
+            shape = shape[:ax] + shape[ax + 1:]
+        if store.shape != shape:
+            raise ModelFileError(
+                f"The annotations {str(store.path)!r} have shape {store.shape}, but the image "
+                f"{ref.name!r} has the non-channel shape {shape}; they belong to another image. "
+                "Move that folder away to open the project without them."
+            )
 
     def model_path(self, filename: str) -> Path:
-        return inside(self.path, f"models/{safe_name(filename)}")
+        """Where a model file of the project lives; refuses links (models are written there)."""
+        rel = f"models/{safe_name(filename)}"
+        inside(self.path, rel)
+        refuse_links(self.path, self.path / "models", contents=False)
+        return self.path / rel
 
     # -- sessions and crash recovery ---------------------------------------------
     @property
@@ -406,11 +556,36 @@ class Project:
         return self._lock.exists()
 
     def begin_session(self) -> None:
-        self._lock.write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+        """Write ``session.lock``, never through a link (a planted link would redirect the write)."""
+        data = json.dumps({"pid": os.getpid(), "started": time.time()}).encode()
+        if self._lock.is_symlink():
+            raise ProjectError(_link_message(self._lock))
+        try:
+            fd = os.open(self._lock, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except OSError as e:
+            import errno
+
+            if e.errno == errno.ELOOP:  # made a link between the check and the open
+                raise ProjectError(_link_message(self._lock)) from None
+            raise ProjectError(_write_hint(self._lock, e)) from None
+
+    def check_links(self) -> None:
+        """Raise :class:`ProjectError` if a session would write through a link in this project.
+
+        Checks ``session.lock``, ``project.json``, the four sub-folders and every
+        annotation store; call it before opening layers for editing.
+        """
+        for name in ("session.lock", "project.json"):
+            if (self.path / name).is_symlink():
+                raise ProjectError(_link_message(self.path / name))
+        for sub in ("annotations", "autosave", "models", "images"):
+            refuse_links(self.path, self.path / sub, contents=sub in ("annotations", "autosave"))
 
     def end_session(self) -> None:
-        if self._lock.exists():
-            self._lock.unlink()
+        if os.path.lexists(self._lock):
+            self._lock.unlink()  # removes a link itself, never its target
 
     def unsaved_autosaves(self) -> list[str]:
         """Images whose autosaved labels differ from the explicitly saved ones."""
@@ -432,6 +607,28 @@ class Project:
 
     def remove(self) -> None:  # pragma: no cover - convenience for scripts
         shutil.rmtree(self.path)
+
+
+def _read_embedded(path: Path, name: str) -> np.ndarray:
+    """An embedded image store, its declared size checked before it is read."""
+    import zarr
+
+    try:
+        arr = zarr.open_array(str(path), mode="r")
+        shape, dtype = tuple(arr.shape), np.dtype(arr.dtype)
+    except Exception as e:  # zarr raises several types for broken metadata
+        raise ModelFileError(f"The embedded image {name!r} ({str(path)!r}) cannot be opened "
+                             f"({type(e).__name__}: {e}).") from None
+    size = limits.nbytes(shape, dtype.itemsize)
+    if dtype.kind not in "biuf" or size > limits.get("ARRAY_BYTES"):
+        raise ModelFileError(
+            f"The embedded image {name!r} ({str(path)!r}) declares shape {shape} of {dtype} "
+            f"({size} bytes); refusing to allocate it. {limits.hint('ARRAY_BYTES')}")
+    try:
+        return np.asarray(arr[...])
+    except Exception as e:
+        raise ModelFileError(f"The embedded image {name!r} ({str(path)!r}) has corrupt chunks "
+                             f"({type(e).__name__}: {e}).") from None
 
 
 def _json_default(o):
