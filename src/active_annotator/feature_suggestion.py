@@ -211,11 +211,13 @@ def add_parser(subparsers) -> None:
                    help="families to examine, e.g. gaussian,dog,log,hessian,deep (default: the filter families)")
     add_trees(p, 50)
     p.add_argument("--tolerance", type=float, default=0.005,
-                   help="the proposal's validation mean Jaccard may be this much lower (default: %(default)s)")
+                   help="how much lower than the full set's validation score the proposed "
+                        "set may score (default: %(default)s)")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
+    from ._cli_args import resolve_channel_axis
     from .errors import InputError
     from .features import DEFAULT_FAMILIES, DEFAULT_SIGMAS
     from .scale import open_array
