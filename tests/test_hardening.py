@@ -7,6 +7,7 @@ of taking the machine down.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -529,3 +530,335 @@ def test_napari_open_project_refuses_a_linked_session_lock(make_napari_viewer, p
     assert session is None and len(viewer.layers) == 0
     assert failures and "session.lock' is a symbolic link" in failures[0]
     assert victim.read_text() == "precious"
+
+
+# -- 5. predict outputs are atomic ---------------------------------------------------------
+
+
+def _cli(*args, cwd=None, timeout=300):
+    from capped import SRC
+
+    import os
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "active_annotator.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def predict_case(tmp_path_factory):
+    """A model and a zarr image whose prediction takes a few seconds, and the reference result."""
+    import zarr
+
+    d = tmp_path_factory.mktemp("predict")
+    rng = np.random.default_rng(0)
+    img = rng.random((1536, 1536)).astype(np.float32)
+    lab = np.zeros(img.shape, np.uint8)
+    lab[10:20, 10:200], lab[300:310, 10:200] = 1, 2
+    PixelClassifier(FeatureSet(sigmas=(1.0, 2.0), ndim=2), n_estimators=20).fit(img, lab).save(d / "m")
+    z = zarr.create_array(str(d / "img.zarr"), shape=img.shape, dtype=img.dtype, chunks=(256, 256))
+    z[...] = img
+    r = _cli("predict", "--model", d / "m.aamodel", "--input", d / "img.zarr", "--output", d / "ref.zarr")
+    assert r.returncode == 0, r.stderr
+    return d, np.asarray(zarr.open_array(str(d / "ref.zarr"), mode="r")[...])
+
+
+def _old_output(path: Path, shape):
+    import zarr
+
+    z = zarr.create_array(str(path), shape=shape, dtype=np.uint8, chunks=(512, 512), overwrite=True)
+    z[...] = 7
+    return path
+
+
+def _visible(folder: Path):
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_killed_predict_leaves_the_old_output_or_the_complete_new_one(predict_case, tmp_path, seed):
+    import os
+    import random
+    import signal
+    import time
+
+    import zarr
+
+    from capped import SRC
+
+    d, ref = predict_case
+    out = _old_output(tmp_path / "out.zarr", ref.shape)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "active_annotator.cli", "predict", "--model", str(d / "m.aamodel"),
+                             "--input", str(d / "img.zarr"), "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.zarr.partial-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(random.Random(seed).uniform(0.0, 6.0))  # computing takes ~4 s here
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _visible(tmp_path) == ["out.zarr"]
+    got = np.asarray(zarr.open_array(str(out), mode="r")[...])
+    assert np.all(got == 7) or np.array_equal(got, ref), "a killed run left a mixed output"
+    # the next run completes and removes what the killed one left behind
+    r = _cli("predict", "--model", d / "m.aamodel", "--input", d / "img.zarr", "--output", out)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[...], ref)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("output", ["img.zarr", "img.zarr/inner.zarr", "."])
+def test_predict_refuses_to_overwrite_its_input(predict_case, output):
+    import zarr
+
+    d, _ = predict_case
+    before = np.asarray(zarr.open_array(str(d / "img.zarr"), mode="r")[...])
+    r = _cli("predict", "--model", d / "m.aamodel", "--input", d / "img.zarr", "--output", d / output)
+    assert r.returncode == 1 and "would destroy the input" in r.stderr and "Traceback" not in r.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(d / "img.zarr"), mode="r")[...], before)
+
+
+def _mount(args, target: Path):
+    target.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"this machine cannot mount test file systems: {r.stderr.strip()}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".zarr", ".tif"])
+def test_predict_on_a_full_disk_keeps_the_old_output(predict_case, tmp_path, suffix):
+    import tifffile
+    import zarr
+
+    d, ref = predict_case
+    mnt = tmp_path / "tiny"
+    _mount(["-t", "tmpfs", "-o", "size=512k", "tmpfs"], mnt)
+    try:
+        out = mnt / f"out{suffix}"
+        if suffix == ".zarr":
+            _old_output(out, ref.shape)
+        else:
+            tifffile.imwrite(out, np.full((8, 8), 7, np.uint8))
+        # float32 probabilities of noise do not compress: far more than 512 kB
+        r = _cli("predict", "--model", d / "m.aamodel", "--input", d / "img.zarr", "--output", out,
+                 "--probabilities")
+        assert r.returncode == 1, r.stderr
+        assert "disk is full" in r.stderr and "previous output there is unchanged" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert [p.name for p in mnt.iterdir()] == [out.name]  # no partial store left
+        old = zarr.open_array(str(out), mode="r")[...] if suffix == ".zarr" else tifffile.imread(out)
+        assert np.all(np.asarray(old) == 7)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+@pytest.mark.slow
+def test_predict_into_a_read_only_folder_is_explained(predict_case, tmp_path):
+    import zarr
+
+    d, ref = predict_case
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    out = _old_output(folder / "out.zarr", ref.shape)
+    _mount(["-o", "bind,ro", str(folder)], folder)
+    try:
+        r = _cli("predict", "--model", d / "m.aamodel", "--input", d / "img.zarr", "--output", out)
+        assert r.returncode == 1 and "read-only" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert np.all(zarr.open_array(str(out), mode="r")[...] == 7)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)])
+
+
+# -- 6. the package's own errors, in Python, on the command line and in napari ------------
+
+
+def _corrupt_chunks(store_path: Path):
+    chunks = [p for p in store_path.rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert chunks
+    for p in chunks:
+        p.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 20)  # a zstd magic number, then junk
+    return chunks
+
+
+@pytest.fixture
+def project_with_labels(tmp_path):
+    from active_annotator.project import Project
+
+    proj = Project.create(tmp_path / "p")
+    proj.add_image("img", image=np.zeros((32, 32), np.uint8))
+    proj.save()
+    labels = np.zeros((32, 32), np.uint8)
+    labels[3:9, 4:20] = 1
+    proj.save_annotations("img", labels)
+    return proj, labels
+
+
+def test_corrupt_annotation_chunk_is_a_model_file_error(project_with_labels):
+    proj, _ = project_with_labels
+    _corrupt_chunks(proj.annotations("img").path)
+    with pytest.raises(ModelFileError, match="annotations/img.zarr' has corrupt chunks.*delete that folder"):
+        proj.load_annotations("img")
+
+
+def test_corrupt_autosave_chunk_in_the_crash_scan_is_a_model_file_error(project_with_labels):
+    proj, _ = project_with_labels
+    proj.begin_session()  # a session that never ended: the scan runs on open
+    _corrupt_chunks(proj.autosave_store("img").path)
+    assert proj.crashed()
+    with pytest.raises(ModelFileError, match="autosave/img.zarr' has corrupt chunks"):
+        proj.unsaved_autosaves()
+
+
+def test_annotations_of_another_shape_are_refused(project_with_labels):
+    import zarr
+
+    proj, _ = project_with_labels
+    store = proj.annotations("img")
+    z = zarr.create_array(str(store.path), shape=(5, 7, 3), dtype=np.uint8, overwrite=True)
+    z[...] = 1
+    with pytest.raises(ModelFileError, match=r"have shape \(5, 7, 3\), but the image 'img' has the "
+                                             r"non-channel shape \(32, 32\)"):
+        proj.load_annotations("img", image_shape=(32, 32))
+
+
+def test_load_cnn_of_a_folder_is_a_model_file_error(tmp_path):
+    pytest.importorskip("torch")
+    from active_annotator.cnn import load_cnn
+
+    (tmp_path / "model.aacnn").mkdir()
+    with pytest.raises(ModelFileError, match="is a folder, not a CNN model file"):
+        load_cnn(tmp_path / "model.aacnn")
+
+
+def test_cnn_metadata_that_is_a_list_is_a_model_file_error(tmp_path):
+    pytest.importorskip("torch")
+    import struct
+
+    from active_annotator.cnn import load_cnn
+
+    header = json.dumps({"__metadata__": ["format", "napari-active-annotator.cnn"]}).encode()
+    path = tmp_path / "list.aacnn"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(ModelFileError, match="is not a napari-active-annotator CNN file"):
+        load_cnn(path)
+
+
+def test_finite_float64_image_scaled_1e300_is_reported_as_too_large():
+    from active_annotator import compute
+    from active_annotator.errors import InputError
+
+    image = np.random.default_rng(0).random((16, 16)) * 1e300
+    assert np.isfinite(image).all()
+    with pytest.raises(InputError, match="too large for float32") as info:
+        compute(image, FeatureSet(sigmas=(1.0,)))
+    assert "NaN" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_cli_reports_a_corrupt_cnn_folder_without_traceback(tmp_path):
+    pytest.importorskip("torch")
+    (tmp_path / "model.aacnn").mkdir()
+    np.save(tmp_path / "img.npy", np.zeros((16, 16), np.float32))
+    r = _cli("predict", "--model", tmp_path / "model.aacnn", "--input", tmp_path / "img.npy",
+             "--output", tmp_path / "out.zarr")
+    assert r.returncode == 1 and "is a folder, not a CNN model file" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("damage, match", [
+    ("chunk", "has corrupt chunks"),
+    ("crash_scan", "autosave/img.zarr' has corrupt chunks"),
+    ("shape", r"have shape \(5, 7, 3\)"),
+])
+def test_napari_open_project_shows_the_packages_error(make_napari_viewer, project_with_labels, damage, match):
+    import zarr
+
+    proj, _ = project_with_labels
+    if damage == "chunk":
+        _corrupt_chunks(proj.annotations("img").path)
+    elif damage == "crash_scan":
+        proj.begin_session()
+        _corrupt_chunks(proj.autosave_store("img").path)
+    else:
+        for store in (proj.annotations("img"), proj.autosave_store("img")):
+            zarr.create_array(str(store.path), shape=(5, 7, 3), dtype=np.uint8, overwrite=True)
+    viewer, session, failures = _open_in_widget(make_napari_viewer, proj.path)
+    assert session is None and failures, failures
+    assert "Could not open the project" in failures[0]
+    import re
+
+    assert re.search(match, failures[0]), failures[0]
+    assert not any(layer.name.startswith("annotations") for layer in viewer.layers)
+
+
+@pytest.mark.slow
+def test_cnn_predict_refuses_its_input_as_output_and_writes_atomically(tmp_path):
+    pytest.importorskip("torch")
+    model = _cnn_file(tmp_path / "m.aacnn")
+    np.save(tmp_path / "img.npy", np.random.default_rng(0).random((32, 32)).astype(np.float32))
+    before = (tmp_path / "img.npy").read_bytes()
+    r = _cli("cnn-predict", "--model", model, "--image", tmp_path / "img.npy", "--output", tmp_path / "img.npy")
+    assert r.returncode == 1 and "would destroy the input" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (tmp_path / "img.npy").read_bytes() == before
+    r = _cli("cnn-predict", "--model", model, "--image", tmp_path / "img.npy", "--output", tmp_path / "seg.npy")
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "seg.npy").shape == (32, 32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.npy", "m.aacnn", "seg.npy"]
+
+
+def test_signal_predict_refuses_a_folder_with_other_files(tmp_path):
+    from active_annotator.cli import main
+    from active_annotator.signals import SignalClassifier, SignalRecord, write_signal
+
+    rng = np.random.default_rng(0)
+    rec = SignalRecord(rng.normal(size=(1, 3000)).astype(np.float32), 100.0)
+    write_signal(rec, tmp_path / "rec.npy")
+    labels = np.zeros(3000, np.uint8)
+    labels[100:400], labels[2000:2300] = 1, 2
+    SignalClassifier(n_estimators=3).fit(rec, labels).save(tmp_path / "m")
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    args = ["signal-predict", str(tmp_path / "m.aasignal"), str(tmp_path / "rec.npy"), "-o", str(folder)]
+    assert main(args) == 1
+    assert (folder / "thesis.tex").read_text() == "precious"
+    (folder / "thesis.tex").unlink()
+    assert main(args) == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["prediction.npy", "probabilities.npy", "uncertainty.npy", "spans.csv", "suggestions.csv"])
+    assert main(args) == 0  # a folder written by signal-predict is replaced as a whole
+
+
+def test_temporaries_of_killed_saves_are_removed_on_open(project_and_victim):
+    from active_annotator.project import Project
+
+    proj, victim = project_and_victim
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = [proj.path / f".project.json.{dead}.tmp", proj.path / "models" / f".pixel.aamodel.{dead}.tmp"]
+    for p in stale:
+        p.write_text("half")
+    link = proj.path / "models" / f".cnn.aacnn.{dead}.tmp"
+    link.symlink_to(victim)
+    Project.open(proj.path)
+    assert not any(os.path.lexists(p) for p in stale + [link])
+    assert victim.read_text() == "precious"
+
+
+def test_external_images_are_listed(tmp_path):
+    import tifffile
+
+    from active_annotator.project import Project
+
+    tifffile.imwrite(tmp_path / "big.tif", np.zeros((16, 16), np.uint8))
+    proj = Project.create(tmp_path / "p")
+    proj.EMBED_LIMIT = 10  # stands in for a large image
+    proj.add_image("big", image=np.zeros((16, 16), np.uint8), source_path=tmp_path / "big.tif")
+    proj.save()
+    assert Project.open(proj.path).external_images() == [("big", str((tmp_path / "big.tif").resolve()))]
+    assert Project.open(proj.path).load_image("big").shape == (16, 16)

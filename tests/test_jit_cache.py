@@ -82,3 +82,48 @@ def test_numba_cache_dir_set_by_the_user_wins(tmp_path):
     for path in got["paths"].values():
         assert Path(path).is_relative_to(mine)
     assert not (tmp_path / "cache" / "active-annotator").exists()
+
+
+WARM_UP_PROBE = """
+import json, sys
+import numba, numpy as np
+from active_annotator import FeatureSet, PixelClassifier
+from active_annotator._jit_cache import start_warm_up
+
+def signatures():
+    out = {}
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("active_annotator"):
+            for key, value in vars(mod).items():
+                if isinstance(value, numba.core.dispatcher.Dispatcher):
+                    out[name + "." + key] = sorted(map(str, value.signatures))
+    return out
+
+thread = start_warm_up()
+same = start_warm_up() is thread
+thread.join()
+warmed = signatures()
+rng = np.random.default_rng(1)
+for shape in ((70, 90), (9, 30, 40)):
+    image = (rng.random(shape) * 4000).astype(np.uint16)
+    labels = np.zeros(shape, np.uint8)
+    labels[..., 2:8, 2:8], labels[..., 20:28, 25:35] = 1, 2
+    clf = PixelClassifier(FeatureSet.default(ndim=len(shape)), n_estimators=5).fit(image, labels)
+    clf.predict_proba(image)
+print(json.dumps({"same": same, "warmed": warmed, "after": signatures()}))
+"""
+
+
+def test_background_warm_up_compiles_every_kernel_that_training_needs(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PACKAGE_DIR.parent)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    done = subprocess.run([sys.executable, "-c", WARM_UP_PROBE], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["same"]  # one warm-up per process
+    assert any(got["warmed"].values())
+    # training and prediction of 2-D and 3-D images compiled nothing new
+    assert got["after"] == got["warmed"]

@@ -116,6 +116,16 @@ def test_installed_package_comes_from_the_venv_not_the_source_tree(venv, tmp_pat
     assert '"editable": true' not in got["direct_url"]
 
 
+def test_venv_takes_the_dependencies_from_this_environment(venv, tmp_path):
+    # from a virtual environment too: the base Python's copies (or none) would not be tested
+    import numpy
+    import sklearn
+
+    got = _in_venv(venv, "import json, numpy, sklearn\n"
+                         "print(json.dumps([numpy.__file__, sklearn.__file__]))\n", cwd=tmp_path)
+    assert got == [numpy.__file__, sklearn.__file__]
+
+
 def test_npe2_validates_the_installed_plugin(venv, tmp_path):
     done = _run([venv["python"], "-m", "npe2", "validate", "--imports", DIST], cwd=tmp_path,
                 env=_clean_env())

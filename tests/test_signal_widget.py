@@ -213,3 +213,21 @@ def test_mouse_drag_across_the_waveform_marks_a_span(widget, qtbot):
     canvas.callbacks.process("scroll_event", MouseEvent("scroll_event", canvas, x, y, button="up", step=1))
     z0, z1 = plot.view
     assert z1 - z0 < t1 - t0 and z0 < 50.0 < z1
+
+
+def test_feature_controls_are_in_seconds_and_hertz_never_pixels(widget):
+    from qtpy.QtWidgets import QAbstractSpinBox, QLabel
+
+    from active_annotator.signals import default_signal_features
+
+    w = widget
+    texts = [lbl.text() for lbl in w.findChildren(QLabel)]
+    texts += [b.suffix() for b in w.findChildren(QAbstractSpinBox) if hasattr(b, "suffix")]
+    assert not any("px" in t for t in texts), texts
+    assert any(t.strip() == "s" for t in texts) and any("(s)" in t for t in texts)
+    spec = w.feature_spec(100.0)  # the controls' defaults are the core's defaults
+    assert spec == default_signal_features(100.0)
+    w.bands_box.setChecked(False)
+    assert w.feature_spec(100.0).bands == ()
+    w.scales_edit.setEditText("0.1, 1")
+    assert w.feature_spec(50.0).base.sigmas == (5.0, 50.0)

@@ -199,3 +199,46 @@ def test_cli_simulate_protocol_2_is_the_default_and_prints_the_table(tmp_path, c
     assert set(summary["strategies"]) == {"clasp", "random"}
     rows = list(csv.DictReader(open(out / "simulation_img.csv")))
     assert len(rows) == 2 * 2 * 3 and {"split", "score"} <= set(rows[0])
+
+
+def _summary_row(**kw):
+    row = {"strategy": "random", "seeds": 5, "reached": 5, "pixels_to_target_mean": 480.4,
+           "pixels_to_target_lower_bound": 480.4, "max_labelled_pixels": 900.0}
+    row.update(kw)
+    return row
+
+
+def test_protocol1_summary_says_in_words_when_the_target_was_not_reached():
+    from active_annotator.simulate import _to_target_text
+
+    assert _to_target_text(_summary_row()) == "480 px to target (5/5 seeds)"
+    never = _to_target_text(_summary_row(reached=0, pixels_to_target_mean=None))
+    assert never == "target not reached (5 seeds, 900 px labelled at the end)"
+    some = _to_target_text(_summary_row(reached=2, pixels_to_target_mean=None,
+                                        pixels_to_target_lower_bound=812.0))
+    assert some == "target reached in 2/5 seeds only (more than 812 px on average)"
+    assert "not reached px" not in never + some
+
+
+@pytest.mark.parametrize("x_range", [(25, 480), (40, 90), (10, 200_000)])
+def test_log_pixel_axis_tick_labels_do_not_overlap(x_range):
+    from matplotlib.figure import Figure
+
+    from active_annotator.simulate import log_pixel_axis
+
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(np.geomspace(*x_range, 8), np.linspace(0.6, 0.8, 8))
+    log_pixel_axis(ax)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    lo, hi = ax.get_xlim()
+    labels = [t for t in ax.xaxis.get_ticklabels(which="both")
+              if t.get_text() and t.get_visible() and lo <= t.get_position()[0] <= hi]
+    assert len(labels) >= 2, [t.get_text() for t in labels]
+    boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.x0)
+    for left, right in zip(boxes, boxes[1:]):
+        assert left.x1 < right.x0, [t.get_text() for t in labels]

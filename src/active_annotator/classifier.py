@@ -244,7 +244,8 @@ class PixelClassifier(ParamsMixin):
         pixels it trains on out-of-fold probabilities (:data:`N_FOLDS` folds of
         whole strokes), so it learns how stage k errs on pixels it has not
         memorised. 1 is a single forest. Each stage adds :func:`context_spec`'s
-        halo to :attr:`halo`.
+        halo to :attr:`halo`. Stages before the last have half of
+        ``n_estimators`` trees (their output is only the next stage's input).
 
     Attributes
     ----------
@@ -305,7 +306,21 @@ class PixelClassifier(ParamsMixin):
 
     @property
     def feature_set(self) -> FeatureSet:
+        """The features in use: ``features`` (default ``FeatureSet.default(ndim=2)``), with the
+        ``deep`` family's basis once :meth:`fit` has fitted it on the training image."""
+        if getattr(self, "features_", None) is not None:
+            return self.features_
         return self.features if self.features is not None else FeatureSet.default(ndim=2)
+
+    def _prepare_features(self, img, labels, stack) -> FeatureSet:
+        """Fit the deep family's basis on the first labelled plane ``img`` ``(*stack, *spatial, C)``."""
+        fs = self.features if self.features is not None else FeatureSet.default(ndim=2)
+        if "deep" in fs.families and fs.deep_basis is None:
+            planes = list(np.ndindex(*stack)) if stack else [()]
+            p = next((q for q in planes if np.any(labels[q])), planes[0])
+            fs = fs.prepared(np.asarray(img[p]), channel_axis=-1)
+        self.features_ = fs
+        return fs
 
     def _check_fitted(self):
         if not hasattr(self, "forest_"):
@@ -352,7 +367,7 @@ class PixelClassifier(ParamsMixin):
         X : float32 (n_labelled, n_features), y : (n_labelled,) label values,
         n_channels : int
         """
-        fs = self.feature_set
+        fs = self.features if self.features is not None else FeatureSet.default(ndim=2)
         image = np.asarray(image)
         stack, spatial, n_ch = split_axes(image.shape, fs.ndim, channel_axis)
         check_size(spatial, fs)
@@ -363,6 +378,7 @@ class PixelClassifier(ParamsMixin):
                 "before training."
             )
         img = _channels_last_view(image, channel_axis)
+        fs = self._prepare_features(img, labels, stack)
         Xs, ys = [], []
         planes = list(np.ndindex(*stack)) if stack else [()]
         planes = [p for p in planes if np.any(labels[p])]
@@ -397,12 +413,13 @@ class PixelClassifier(ParamsMixin):
         """
         self._check_params()
         if self.n_stages > 1:
-            fs = self.feature_set
+            fs = self.features if self.features is not None else FeatureSet.default(ndim=2)
             image = np.asarray(image)
             stack, spatial, n_ch = split_axes(image.shape, fs.ndim, channel_axis)
             check_size(spatial, fs)
             labels = check_labels(labels, stack + spatial)
             img = _channels_last_view(image, channel_axis)
+            fs = self._prepare_features(img, labels, stack)
             threads = None if self.n_jobs in (None, -1) else max(1, int(self.n_jobs))
             return self.fit_sources(labels, lambda p: _ArraySource(img[p], fs, threads), n_ch,
                                     on_progress=on_progress, should_stop=should_stop)
@@ -460,7 +477,7 @@ class PixelClassifier(ParamsMixin):
         fold_models: list[list] = [[] for _ in range(n_folds)]
         X = X1
         oof = []
-        small = max(10, int(self.n_estimators) // 2)  # fold forests only give training inputs
+        small = max(10, int(self.n_estimators) // 4)  # fold forests only give training inputs
         for stage in range(1, self.n_stages):
             for f in range(n_folds):
                 self._stop(should_stop, "Training")
@@ -474,6 +491,7 @@ class PixelClassifier(ParamsMixin):
                 fold_models[f].append((Forest.from_sklearn(rf), cols))
             C = np.empty((X1.shape[0], context_spec(fs).n_features(K)), np.float32)
             row0 = 0
+            h = context_spec(fs).halo
             for p in planes:
                 src = source(p)
                 mask = labels[p] > 0
@@ -486,10 +504,13 @@ class PixelClassifier(ParamsMixin):
                     m = mask[t]
                     if not m.any():
                         continue
+                    # image features once per tile, shared by the folds' chains
+                    feats = src.region(padded(t, mask.shape, stage * h)[0])
                     for f in np.unique(fold_plane[t][m]) - 1:
                         self._stop(should_stop, "Training")
-                        ctx = self._chain(src, t, fold_models[f], K, want="context")
                         mf = fold_plane[t] == f + 1
+                        ctx = self._chain(src, t, fold_models[f], K, want="context", mask=mf,
+                                          feats=feats)
                         C[order[t][mf]] = ctx[:, mf].T
                 row0 += n_p
                 done += 1
@@ -500,10 +521,16 @@ class PixelClassifier(ParamsMixin):
             per = context_spec(fs).n_features(1)
             oof.append(np.ascontiguousarray(C[:, ::per]))
             self._stop(should_stop, "Training")
-            forests.append((Forest.from_sklearn(self._train_forest(X, y, int(self.n_estimators))), None))
+            last = stage == self.n_stages - 1
+            trees = int(self.n_estimators) if last else self._inner_trees()
+            forests.append((Forest.from_sklearn(self._train_forest(X, y, trees)), None))
         self.forests_ = [f for f, _ in forests]
         self.training_probabilities_ = oof
         return self
+
+    def _inner_trees(self) -> int:
+        """Trees of an autocontext model's stages before the last."""
+        return max(10, int(self.n_estimators) // 2)
 
     @staticmethod
     def _stop(should_stop, what):
@@ -524,7 +551,8 @@ class PixelClassifier(ParamsMixin):
         )
         return rf.fit(X, y)
 
-    def _chain(self, source, tile, forests, n_classes, want="proba", threads=None):
+    def _chain(self, source, tile, forests, n_classes, want="proba", threads=None, mask=None,
+               feats=None):
         """Run stages ``forests`` on one tile of a plane; exact whatever the tile.
 
         ``source`` gives the plane's image features of any region; ``tile`` is
@@ -536,36 +564,62 @@ class PixelClassifier(ParamsMixin):
         Returns the last stage's probabilities ``(K, *tile)`` float32
         (``want="proba"``) or their context features
         ``(context_spec(...).n_features(K), *tile)`` (``want="context"``).
+
+        ``mask`` (bool, the tile's shape): only these outputs are needed; each
+        forest then runs only on the pixels whose values can reach them (the
+        mask dilated by the context still to come); the others stay 0 and are
+        never read. ``feats``: the image features of the enlarged region, if
+        the caller has them already.
         """
+        from scipy import ndimage
+
         shape = source.shape
         cspec = context_spec(self.feature_set)
         h = cspec.halo
         extra = len(forests) - 1 + (want == "context")
         cur, _ = padded(tile, shape, extra * h)
-        F = source.region(cur)
+        F = source.region(cur) if feats is None else feats
+        needed = None
+        if mask is not None:
+            needed = np.zeros(F.shape[1:], bool)
+            needed[tuple(slice(a.start - c.start, a.stop - c.start) for a, c in zip(tile, cur))] = mask
         P = None
         for j, (forest, cols) in enumerate(forests):
             if j == 0:
                 X = F
             else:
                 nxt, _ = padded(tile, shape, (extra - j) * h)
-                rel = (slice(None),) + tuple(slice(a.start - c.start, a.stop - c.start)
-                                             for a, c in zip(nxt, cur))
-                ctx = compute(P, cspec, channel_axis=0, threads=threads)[rel]
-                F = F[rel]
+                rel = tuple(slice(a.start - c.start, a.stop - c.start) for a, c in zip(nxt, cur))
+                ctx = compute(P, cspec, channel_axis=0, threads=threads)[(slice(None),) + rel]
+                F = F[(slice(None),) + rel]
                 X = np.concatenate([F, ctx], axis=0)
+                if needed is not None:
+                    needed = needed[rel]
                 cur = nxt
             rshape = X.shape[1:]
+            P = np.zeros((n_classes,) + rshape, np.float32)
             if forest is None:
-                P = np.zeros((n_classes,) + rshape, np.float32)
                 P[cols] = 1
                 continue
-            prob = forest.predict_proba(X.reshape(X.shape[0], -1), threads=threads)
-            if cols is None:
-                P = np.ascontiguousarray(prob.T, dtype=np.float32).reshape((-1,) + rshape)
+            reach = None
+            if needed is not None:
+                r = (extra - j) * h  # context filterings still to come read this far
+                reach = ndimage.maximum_filter(needed, size=2 * r + 1, mode="constant") if r else needed
+            if reach is None:
+                prob = forest.predict_proba(X.reshape(X.shape[0], -1), threads=threads)
+                p = prob.T.reshape((-1,) + rshape)
+                if cols is None:
+                    P[...] = p
+                else:
+                    P[cols] = p
             else:
-                P = np.zeros((n_classes,) + rshape, np.float32)
-                P[cols] = prob.T.reshape((-1,) + rshape)
+                prob = forest.predict_proba(np.ascontiguousarray(X[:, reach]), threads=threads)
+                if cols is None:
+                    P[:, reach] = prob.T
+                else:
+                    vals = np.zeros((n_classes, prob.shape[0]), np.float32)
+                    vals[cols] = prob.T
+                    P[:, reach] = vals
         if want == "context":
             inner = tuple(slice(a.start - c.start, a.stop - c.start) for a, c in zip(tile, cur))
             return compute(P, cspec, channel_axis=0, threads=threads)[(slice(None),) + inner]
@@ -622,7 +676,9 @@ class PixelClassifier(ParamsMixin):
             raise InputError(f"X has {X.shape[1]} features, the feature set makes {fs.n_features(n_channels)}.")
         if should_stop is not None and should_stop():
             raise Cancelled("Training was cancelled.")
-        rf = self._train_forest(X, y, self.n_estimators)
+        # in an autocontext model the stages before the last only give the next one inputs:
+        # half the trees (their probabilities are smoothed anyway), half their prediction time
+        rf = self._train_forest(X, y, self._inner_trees() if _stage else self.n_estimators)
         self.classes_ = rf.classes_
         self.n_channels_in_ = int(n_channels)
         self.n_features_in_ = int(X.shape[1])
@@ -639,6 +695,8 @@ class PixelClassifier(ParamsMixin):
         _check_tile_shape(self.tile_shape)
         if self.tile_shape:
             return (int(self.tile_shape),) * ndim
+        if self.n_stages > 1:  # larger tiles: less of the stages' longer halo is computed twice
+            return {1: (1 << 18,), 2: (1024, 1024), 3: (128, 128, 128)}[ndim]
         return {1: (1 << 18,), 2: (512, 512), 3: (96, 96, 96)}[ndim]
 
     def check_image(self, image_shape, channel_axis):

@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     ("active_annotator.simulate", "add_parser"),
     ("active_annotator.cnn", "add_parser"),
     ("active_annotator.signals", "add_parser"),
+    ("active_annotator.feature_suggestion", "add_parser"),
 ]
 
 

@@ -39,6 +39,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._cli_args import add_channel_axis, resolve_channel_axis
 from .classifier import check_labels, split_axes
 from .errors import (
     AnnotatorError,
@@ -831,7 +832,8 @@ def is_cnn_file(path) -> bool:
     if path.suffix == CNN_SUFFIX:
         return True
     try:
-        return _read_header(path).get("__metadata__", {}).get("format") == CNN_FORMAT
+        meta = _read_header(path).get("__metadata__", {})
+        return isinstance(meta, dict) and meta.get("format") == CNN_FORMAT
     except (ModelFileError, OSError):
         return False
 
@@ -950,7 +952,10 @@ def load_cnn(path, device: str = "auto", n_threads: int | None = None) -> CNNCla
     path = Path(path)
     header = _read_header(path)
     meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict) or meta.get("format") != CNN_FORMAT:
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path} is not a napari-active-annotator CNN file (its metadata is a "
+                             f"{type(meta).__name__}, not an object).")
+    if meta.get("format") != CNN_FORMAT:
         raise ModelFileError(
             f"{path} is not a napari-active-annotator CNN file (format {meta.get('format')!r}, "
             f"expected {CNN_FORMAT!r})."
@@ -1096,15 +1101,17 @@ def read_array(path) -> np.ndarray:
 
 
 def write_array(path, array: np.ndarray) -> Path:
+    """Write ``.tif``/``.npy`` atomically (a hidden temporary renamed onto ``path``)."""
+    from .scale import _write_atomically
+
     path = Path(path)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(path, array)
+        _write_atomically(path, lambda tmp: tifffile.imwrite(tmp, array))
     elif suffix == ".npy":
-        np.save(path, array)
+        _write_atomically(path, lambda tmp: np.save(tmp, array))
     else:
         raise InputError(f"Cannot write {path}: use .tif, .tiff or .npy.")
     return path
@@ -1121,24 +1128,37 @@ def add_parser(subparsers) -> None:
     p.add_argument("--labels", required=True, help="label file, same non-channel shape, 0 = unlabelled")
     p.add_argument("--output", "-o", required=True, help="model file to write (.aacnn)")
     p.add_argument("--rf-model", help="random-forest .aamodel to distil first (warm start)")
-    p.add_argument("--channel-axis", type=int, default=None)
+    add_channel_axis(p)
     d = CNNConfig()
-    p.add_argument("--dims", type=int, default=d.dims, choices=(1, 2, 3))
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--warm-start-epochs", type=int, default=d.warm_start_epochs)
-    p.add_argument("--batches-per-epoch", type=int, default=d.batches_per_epoch)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--patch-size", type=int, default=d.patch_size)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--dims", type=int, default=d.dims, choices=(1, 2, 3),
+                   help="spatial axes the network convolves over (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help="fine-tuning epochs, at most (early stopping; default: %(default)s)")
+    p.add_argument("--warm-start-epochs", type=int, default=d.warm_start_epochs,
+                   help="epochs distilling the --rf-model's probabilities first (default: %(default)s)")
+    p.add_argument("--batches-per-epoch", type=int, default=d.batches_per_epoch,
+                   help="batches that make one epoch (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="patches per batch (default: %(default)s)")
+    p.add_argument("--patch-size", type=int, default=d.patch_size,
+                   help="patch edge in pixels (default: 512 in 1-D, 48 in 2-D, 32 in 3-D)")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate,
+                   help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--dropout", type=float, default=d.dropout,
+                   help="dropout rate in the bottleneck and decoder (default: %(default)s)")
     p.add_argument("--widths", type=int, nargs="+", default=d.widths, help="channels per level, e.g. 16 32 64")
-    p.add_argument("--patience", type=int, default=d.patience)
-    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="stop after this many epochs without a better validation loss; "
+                        "0: never (default: %(default)s)")
+    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction,
+                   help="fraction of each class's strokes held out for validation "
+                        "(default: %(default)s)")
     p.add_argument("--no-augment", action="store_true", help="no flips, rotations or intensity jitter")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of initialisation, patches, augmentation and dropout (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true", help="no per-epoch progress lines")
     p.set_defaults(func=_run_finetune)
 
     q = subparsers.add_parser(
@@ -1146,21 +1166,23 @@ def add_parser(subparsers) -> None:
         description="Predict classes (and optionally probabilities and uncertainty) with a CNN model file.",
     )
     q.add_argument("--model", "-m", required=True, help=".aacnn file from 'finetune'")
-    q.add_argument("--image", required=True)
+    q.add_argument("--image", required=True, help="image file (.tif, .npy, .zarr)")
     q.add_argument("--output", "-o", required=True, help="segmentation file (.tif or .npy)")
     q.add_argument("--proba", help="also write probabilities (n_classes, *spatial) here")
     q.add_argument("--uncertainty", help="also write uncertainty (*spatial) here: softmax entropy, "
                                          "or MC-dropout mutual information with --mc-dropout")
     q.add_argument("--mc-dropout", type=int, default=0, metavar="N", help="N Monte-Carlo dropout passes")
-    q.add_argument("--channel-axis", type=int, default=None)
-    q.add_argument("--device", default="auto")
-    q.add_argument("--threads", type=int, default=None)
+    add_channel_axis(q)
+    q.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     q.set_defaults(func=_run_predict)
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
     image = read_array(args.image)
     labels = read_array(args.labels)
+    args.channel_axis = resolve_channel_axis(args.channel_axis, np.shape(image), np.shape(labels),
+                                             "finetune")
     aug = not args.no_augment
     cfg = CNNConfig(
         dims=args.dims, widths=list(args.widths), depth=len(args.widths) - 1, dropout=args.dropout,
@@ -1195,8 +1217,14 @@ def _run_finetune(args: argparse.Namespace) -> int:
 def _run_predict(args: argparse.Namespace) -> int:
     from .uncertainty import entropy
 
+    from .scale import _check_output
+
+    for out in (args.output, args.proba, args.uncertainty):
+        if out:
+            _check_output(args.image, out, suffixes=(".tif", ".tiff", ".npy"))
     clf = load_cnn(args.model, device=args.device, n_threads=args.threads)
     image = read_array(args.image)
+    args.channel_axis = resolve_channel_axis(args.channel_axis, np.shape(image), command="cnn-predict")
     if args.mc_dropout:
         proba, unc = clf.mc_dropout_uncertainty(image, n=args.mc_dropout, channel_axis=args.channel_axis)
     else:

@@ -4,9 +4,9 @@ Two ways to run it:
 
 * ``active-annotator demo`` opens napari with the 2-D nuclei sample, its
   starter strokes in an "annotations" layer, the ground truth (hidden) and the
-  "Pixel classifier" widget docked and trained once, so a prediction and its
-  uncertainty show at once. Paint more strokes where the uncertainty is high
-  and press Train again.
+  "Pixel classifier" widget docked and trained once, so a prediction shows at
+  once (tick "Uncertainty" in the widget to see where the model is unsure).
+  Paint more strokes where the uncertainty is high and press Train again.
 * ``active-annotator demo --headless`` does the same training and prediction
   without a display and writes ``prediction.tif``, ``probabilities.tif``,
   ``uncertainty.tif``, the trained model (``model.aamodel``) and an
@@ -63,8 +63,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="no window: train, predict and write files to --output")
     p.add_argument("--output", type=Path, default=Path("active-annotator-demo"), metavar="DIR",
                    help="folder for the headless results (default: ./active-annotator-demo)")
-    p.add_argument("--n-estimators", type=int, default=100, metavar="N",
-                   help="trees in the random forest of the headless demo (default: 100)")
+    p.add_argument("--trees", "--n-estimators", dest="trees", type=int, default=100, metavar="N",
+                   help="trees in the random forest of the headless demo (default: 100; "
+                        "--n-estimators is the same option)")
     p.add_argument("--max-depth", type=int, default=None, metavar="D",
                    help="maximum tree depth of the headless demo (default: unlimited)")
     p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
@@ -80,7 +81,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Entry point of the subcommand; returns the exit status."""
     if args.headless:
-        return run_headless(args.output, n_estimators=args.n_estimators, max_depth=args.max_depth)
+        return run_headless(args.output, n_estimators=args.trees, max_depth=args.max_depth)
     return run_gui(quit_after=args.quit_after, timeout=args.timeout)
 
 

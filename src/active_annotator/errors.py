@@ -26,6 +26,10 @@ class ModelMismatchError(AnnotatorError, ValueError):
     """A model that does not fit the image it is applied to (channels, dimensions)."""
 
 
+class OutputError(AnnotatorError, OSError):
+    """An output that cannot be written (full disk, read-only place, would overwrite the input)."""
+
+
 class NotFittedError(AnnotatorError, RuntimeError):
     """A classifier used before ``fit`` was called."""
 

@@ -31,7 +31,7 @@ import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numba
@@ -39,8 +39,10 @@ import numpy as np
 
 from .errors import InputError
 
-FAMILIES = ("original", "gaussian", "dog", "log", "hessian")
+FAMILIES = ("original", "gaussian", "dog", "log", "hessian", "deep")
 """All feature families, in the order their features appear in the stack."""
+DEFAULT_FAMILIES = FAMILIES[:5]
+"""The filter families (the default); ``deep`` (pretrained CNN, :mod:`.deep`) is opt-in."""
 
 DEFAULT_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 
@@ -62,6 +64,10 @@ class FeatureSet:
         or planes of a stack) or 3 (volumes).
     truncate : float
         Filter radius in sigmas, as in scipy.ndimage.
+    deep_basis : DeepBasis or None
+        For the ``deep`` family: the intensity range and principal components
+        fitted on an image (:meth:`prepared`); fitted on the image given to
+        :func:`compute` when None.
 
     Examples
     --------
@@ -73,9 +79,10 @@ class FeatureSet:
     """
 
     sigmas: tuple[float, ...] = DEFAULT_SIGMAS
-    families: tuple[str, ...] = FAMILIES
+    families: tuple[str, ...] = DEFAULT_FAMILIES
     ndim: int = 2
     truncate: float = 4.0
+    deep_basis: object = None
 
     def __post_init__(self):
         sigmas = tuple(float(s) for s in self.sigmas)
@@ -87,7 +94,14 @@ class FeatureSet:
             )
         if not families:
             raise InputError(f"Choose at least one feature family from {list(FAMILIES)}.")
-        if families != ("original",) and not sigmas:
+        if "deep" in families and self.ndim == 1:
+            raise InputError("The 'deep' family works on 2-D images and 3-D volumes, not on 1-D signals.")
+        if self.deep_basis is not None:
+            from .deep import DeepBasis
+
+            if not isinstance(self.deep_basis, DeepBasis):
+                raise InputError(f"deep_basis must be a DeepBasis, got {type(self.deep_basis).__name__}.")
+        if set(families) - {"original", "deep"} and not sigmas:
             raise InputError("Give at least one sigma (scale), e.g. sigmas=(1.0, 2.0, 4.0).")
         if any(not np.isfinite(s) or s <= 0 for s in sigmas):
             raise InputError(f"Sigmas must be positive and finite, got {list(sigmas)}.")
@@ -114,9 +128,49 @@ class FeatureSet:
         Features of a crop enlarged by ``halo`` on every side equal the
         features of the whole image inside the crop.
         """
-        if not self.sigmas or self.families == ("original",):
-            return 0
-        return int(self.truncate * max(self.sigmas) + 0.5)
+        deep = 0
+        if "deep" in self.families:
+            from .deep import HALO as deep
+
+        if not self.sigmas or not set(self.families) - {"original", "deep"}:
+            return deep
+        return max(deep, int(self.truncate * max(self.sigmas) + 0.5))
+
+    def prepared(self, image, channel_axis: int | None = None) -> FeatureSet:
+        """This feature set with the ``deep`` family's basis fitted on ``image`` (if needed).
+
+        Tiles, caches and later images then share one basis, so their deep
+        features agree. ``image`` is ``(*spatial)`` with an optional channel
+        axis, ``ndim`` spatial axes. Without the deep family (or with a basis
+        already) returns ``self``.
+        """
+        if "deep" not in self.families or self.deep_basis is not None:
+            return self
+        from dataclasses import replace
+
+        from .deep import BASIS_CROP, _central, fit_basis
+
+        shape = tuple(np.shape(image))
+        ca = None if channel_axis is None else channel_axis % len(shape)
+        spatial = [a for a in range(len(shape)) if a != ca]
+        if len(spatial) != self.ndim:
+            raise InputError(f"The feature set is {self.ndim}-D but the image has {len(spatial)} "
+                             f"non-channel axes (shape {shape}, channel_axis={channel_axis}).")
+        # read only what the basis is fitted on (the central crop; in 3-D its central slice)
+        index = [slice(None)] * len(shape)
+        if self.ndim == 3:
+            index[spatial[0]] = slice(shape[spatial[0]] // 2, shape[spatial[0]] // 2 + 1)
+        crop = _central(tuple(shape[a] for a in spatial[-2:]), BASIS_CROP)
+        for a, sl in zip(spatial[-2:], crop):
+            index[a] = sl
+        img = as_channels_first(np.asarray(image[tuple(index)]), self.ndim, channel_axis)
+        return replace(self, deep_basis=fit_basis(img))
+
+    def without_basis(self) -> FeatureSet:
+        """The same families and scales without a fitted deep basis (what the user chose)."""
+        from dataclasses import replace
+
+        return self if self.deep_basis is None else replace(self, deep_basis=None)
 
     def _per_channel(self) -> list[str]:
         names = []
@@ -131,6 +185,10 @@ class FeatureSet:
             names += [f"log_s{s}" for s in self.sigmas]
         if "hessian" in fam:
             names += [f"hessian{k}_s{s}" for s in self.sigmas for k in range(self.ndim)]
+        if "deep" in fam:
+            from .deep import N_FEATURES
+
+            names += [f"deep{k}" for k in range(N_FEATURES)]
         return names
 
     def names(self, n_channels: int = 1) -> list[str]:
@@ -143,25 +201,32 @@ class FeatureSet:
 
     # -- serialisation -----------------------------------------------------
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["sigmas"] = list(self.sigmas)
-        d["families"] = list(self.families)
+        d = {"sigmas": list(self.sigmas), "families": list(self.families), "ndim": self.ndim,
+             "truncate": self.truncate}
+        if self.deep_basis is not None:
+            d["deep_basis"] = self.deep_basis.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureSet:
         if not isinstance(d, dict):
             raise InputError(f"A feature set must be a JSON object, got {type(d).__name__}.")
-        allowed = {"sigmas", "families", "ndim", "truncate"}
+        allowed = {"sigmas", "families", "ndim", "truncate", "deep_basis"}
         unknown = set(d) - allowed
         if unknown:
             raise InputError(f"Unknown feature set fields {sorted(unknown)}.")
         try:
+            basis = None
+            if d.get("deep_basis") is not None:
+                from .deep import DeepBasis
+
+                basis = DeepBasis.from_dict(d["deep_basis"])
             return cls(
                 sigmas=tuple(float(s) for s in d.get("sigmas", DEFAULT_SIGMAS)),
-                families=tuple(str(f) for f in d.get("families", FAMILIES)),
+                families=tuple(str(f) for f in d.get("families", DEFAULT_FAMILIES)),
                 ndim=int(d.get("ndim", 2)),
                 truncate=float(d.get("truncate", 4.0)),
+                deep_basis=basis,
             )
         except (TypeError, ValueError) as e:
             if isinstance(e, InputError):
@@ -626,8 +691,8 @@ def compute(
 
     chans = []
     for c in range(n_ch):
+        _check_finite(img[c])  # before the cast: float64 1e300 is finite but overflows float32
         x = np.ascontiguousarray(img[c], dtype=np.float32)
-        _check_finite(x)
         chans.append(x)
         if "original" in fam:
             out[c * n_per + index["original"]] = x
@@ -685,6 +750,14 @@ def compute(
         if "dog" in fam:
             for k in range(len(sigmas) - 1):
                 np.subtract(gs[k], gs[k + 1], out=out[(base + index[f"dog_s{sigmas[k]}"],) + band])
+
+    if "deep" in fam:
+        from .deep import N_FEATURES, features as deep_features, fit_basis
+
+        basis = spec.deep_basis if spec.deep_basis is not None else fit_basis(img)
+        first = index["deep0"]
+        for c in range(n_ch):
+            deep_features(chans[c], basis, c, out=out[c * n_per + first:c * n_per + first + N_FEATURES])
 
     jobs = [(c, lo, hi) for c in range(n_ch) for lo, hi in bands] if sigmas else []
     total = max(1, len(jobs))
@@ -807,7 +880,8 @@ class FeatureCache:
     def __init__(self, image, spec: FeatureSet, channel_axis: int | None = None, *,
                  tile: int = 512, max_bytes: int | None = None, threads: int | None = None):
         self.image = image if hasattr(image, "__getitem__") else np.asarray(image)
-        self.spec = spec
+        # one deep basis for all tiles (fitted on this image unless the spec has one)
+        self.spec = spec = spec.prepared(self.image, channel_axis)
         self.channel_axis = channel_axis
         shape = list(np.shape(image))
         n_ch = 1

@@ -386,6 +386,14 @@ class Forest:
         depth = np.empty(roots.shape[0], np.int64)
         _pack_kernel(self.feature, self.threshold, self.left, self.right, roots, ends,
                      child, feat, thr, order, depth)
+        # second line of defence, once per forest instead of per pixel: the walks can only
+        # index inside the packed arrays (the kernels themselves stay branch-free)
+        own = np.arange(n)
+        inner = child != own
+        if (not np.array_equal(np.sort(order), own) or np.any(child[inner] + 1 >= n)
+                or np.any(child[inner] <= own[inner]) or np.any(feat >= self.n_features)
+                or np.any(depth < 0) or np.any(depth >= n)):
+            raise ModelFileError("The forest in this model file is corrupt: its packed layout is inconsistent.")
         packed = (child, feat, thr, np.ascontiguousarray(self.value[order]), roots, depth)
         self._packed_cache = (self.threshold, packed)
         return packed

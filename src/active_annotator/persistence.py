@@ -155,6 +155,14 @@ def _read_npy_entry(path: Path, name: str, fh, entry_size: int, total: int, budg
     return buf.view(dtype).reshape(shape, order="F" if fortran else "C"), total
 
 
+def _meta_bytes(path: Path, arr: np.ndarray) -> bytes:
+    """The JSON bytes of a model file's ``meta`` array (1-D uint8, as written by save)."""
+    if arr.dtype != np.uint8 or arr.ndim != 1:
+        raise ModelFileError(f"{str(path)!r}: metadata must be a 1-D uint8 array of JSON text, "
+                             f"got {arr.dtype} of shape {arr.shape}.")
+    return arr.tobytes()
+
+
 def _check_int(v, lo, hi=None) -> bool:
     return (not isinstance(v, bool) and isinstance(v, int) and v >= lo and (hi is None or v <= hi))
 
@@ -220,7 +228,7 @@ def load_model(path):
     path = Path(path)
     a = _read_arrays(path)
     try:
-        meta = json.loads(bytes(a["meta"].astype(np.uint8)).decode("utf-8"))
+        meta = json.loads(_meta_bytes(path, a["meta"]).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise ModelFileError(f"{str(path)!r}: metadata is not valid JSON ({e}).") from None
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
@@ -306,7 +314,6 @@ def _read_stage_forests(path: Path, params: dict, version, n_feat: int, n_classe
 
 OBJECT_FORMAT = "napari-active-annotator.object-classifier"
 OBJECT_SCHEMA_VERSION = 1
-STAGES_SCHEMA_VERSION = 2  # written only for autocontext models (stages > 1); reads both
 OBJECT_SUFFIX = ".aaobjects"
 _OBJECT_ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "importances",
                   "permutation_importances", "permutation_importances_std", "fill_values")
@@ -371,7 +378,7 @@ def load_object_classifier(path):
     path = Path(path)
     a = _read_npz(path, ("meta",) + _OBJECT_ARRAYS, "object-classifier")
     try:
-        meta = json.loads(bytes(a["meta"].astype(np.uint8)).decode("utf-8"))
+        meta = json.loads(_meta_bytes(path, a["meta"]).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise ModelFileError(f"{str(path)!r}: metadata is not valid JSON ({e}).") from None
     if not isinstance(meta, dict) or meta.get("format") != OBJECT_FORMAT:

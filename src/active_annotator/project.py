@@ -367,7 +367,34 @@ class Project:
         for ref in images:
             if ref.embedded:
                 inside(path, ref.source)
+        proj._remove_stale_temporaries()
         return proj
+
+    def external_images(self) -> list[tuple[str, str]]:
+        """``(name, path)`` of images read from outside the project folder (not embedded)."""
+        return [(r.name, r.source) for r in self.images if not r.embedded]
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete ``.NAME.PID.tmp`` files left by saves that were killed (their process is gone)."""
+        for folder in (self.path, self.path / "models"):
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            for tmp in folder.glob(".*.tmp"):
+                try:
+                    pid = int(tmp.name.rsplit(".", 2)[-2])
+                    os.kill(pid, 0)
+                    continue  # a save in progress
+                except (ValueError, IndexError):
+                    continue  # not one of ours
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    continue
+                if tmp.is_file() or tmp.is_symlink():
+                    try:
+                        tmp.unlink()  # a link is removed itself, never its target
+                    except OSError:
+                        pass  # read-only project: harmless leftovers
 
     def to_dict(self) -> dict:
         return {

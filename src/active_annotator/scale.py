@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cli_args import add_channel_axis, add_trees, resolve_channel_axis
 from .errors import InputError
 
 _DEFAULT_CHUNK = {1: 1 << 20, 2: 1024, 3: 128}
@@ -267,10 +268,13 @@ def predict_file(model, input_path, output_path, *, channel_axis=None, chunks=No
     ``model`` is a forest (``.aamodel``) or a fine-tuned CNN (``.aacnn``).
 
     A zarr output is written chunk by chunk, so neither input nor output needs to fit
-    in memory; a TIFF output is assembled in memory.
+    in memory; a TIFF output is assembled in memory. Either is written to a hidden
+    temporary next to ``output_path`` and renamed onto it when complete: an existing
+    output stays intact until then, and an output that is the input is refused.
     """
     import dask.array as da
 
+    _check_output(input_path, output_path)
     image = open_array(input_path, lazy=True)
     if not isinstance(image, da.Array):
         image = da.from_array(image, chunks=-1)
@@ -290,15 +294,115 @@ def predict_file(model, input_path, output_path, *, channel_axis=None, chunks=No
         regular = tuple(max(c) if len(c) < 2 else c[0] for c in result.chunks)
         if any(any(v > r for v in c[:-1]) or c[-1] > r for c, r in zip(result.chunks, regular)):
             result = result.rechunk(regular)
-        target = result.to_zarr(str(out), overwrite=True, compute=False)
-        _progress_compute(target, scheduler)
-    elif out.suffix.lower() in (".tif", ".tiff"):
+
+        def write(tmp):
+            _progress_compute(result.to_zarr(str(tmp), overwrite=True, compute=False), scheduler)
+    else:
         import tifffile
 
-        tifffile.imwrite(out, _progress_compute(result, scheduler))
-    else:
-        raise InputError(f"Unsupported output {out.suffix!r}: use .zarr or .tif.")
+        def write(tmp):
+            tifffile.imwrite(tmp, _progress_compute(result, scheduler))
+    _write_atomically(out, write)
     return out
+
+
+# -- atomic outputs ---------------------------------------------------------------
+
+_PARTIAL = ".partial-"
+
+
+def _check_output(input_path, output_path, suffixes=(".zarr", ".tif", ".tiff")) -> None:
+    """Refuse outputs that are, contain or lie inside the input, and unknown suffixes."""
+    from .errors import OutputError
+
+    out = Path(output_path)
+    src, dst = Path(input_path).resolve(), out.resolve()
+    if src == dst or dst in src.parents or src in dst.parents:
+        raise OutputError(
+            f"The output {str(out)!r} is the input {str(input_path)!r} (or contains it, or lies "
+            "inside it): writing it would destroy the input. Choose another output path."
+        )
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        raise InputError(f"Unsupported output {out.suffix!r}: use {' or '.join(suffixes)}.")
+
+
+def _partial_path(out: Path) -> Path:
+    """The hidden temporary output next to ``out``; its name marks it as incomplete."""
+    import os
+
+    return out.with_name(f".{out.name}{_PARTIAL}{os.getpid()}{out.suffix}")
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Remove temporary outputs of runs of this target that were killed (their process is gone)."""
+    import os
+    import shutil
+
+    for p in out.parent.glob(f".{out.name}{_PARTIAL}*"):
+        pid = p.name[len(f".{out.name}{_PARTIAL}"):].split(".")[0]
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+
+
+def _write_atomically(out: Path, write) -> None:
+    """Run ``write(tmp)`` into a temporary next to ``out``, then rename it onto ``out``.
+
+    Until the rename the old output (if any) is untouched; a killed run leaves
+    only a hidden ``.NAME.partial-PID`` that never looks like a result (and is
+    removed by the next run). Full disks and read-only places raise
+    :class:`~active_annotator.errors.OutputError` and leave nothing behind.
+    """
+    import errno
+    import os
+    import shutil
+    import uuid
+
+    from .errors import OutputError
+
+    def remove(p):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif os.path.lexists(p):
+            p.unlink()
+
+    out = Path(os.path.abspath(out))  # dask.distributed workers may run elsewhere
+    tmp = _partial_path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_partials(out)
+        remove(tmp)
+        write(tmp)
+        if out.is_dir() and not out.is_symlink():
+            # a folder cannot replace a folder in one rename: move the old one aside first
+            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except OSError as e:
+        remove(tmp)
+        # tifffile and numpy report short writes without an errno
+        if e.errno == errno.ENOSPC or (e.errno is None and (" written" in str(e) or "free space" in str(e))):
+            why = "the disk is full"
+        elif isinstance(e, PermissionError) or e.errno in (errno.EACCES, errno.EROFS):
+            why = "the location is read-only"
+        else:
+            why = f"{type(e).__name__}: {e}"
+        raise OutputError(
+            f"Could not write the prediction {str(out)!r}: {why}. Nothing was written"
+            + (" and the previous output there is unchanged." if os.path.lexists(out) else ".")
+            + " Free space or choose another output path."
+        ) from None
+    except BaseException:
+        remove(tmp)
+        raise
 
 
 # -- command line -------------------------------------------------------------------
@@ -317,12 +421,14 @@ def add_parser(subparsers) -> None:
     t.add_argument("--image", required=True, type=Path, help=".tif, .npy or .zarr image")
     t.add_argument("--labels", required=True, type=Path,
                    help="integer labels, same non-channel shape; 0 = unlabelled")
-    t.add_argument("--channel-axis", type=int, default=None)
+    add_channel_axis(t)
     t.add_argument("--ndim", type=int, choices=(1, 2, 3), default=None,
                    help="spatial axes of the features (default: all non-channel axes, at most 3)")
-    t.add_argument("--sigmas", type=_sigmas, default=None, help="e.g. 1,2,4,8")
-    t.add_argument("--trees", type=int, default=100)
-    t.add_argument("--max-depth", type=int, default=None)
+    t.add_argument("--sigmas", type=_sigmas, default=None,
+                   help="feature scales in pixels, e.g. 1,2,4,8 (default: the FeatureSet's)")
+    add_trees(t, 100)
+    t.add_argument("--max-depth", type=int, default=None,
+                   help="maximum depth of each tree (default: unlimited)")
     t.add_argument("--stages", type=int, default=1,
                    help="autocontext stages: each later forest also sees the previous one's "
                         "smoothed probabilities (default 1)")
@@ -334,10 +440,11 @@ def add_parser(subparsers) -> None:
         description="Predict classes (or probabilities) of an image with a trained model. "
                     "Zarr input is read and written chunk by chunk; --scheduler runs it on "
                     "a dask.distributed cluster.")
-    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--model", required=True, type=Path,
+                   help="trained model: .aamodel (from train or the widget) or .aacnn (cnn-train)")
     p.add_argument("--input", required=True, type=Path, help=".zarr, .tif or .npy")
     p.add_argument("--output", required=True, type=Path, help=".zarr or .tif")
-    p.add_argument("--channel-axis", type=int, default=None)
+    add_channel_axis(p)
     p.add_argument("--chunks", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
                    help="chunk edge per non-channel axis, e.g. 1,1024,1024 (default: the input's)")
     p.add_argument("--scheduler", default=None,
@@ -355,6 +462,7 @@ def run_train(args) -> int:
     labels = np.asarray(open_array(args.labels, lazy=False))
     if is_signal_file(args.image) and args.channel_axis is None:
         args.channel_axis, args.ndim = 0, args.ndim or 1  # one label per sample
+    args.channel_axis = resolve_channel_axis(args.channel_axis, image.shape, labels.shape, "train")
     n_axes = image.ndim - (args.channel_axis is not None)
     ndim = args.ndim or max(1, min(3, n_axes))
     fs = FeatureSet(ndim=ndim) if args.sigmas is None else FeatureSet(sigmas=args.sigmas, ndim=ndim)
@@ -366,9 +474,21 @@ def run_train(args) -> int:
     return 0
 
 
+def _input_shape(path) -> tuple[int, ...]:
+    """Shape of an input file without reading its pixels (TIFF: from its header)."""
+    if Path(path).suffix.lower() in (".tif", ".tiff") and Path(path).is_file():
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tuple(tif.series[0].shape)
+    return tuple(np.shape(open_array(path)))
+
+
 def run_predict(args) -> int:
     if is_signal_file(args.input) and args.channel_axis is None:
         args.channel_axis = 0
+    if args.channel_axis is None:
+        args.channel_axis = resolve_channel_axis(None, _input_shape(args.input), command="predict")
     out = predict_file(args.model, args.input, args.output, channel_axis=args.channel_axis,
                        chunks=args.chunks, scheduler=args.scheduler, proba=args.probabilities)
     print(f"wrote {out}")

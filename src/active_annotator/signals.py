@@ -15,7 +15,12 @@ What lives here:
   DoG, LoG and Hessian features of :mod:`active_annotator.features`:
   ``envelope`` (Hilbert envelope, raw and Gaussian-smoothed at the feature
   set's sigmas) and ``stalta`` (classic STA/LTA ratio, trailing windows, as in
-  ObsPy's ``classic_sta_lta``), described by :class:`SignalFeatures`.
+  ObsPy's ``classic_sta_lta``) and ``bands`` (spectral band amplitudes from a
+  bank of complex Gabor (Morlet) filters, one per centre frequency in Hz: the
+  spectrogram seismologists read, sample by sample), described by
+  :class:`SignalFeatures`. Everything a user sets is in seconds or Hz and
+  converted with the sampling rate (:func:`default_signal_features`,
+  :meth:`SignalFeatures.from_seconds`).
 * :class:`SignalClassifier`: the random forest on those features, tiled along
   time so a day at 100 Hz fits in memory.
 * :func:`suggest_windows`: windows of the record ranked by the active-learning
@@ -35,6 +40,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._cli_args import add_trees
 from ._estimator import ParamsMixin
 from .errors import AnnotatorError as AnnotatorErrorBase
 from .errors import Cancelled, InputError, LabelError, NotFittedError
@@ -385,6 +391,64 @@ def sta_lta(x, nsta: int, nlta: int) -> np.ndarray:
     return (sta / np.maximum(lta, tiny)).astype(np.float32)
 
 
+DEFAULT_SCALES_S = (0.05, 0.2, 0.8, 3.2)
+"""Default filter scales in seconds (Gaussian sigma), from a P onset to a coda."""
+DEFAULT_STA_LTA_S = ((1.0, 10.0),)
+BAND_CYCLES = 5.0
+"""Cycles per Gabor filter (its standard deviation in time is ``cycles / (2 pi f)``)."""
+
+
+def seconds_to_samples(seconds, sampling_rate: float) -> tuple[float, ...]:
+    """Filter scales in seconds as sigmas in samples (at least 1), sorted and distinct.
+
+    Rounded to 1e-4 samples so names stay short; a sigma given in samples and
+    the same scale given in seconds give the same features.
+    """
+    rate = float(sampling_rate)
+    if not np.isfinite(rate) or rate <= 0:
+        raise InputError(f"The sampling rate must be a positive number of Hz, got {sampling_rate!r}.")
+    secs = [float(v) for v in seconds]
+    if not secs or any(not np.isfinite(v) or v <= 0 for v in secs):
+        raise InputError(f"Scales must be positive seconds, e.g. {DEFAULT_SCALES_S}; got {list(seconds)}.")
+    return tuple(sorted({max(1.0, round(v * rate, 4)) for v in secs}))
+
+
+def default_bands(sampling_rate: float) -> tuple[float, ...]:
+    """Octave band centres in Hz from 0.5 Hz up to 0.4 x the sampling rate (at most 32 Hz)."""
+    top = min(32.0, 0.4 * float(sampling_rate))
+    bands, f = [], 0.5
+    while f <= top + 1e-9:
+        bands.append(f)
+        f *= 2
+    return tuple(bands)
+
+
+def _band_radius(frequency, sampling_rate, cycles=BAND_CYCLES, truncate=4.0) -> int:
+    return int(truncate * cycles / (2 * np.pi * float(frequency)) * float(sampling_rate) + 0.5)
+
+
+def band_amplitude(x, frequency: float, sampling_rate: float, cycles: float = BAND_CYCLES,
+                   truncate: float = 4.0) -> np.ndarray:
+    """Amplitude of ``x`` ``(time,)`` in a band: ``|x * g|`` with a complex Gabor (Morlet) kernel.
+
+    ``g(t) = exp(-t^2 / (2 s^2)) exp(2 pi i f t)``, ``s = cycles / (2 pi f)``
+    seconds, cut at ``truncate * s``, scaled so a sine of amplitude A at ``f``
+    gives A (neighbouring octaves: under 5 %, two octaves away: 0.1 %); the
+    signal is reflected at its ends (as scipy.ndimage's ``mode="reflect"``).
+    Returns float32 ``(time,)``.
+    """
+    from scipy.signal import oaconvolve
+
+    r = _band_radius(frequency, sampling_rate, cycles, truncate)
+    t = np.arange(-r, r + 1) / float(sampling_rate)
+    sd = cycles / (2 * np.pi * frequency)
+    w = np.exp(-0.5 * (t / sd) ** 2)
+    g = 2 * w * np.exp(2j * np.pi * frequency * t) / w.sum()  # a sine of amplitude A gives A
+    x = np.asarray(x, np.float64)
+    xp = np.pad(x, r, mode="symmetric") if r < x.size else _reflect_pad(x, r)
+    return np.abs(oaconvolve(xp, g[::-1], mode="valid")).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class SignalFeatures:
     """1-D features of a signal: a :class:`FeatureSet` plus the signal families.
@@ -402,11 +466,16 @@ class SignalFeatures:
     sampling_rate : float
         Hz; converts the STA/LTA windows (and the detrending window) to samples.
     detrend_s : float
-        The envelope and STA/LTA use the signal minus its moving mean over
-        this many seconds, so a DC offset or slow drift does not dominate.
+        The envelope, STA/LTA and band amplitudes use the signal minus its
+        moving mean over this many seconds, so a DC offset or slow drift does
+        not dominate.
+    bands : tuple of float
+        Add the ``bands`` family: the amplitude in each band, centre
+        frequencies in Hz (below the Nyquist frequency), by
+        :func:`band_amplitude`.
 
     Feature names: ``base.names(C)`` first, then ``envelope_c0``,
-    ``envelope_s4.0_c0``, ..., ``stalta_1s_10s_c0``, ... per channel.
+    ``envelope_s4.0_c0``, ..., ``stalta_1s_10s_c0``, ``band_2Hz_c0``, ... per channel.
     """
 
     base: FeatureSet = field(default_factory=lambda: FeatureSet(ndim=1))
@@ -414,6 +483,7 @@ class SignalFeatures:
     sta_lta: tuple[tuple[float, float], ...] = ()
     sampling_rate: float = 1.0
     detrend_s: float = 30.0
+    bands: tuple[float, ...] = ()
 
     def __post_init__(self):
         if self.base.ndim != 1:
@@ -428,6 +498,14 @@ class SignalFeatures:
                 )
         object.__setattr__(self, "sta_lta", pairs)
         object.__setattr__(self, "sampling_rate", float(self.sampling_rate))
+        bands = tuple(float(f) for f in self.bands)
+        nyquist = self.sampling_rate / 2
+        if any(not np.isfinite(f) or not 0 < f < nyquist for f in bands) or len(set(bands)) != len(bands):
+            raise InputError(
+                f"Band centre frequencies must be distinct, positive and below the Nyquist frequency "
+                f"({nyquist:g} Hz at {self.sampling_rate:g} Hz), got {list(bands)}."
+            )
+        object.__setattr__(self, "bands", tuple(sorted(bands)))
 
     @classmethod
     def default(cls, sampling_rate: float, envelope: bool = True,
@@ -436,9 +514,29 @@ class SignalFeatures:
         sigmas = sorted({max(1.0, round(s * sampling_rate, 1)) for s in (0.05, 0.2, 0.8, 3.2)})
         return cls(FeatureSet(sigmas=tuple(sigmas), ndim=1), envelope, tuple(sta_lta), sampling_rate)
 
+    @classmethod
+    def from_seconds(cls, sampling_rate: float, scales_s=DEFAULT_SCALES_S, *,
+                     families=None, envelope: bool = True, sta_lta_s=DEFAULT_STA_LTA_S,
+                     bands_hz=(), detrend_s: float = 30.0) -> SignalFeatures:
+        """A feature spec given in physical units: scales in seconds, band centres in Hz.
+
+        ``families``: the filter families of the base :class:`FeatureSet`
+        (default all five); ``sta_lta_s``: (STA, LTA) window pairs in seconds.
+        """
+        kw = {} if families is None else {"families": tuple(families)}
+        base = FeatureSet(sigmas=seconds_to_samples(scales_s, sampling_rate), ndim=1, **kw)
+        return cls(base, bool(envelope), tuple(sta_lta_s), float(sampling_rate), float(detrend_s),
+                   tuple(bands_hz))
+
+    @property
+    def scales_s(self) -> tuple[float, ...]:
+        """The filter scales in seconds."""
+        return tuple(s / self.sampling_rate for s in self.base.sigmas)
+
     @property
     def families(self) -> tuple[str, ...]:
-        return self.base.families + (("envelope",) if self.envelope else ()) + (("stalta",) if self.sta_lta else ())
+        return (self.base.families + (("envelope",) if self.envelope else ())
+                + (("stalta",) if self.sta_lta else ()) + (("bands",) if self.bands else ()))
 
     def _samples(self, seconds: float) -> int:
         return max(1, int(round(seconds * self.sampling_rate)))
@@ -447,12 +545,14 @@ class SignalFeatures:
     def halo(self) -> int:
         """Samples of context each side so a tile's features equal the whole record's (envelope: nearly)."""
         h = self.base.halo
-        if self.envelope or self.sta_lta:
+        if self.envelope or self.sta_lta or self.bands:
             extra = self._samples(self.detrend_s) // 2 + 1
             if self.envelope:
                 extra += 2048 + self.base.halo  # Hilbert transform decays; smoothing reads further
             if self.sta_lta:
                 extra += max(self._samples(b) for _, b in self.sta_lta)
+            if self.bands:
+                extra += _band_radius(min(self.bands), self.sampling_rate)
             h = max(h, extra)
         return h
 
@@ -463,6 +563,7 @@ class SignalFeatures:
             names += [f"envelope_s{s}" for s in self.base.sigmas]
         for a, b in self.sta_lta:
             names.append(f"stalta_{a:g}s_{b:g}s")
+        names += [f"band_{f:g}Hz" for f in self.bands]
         return names
 
     def names(self, n_channels: int = 1) -> list[str]:
@@ -482,7 +583,19 @@ class SignalFeatures:
     def from_dict(cls, d: dict) -> SignalFeatures:
         return cls(FeatureSet.from_dict(d["base"]), bool(d.get("envelope", False)),
                    tuple(tuple(p) for p in d.get("sta_lta", ())), float(d.get("sampling_rate", 1.0)),
-                   float(d.get("detrend_s", 30.0)))
+                   float(d.get("detrend_s", 30.0)), tuple(float(f) for f in d.get("bands", ())))
+
+
+def default_signal_features(sampling_rate: float) -> SignalFeatures:
+    """The default signal features, in physical units derived from the sampling rate.
+
+    Gaussian, DoG, LoG and Hessian at :data:`DEFAULT_SCALES_S` seconds (a
+    100 Hz record gets sigmas of 5 to 320 samples), the envelope, STA/LTA
+    over 1 s / 10 s, and band amplitudes at octave centres from 0.5 Hz to
+    0.4 x the sampling rate (:func:`default_bands`).
+    """
+    return SignalFeatures.from_seconds(sampling_rate, DEFAULT_SCALES_S, envelope=True,
+                                       sta_lta_s=DEFAULT_STA_LTA_S, bands_hz=default_bands(sampling_rate))
 
 
 FFT_SIGMA = 12.0
@@ -610,12 +723,15 @@ def signal_features(data, spec: SignalFeatures) -> np.ndarray:
         for a, b in spec.sta_lta:
             out[k] = sta_lta(xc, spec._samples(a), min(spec._samples(b), max(2, n)))
             k += 1
+        for f in spec.bands:
+            out[k] = band_amplitude(xc, f, spec.sampling_rate)
+            k += 1
     return out
 
 
 def _as_spec(features, sampling_rate) -> SignalFeatures:
     if features is None:
-        return SignalFeatures.default(sampling_rate or 1.0)
+        return default_signal_features(sampling_rate or 1.0)
     if isinstance(features, FeatureSet):
         return SignalFeatures(features, sampling_rate=sampling_rate or 1.0)
     return features
@@ -813,7 +929,9 @@ class SignalClassifier(ParamsMixin):
         names = ("meta", "feature", "threshold", "left", "right", "value", "roots", "importances")
         a = _read_npz(path, names, "signal-classifier")
         try:
-            meta = json.loads(bytes(a["meta"].astype(np.uint8)).decode("utf-8"))
+            from .persistence import _meta_bytes
+
+            meta = json.loads(_meta_bytes(path, a["meta"]).decode("utf-8"))
             if meta.get("format") != MODEL_FORMAT or meta.get("schema_version") != 1:
                 raise ModelFileError(
                     f"{str(path)!r} is not a signal-classifier file of schema 1; train one with "
@@ -1039,30 +1157,36 @@ def add_parser(subparsers) -> None:
     t.add_argument("--scales", default="0.05,0.2,0.8,3.2", help="feature scales in seconds (default: %(default)s)")
     t.add_argument("--no-envelope", action="store_true", help="leave out the envelope family")
     t.add_argument("--sta-lta", default="1,10", help="STA,LTA seconds, or 'none' (default: %(default)s)")
-    t.add_argument("--n-estimators", type=int, default=100, help="trees (default: %(default)s)")
+    t.add_argument("--bands", default="auto",
+                   help="band centre frequencies in Hz, e.g. 1,2,4,8; 'auto' (octaves from 0.5 Hz "
+                        "to 0.4 x the sampling rate) or 'none' (default: %(default)s)")
+    add_trees(t, 100)
     t.set_defaults(func=_run_train)
     p = subparsers.add_parser(
         "signal-predict", help="classify every sample of a signal; write classes, uncertainty, spans, suggestions",
         description="Write prediction.npy (time,), probabilities.npy (K, time), uncertainty.npy (time,), "
                     "spans.csv (start_s,end_s,class) and suggestions.csv (windows worth labelling next).")
     p.add_argument("model", type=Path, help="model from signal-train")
-    p.add_argument("signal", type=Path)
+    p.add_argument("signal", type=Path, help="signal file: miniSEED/SAC/... (needs [signals]), .npy or .csv")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument("--sampling-rate", type=float, default=None)
+    p.add_argument("--sampling-rate", type=float, default=None, help="Hz, for .npy/.csv without one")
     p.add_argument("--labels", type=Path, default=None, help="labels already made (skipped by suggestions)")
     p.add_argument("--window", type=float, default=10.0, help="suggested window length in s (default: %(default)s)")
     p.add_argument("--strategy", default=DEFAULT_STRATEGY, help="suggestion strategy (default: %(default)s)")
-    p.add_argument("--n-suggestions", type=int, default=10)
+    p.add_argument("--n-suggestions", type=int, default=10,
+                   help="windows to suggest for labelling next (default: %(default)s)")
     p.set_defaults(func=_run_predict)
 
 
 def _run_train(args) -> int:
     rec = read_signal(args.signal, args.sampling_rate)
     labels = read_labels(args.labels, rec)
-    sigmas = sorted({max(1.0, round(s * rec.sampling_rate, 1)) for s in _seconds_list(args.scales) if s > 0})
     sta = () if args.sta_lta.strip().lower() == "none" else (_seconds_list(args.sta_lta)[:2],)
-    spec = SignalFeatures(FeatureSet(sigmas=tuple(sigmas), ndim=1), not args.no_envelope, sta, rec.sampling_rate)
-    clf = SignalClassifier(spec, n_estimators=args.n_estimators).fit(rec, labels)
+    word = args.bands.strip().lower()
+    bands = default_bands(rec.sampling_rate) if word == "auto" else () if word == "none" else _seconds_list(args.bands)
+    spec = SignalFeatures.from_seconds(rec.sampling_rate, _seconds_list(args.scales),
+                                       envelope=not args.no_envelope, sta_lta_s=sta, bands_hz=bands)
+    clf = SignalClassifier(spec, n_estimators=args.trees).fit(rec, labels)
     out = clf.save(args.output)
     top = ", ".join(list(clf.feature_importances())[:5])
     print(f"trained on {clf.n_training_samples_} labelled samples of {rec.name} "
@@ -1074,13 +1198,37 @@ def _run_train(args) -> int:
 def _run_predict(args) -> int:
     from .uncertainty import entropy
 
+    from .scale import _check_output, _write_atomically
+
+    _check_output(args.signal, args.output, suffixes=None)
+    out = Path(args.output)
+    others = sorted(p.name for p in out.iterdir() if p.name not in _PREDICTION_FILES) if out.is_dir() else []
+    if others or (out.exists() and not out.is_dir()):
+        from .errors import OutputError
+
+        raise OutputError(
+            f"The output folder {str(out)!r} holds other files ({others[:3]}); signal-predict replaces the "
+            "whole folder, so choose a new or empty folder (or one written by signal-predict)."
+        )
     clf = SignalClassifier.load(args.model)
     rec = read_signal(args.signal, args.sampling_rate)
     proba = clf.predict_proba(rec)
     pred = clf.classes_[np.argmax(proba, axis=0)].astype(clf.labels_dtype_)
     unc = entropy(proba)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    # the folder is written as a hidden temporary and renamed when complete
+    _write_atomically(out, lambda tmp: _write_prediction_folder(args, tmp, rec, pred, proba, unc))
+    counts = {int(c): int((pred == c).sum()) for c in clf.classes_}
+    print(f"classified {rec.n_samples} samples of {rec.name}: {counts}; "
+          f"mean uncertainty {float(unc.mean()):.3f}\nwrote {out}/prediction.npy, probabilities.npy, "
+          f"uncertainty.npy, spans.csv, suggestions.csv")
+    return 0
+
+
+_PREDICTION_FILES = ("prediction.npy", "probabilities.npy", "uncertainty.npy", "spans.csv", "suggestions.csv")
+
+
+def _write_prediction_folder(args, out: Path, rec, pred, proba, unc) -> None:
+    out.mkdir(parents=True)
     np.save(out / "prediction.npy", pred)
     np.save(out / "probabilities.npy", proba)
     np.save(out / "uncertainty.npy", unc)
@@ -1098,15 +1246,11 @@ def _run_predict(args) -> int:
             sl = s_.candidate.slices[0]
             w.writerow([s_.rank, f"{sl.start / rec.sampling_rate:.3f}", f"{sl.stop / rec.sampling_rate:.3f}",
                         f"{s_.score:.4f}", s_.reason])
-    counts = {int(c): int((pred == c).sum()) for c in clf.classes_}
-    print(f"classified {rec.n_samples} samples of {rec.name}: {counts}; "
-          f"mean uncertainty {float(unc.mean()):.3f}\nwrote {out}/prediction.npy, probabilities.npy, "
-          f"uncertainty.npy, spans.csv, suggestions.csv")
-    return 0
 
 
 __all__ = [
     "SignalRecord", "read_signal", "write_signal", "is_signal_array", "envelope", "sta_lta",
     "SignalFeatures", "signal_features", "base_features", "SignalClassifier", "suggest_windows", "MinMaxPyramid",
-    "runs", "OBSPY_HINT", "read_labels", "spans_table",
+    "runs", "OBSPY_HINT", "read_labels", "spans_table", "default_signal_features",
+    "seconds_to_samples", "band_amplitude", "default_bands",
 ]

