@@ -52,7 +52,7 @@ from scipy import ndimage as ndi
 from . import candidates as cand
 from .errors import InputError
 from .sampling import DESCRIPTOR_STRATEGIES, STRATEGIES, suggest
-from .simulate import ORACLE_MODES, Oracle, _ball
+from .simulate import ORACLE_MODES, Oracle, _ball, log_pixel_axis
 
 #: Patch edges tried by :func:`default_patch`, largest first, per spatial ndim.
 PATCH_OPTIONS = {1: (1024, 512, 256, 128, 64, 32), 2: (64, 48, 32, 24, 16, 12, 8), 3: (16, 12, 8, 6, 4)}
@@ -376,7 +376,7 @@ class ProtocolResult:
         frac = self.settings.get("target_fraction", TARGET_FRACTION)
         ax.axhline(1.0, color="k", lw=1, label="ceiling (per split)")
         ax.axhline(frac, color="k", lw=1, ls="--", label=f"{frac:.0%} of ceiling")
-        ax.set_xscale("log")
+        log_pixel_axis(ax)
         ax.set_xlabel("labelled pixels")
         ax.set_ylabel("Jaccard / ceiling (test region)")
         ax.grid(alpha=0.3, which="both")
