@@ -72,7 +72,9 @@ def test_suggest_lists_ranked_patches_and_next_moves_camera_to_the_first(viewer,
     panel = widget.suggestions_panel
     panel.n_spin.setValue(5)
     panel.size_spin.setValue(32)
-    assert panel.strategy == "hybrid"  # the default
+    from active_annotator.sampling import DEFAULT_STRATEGY
+
+    assert panel.strategy == DEFAULT_STRATEGY == "entropy"  # the suite's winner is the default
     suggest(qtbot, panel)
 
     assert panel.table.rowCount() == 5

@@ -134,8 +134,12 @@ class SuggestionsPanel(QWidget):
             self.strategy_combo.addItem(text)
         self.strategy_combo.setToolTip(
             "How patches are ranked:\n"
-            "hybrid: uncertainty, discounted near your labels and earlier picks (default)\n"
-            "entropy / margin / least confidence: the model's uncertainty only\n"
+            "entropy (default): the most uncertain patches; it won the benchmark suite of 7 real datasets\n"
+            "ClaSP: uncertain patches of every predicted class in turn, rare classes first\n"
+            "power: uncertain patches drawn at random in proportion to their uncertainty\n"
+            "hybrid: uncertainty, discounted near your labels and earlier picks\n"
+            "margin / least confidence: other measures of the model's uncertainty\n"
+            "typicality: typical patches of unlabelled clusters (a cold start, no model needed)\n"
             "diversity / cluster: patches that look unlike what is labelled (features)\n"
             "random: the baseline to compare against")
         form.addRow("Strategy", self.strategy_combo)
