@@ -255,3 +255,25 @@ def test_choosing_another_image_starts_a_new_learning_curve(viewer, qtbot):
     assert widget.validation_panel.table.rowCount() == 0
     lines = [ln for ln in widget.validation_panel.figure.axes[0].get_lines() if len(ln.get_xdata())]
     assert lines == []  # the old points are gone from the plot
+
+
+def test_patch_size_is_auto_by_default_and_adapts_to_a_small_volume():
+    from active_annotator.candidates import default_patch_size
+
+    assert default_patch_size((512, 512)) == 32
+    assert default_patch_size((31, 61, 57)) == 8  # blocks, not the volume's four quadrants
+    assert default_patch_size((100000,)) == 512
+
+
+def test_auto_patch_size_in_the_panel(viewer, qtbot):
+    widget, _, _ = crop2d(viewer)
+    panel = widget.suggestions_panel
+    assert panel.size_spin.text().startswith("auto")
+    run(qtbot, widget, widget.train_button.click)
+    suggest(qtbot, panel)
+    shape = viewer.layers["prediction"].data.shape
+    from active_annotator.candidates import default_patch_size
+
+    edge = default_patch_size(shape)
+    c = panel.suggestions[0].candidate
+    assert max(s.stop - s.start for s in c.slices) == edge

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from active_annotator.candidates import labelled_fraction
+from active_annotator.candidates import default_patch_size, labelled_fraction
 from active_annotator.errors import AnnotatorError, Cancelled, InputError
 from active_annotator.sampling import DEFAULT_STRATEGY, suggest_for_image
 
@@ -63,6 +63,7 @@ _CHOICES = (
 )
 # the package's default strategy (the active-learning suite's winner) comes first
 STRATEGY_CHOICES = tuple(sorted(_CHOICES, key=lambda c: c[1] != DEFAULT_STRATEGY))
+AUTO_SIZE = 3  # the patch-size box's "auto" position (below every real size)
 # the view shows the suggestion and about one patch of context on each side
 CONTEXT = 3.0
 COLOUR_TODO, COLOUR_CURRENT, COLOUR_DONE = "#00e5ff", "#ffd600", "#69f0ae"
@@ -145,10 +146,12 @@ class SuggestionsPanel(QWidget):
         form.addRow("Strategy", self.strategy_combo)
         row = QHBoxLayout()
         self.size_spin = QSpinBox()
-        self.size_spin.setRange(4, 1024)
-        self.size_spin.setValue(32)
+        self.size_spin.setRange(AUTO_SIZE, 1024)
+        self.size_spin.setSpecialValueText("auto")  # shown at AUTO_SIZE
+        self.size_spin.setValue(AUTO_SIZE)
         self.size_spin.setSuffix(" px")
-        self.size_spin.setToolTip("Edge of a candidate patch (a 3-D block for volumes).")
+        self.size_spin.setToolTip("Edge of a candidate patch (a 3-D block for volumes). 'auto': the "
+                                  "largest size that still cuts the image into ~150 patches.")
         self.n_spin = QSpinBox()
         self.n_spin.setRange(1, 500)
         self.n_spin.setValue(10)
@@ -200,6 +203,14 @@ class SuggestionsPanel(QWidget):
         self.status.setWordWrap(True)
         outer.addWidget(self.status)
 
+    def patch_size(self, shape) -> int:
+        """The patch edge to rank with: the box's value, or the core's choice for ``shape`` when 'auto'."""
+        v = self.size_spin.value()
+        if v != AUTO_SIZE:
+            return v
+        nd = self.owner.classifier.feature_set.ndim if getattr(self.owner, "classifier", None) else 2
+        return default_patch_size(tuple(shape)[-nd:])
+
     @property
     def strategy(self) -> str:
         return STRATEGY_CHOICES[self.strategy_combo.currentIndex()][1]
@@ -229,7 +240,7 @@ class SuggestionsPanel(QWidget):
         self._cancel()
         stop = self._stop = threading.Event()
         worker = create_worker(
-            _rank, proba, labels, self.strategy, self.n_spin.value(), self.size_spin.value(),
+            _rank, proba, labels, self.strategy, self.n_spin.value(), self.patch_size(shape),
             owner.classifier.feature_set.ndim, image, owner.classifier.feature_set, ca, stop.is_set,
             _progress={"desc": "Ranking suggestions"})
         geometry = (tuple(scale), tuple(translate))

@@ -153,6 +153,26 @@ def patches(shape: Sequence[int], size=32, step=None, stack_index: int | None = 
     return out
 
 
+#: Patch edges :func:`default_patch_size` chooses from, largest first, per spatial ndim.
+PATCH_SIZES = {1: (1024, 512, 256, 128, 64, 32), 2: (64, 48, 32, 24, 16, 12, 8), 3: (16, 12, 8, 6, 4)}
+
+
+def default_patch_size(shape: Sequence[int], min_candidates: int = 150) -> int:
+    """The largest patch edge of :data:`PATCH_SIZES` that cuts ``shape`` into ``min_candidates`` patches.
+
+    ``shape`` is ``(*spatial)`` of one image or volume (1-3 axes). A 512 x 512
+    image gets 32 px tiles (256 of them); a 31 x 61 x 57 volume 8-voxel blocks
+    instead of its four quadrants; tiny images the smallest size.
+    """
+    shape = tuple(int(n) for n in shape)
+    if len(shape) not in PATCH_SIZES:
+        raise InputError(f"default_patch_size needs 1 to 3 spatial axes, got shape {shape}.")
+    for p in PATCH_SIZES[len(shape)]:
+        if np.prod([-(-n // p) for n in shape]) >= min_candidates:
+            return p
+    return PATCH_SIZES[len(shape)][-1]
+
+
 def signal_windows(n_samples: int, width: int, step: int | None = None,
                    start_id: int = 0) -> list[Candidate]:
     """Windows along the time axis of a signal ``(channels, time)``.
@@ -364,6 +384,6 @@ def labelled_fraction(candidates: Sequence[Candidate], labelled) -> np.ndarray:
 
 
 __all__ = [
-    "Candidate", "patches", "superpixels", "signal_windows", "objects", "collection", "describe",
+    "Candidate", "patches", "default_patch_size", "PATCH_SIZES", "superpixels", "signal_windows", "objects", "collection", "describe",
     "descriptors", "uncertainty", "labelled_fraction",
 ]

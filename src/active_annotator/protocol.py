@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -55,7 +54,7 @@ from .sampling import DESCRIPTOR_STRATEGIES, STRATEGIES, suggest
 from .simulate import ORACLE_MODES, Oracle, _ball, log_pixel_axis
 
 #: Patch edges tried by :func:`default_patch`, largest first, per spatial ndim.
-PATCH_OPTIONS = {1: (1024, 512, 256, 128, 64, 32), 2: (64, 48, 32, 24, 16, 12, 8), 3: (16, 12, 8, 6, 4)}
+PATCH_OPTIONS = cand.PATCH_SIZES
 #: Budgets (labelled pixels) at which the Jaccard is reported.
 BUDGETS = (100, 300, 1000, 3000)
 #: Fraction of the ceiling that counts as "reached".
@@ -66,13 +65,7 @@ PROTOCOL_STRATEGIES = ("bald",)
 
 def default_patch(shape: Sequence[int], min_candidates: int = 96) -> int:
     """Largest patch edge of :data:`PATCH_OPTIONS` giving ``min_candidates`` in one half."""
-    nd = len(shape)
-    if nd not in PATCH_OPTIONS:
-        raise InputError(f"Protocol v2 needs 1 to 3 spatial axes, got shape {tuple(shape)}.")
-    for p in PATCH_OPTIONS[nd]:
-        if np.prod([math.ceil(n / p) for n in shape]) / 2 >= min_candidates:
-            return p
-    return PATCH_OPTIONS[nd][-1]
+    return cand.default_patch_size(shape, 2 * min_candidates)
 
 
 def checkerboard_splits(shape: Sequence[int], patch: int, n_splits: int = 4,
