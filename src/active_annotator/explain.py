@@ -1,0 +1,332 @@
+"""Explain a trained forest: SHAP values, correlated features, learning-curve regime.
+
+SHAP values (SHapley Additive exPlanations) come from the ``shap`` library's
+exact tree algorithm (TreeSHAP, ``feature_perturbation="tree_path_dependent"``).
+Our models keep only the forest's node arrays (:class:`~active_annotator.forest.Forest`),
+not scikit-learn's estimator, so the trees are handed to ``shap`` in its
+documented custom-tree dictionary form. The one thing the arrays lack is the
+number of training samples per node ("cover"); it is counted here by passing
+the explained samples through the trees. Any cover whose children sum to their
+parent keeps SHAP's additivity exact: base value + sum of SHAP values = the
+forest's class probability.
+
+Correlated features share credit: two nearly equal features ("Gaussian 2 px"
+and "Gaussian 4 px") each get part of the SHAP value one of them alone would
+get. :func:`correlated_groups` finds such groups by hierarchical clustering of
+the correlation matrix, and :func:`group_shap` adds the SHAP values within
+each group.
+
+``shap`` is an optional dependency (extra ``[explain]``); it is imported only
+when SHAP values are computed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError, LabelError, NotFittedError
+
+#: default largest number of samples explained (a stratified sample of the labels)
+MAX_SAMPLES = 3000
+
+
+# -- feature names in the user's words -----------------------------------------
+_FAMILY = {"gaussian": "Gaussian", "dog": "DoG", "log": "LoG", "envelope": "envelope"}
+
+
+def readable_name(name: str, *, unit: str = "px", samples_per_unit: float = 1.0,
+                  n_channels: int = 1) -> str:
+    """A feature name as a person says it: ``"gaussian_s2.0_c0"`` -> ``"Gaussian 2 px"``.
+
+    Parameters
+    ----------
+    name : str
+        A name from ``FeatureSet.names`` or ``SignalFeatures.names``
+        (``family_s<sigma>_c<channel>``); other names (object measurements)
+        are returned unchanged.
+    unit : str
+        Unit of the scale: ``"px"`` for images, ``"s"`` for signals.
+    samples_per_unit : float
+        Sigmas are stored in samples; divided by this to get ``unit``
+        (the sampling rate for signals).
+    n_channels : int
+        With one channel the channel is not named.
+    """
+    base, ch = name, None
+    m = re.fullmatch(r"(.+)_c(\d+)", name)
+    if m:
+        base, ch = m.group(1), int(m.group(2))
+    m = re.fullmatch(r"(gaussian|dog|log|envelope|hessian(\d+))_s([0-9.eE+-]+)", base)
+    if m:
+        fam = m.group(1)
+        scale = float(m.group(3)) / samples_per_unit
+        label = f"Hessian eigenvalue {int(m.group(2)) + 1}" if m.group(2) else _FAMILY[fam]
+        text = f"{label} {scale:.3g} {unit}"
+    elif re.fullmatch(r"deep(\d+)", base):
+        text = f"deep feature {int(base[4:])}"
+    elif base == "envelope":
+        text = "envelope"
+    elif (m := re.fullmatch(r"stalta_([0-9.]+)s_([0-9.]+)s", base)):
+        text = f"STA/LTA {m.group(1)} s / {m.group(2)} s"
+    elif (m := re.fullmatch(r"band_([0-9.]+)Hz", base)):
+        text = f"band amplitude {m.group(1)} Hz"
+    else:
+        return name
+    if ch is not None and n_channels > 1:
+        text += f", channel {ch}"
+    return text
+
+
+def model_feature_names(model) -> list[str]:
+    """Readable names of a fitted pixel, signal or object classifier's features."""
+    names = list(getattr(model, "feature_names_in_", []))
+    n_ch = int(getattr(model, "n_channels_in_", 1) or 1)
+    spec = getattr(model, "features_", None)
+    rate = getattr(spec, "sampling_rate", None)
+    if rate is not None:  # a signal model: sigmas in samples, scales in seconds
+        return [readable_name(n, unit="s", samples_per_unit=float(rate), n_channels=n_ch) for n in names]
+    if hasattr(model, "forest_") and hasattr(model, "feature_set"):
+        return [readable_name(n, n_channels=n_ch) for n in names]
+    return names
+
+
+# -- sampling -------------------------------------------------------------------
+def stratified_indices(y, max_samples: int = MAX_SAMPLES, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``max_samples`` entries of ``y``, every class kept in proportion.
+
+    Each class gets its share of ``max_samples`` (at least one sample, and all
+    of a class smaller than its share). Sorted, so rows keep their order.
+    """
+    y = np.asarray(y).ravel()
+    if max_samples < 1:
+        raise InputError(f"max_samples must be at least 1, got {max_samples}.")
+    if y.size <= max_samples:
+        return np.arange(y.size)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    share = np.maximum(1, np.floor(counts / y.size * max_samples).astype(int))
+    out = []
+    for c, n in zip(classes, np.minimum(share, counts)):
+        idx = np.flatnonzero(y == c)
+        out.append(rng.choice(idx, size=int(n), replace=False))
+    return np.sort(np.concatenate(out))
+
+
+def pixel_samples(model, image, labels, channel_axis: int | None = None,
+                  max_samples: int = MAX_SAMPLES, seed: int = 0):
+    """Features and classes of a stratified sample of the labelled pixels.
+
+    Parameters
+    ----------
+    model : fitted :class:`~active_annotator.classifier.PixelClassifier`
+    image : array ``(*stack, *spatial)`` with an optional channel axis
+    labels : int array ``(*stack, *spatial)``; 0 = unlabelled
+    channel_axis : int or None
+
+    Returns
+    -------
+    X : float32 ``(n, n_features)``, y : ``(n,)`` class values
+    """
+    from .classifier import _channels_last_view, check_labels
+    from .features import compute_at
+
+    if not hasattr(model, "forest_"):
+        raise NotFittedError("The model is not trained yet: train it (fit) before explaining it.")
+    stack, spatial = model.check_image(np.shape(image), channel_axis)
+    labels = check_labels(labels, stack + spatial)
+    flat = labels.ravel()
+    where = np.flatnonzero(flat)
+    if where.size == 0:
+        raise LabelError("There are no labels: paint (or load) labels of at least two classes to explain the model on.")
+    keep = where[stratified_indices(flat[where], max_samples, seed)]
+    mask = np.zeros(flat.shape, bool)
+    mask[keep] = True
+    mask = mask.reshape(labels.shape)
+    img = _channels_last_view(np.asarray(image), channel_axis)
+    fs = model.feature_set
+    Xs, ys = [], []
+    for p in (list(np.ndindex(*stack)) if stack else [()]):
+        if mask[p].any():
+            Xs.append(compute_at(img[p], fs, mask[p], channel_axis=-1))
+            ys.append(labels[p][mask[p]])
+    return np.concatenate(Xs), np.concatenate(ys)
+
+
+# -- SHAP -----------------------------------------------------------------------
+def _node_counts(forest, X: np.ndarray) -> np.ndarray:
+    """How many rows of ``X`` ``(n, n_features)`` pass through each node of ``forest``."""
+    counts = np.zeros(forest.feature.shape[0], np.float64)
+    for root in forest.roots:
+        rows = np.arange(X.shape[0])
+        node = np.full(X.shape[0], root, np.int64)
+        while node.size:
+            np.add.at(counts, node, 1.0)
+            inner = forest.left[node] >= 0
+            rows, node = rows[inner], node[inner]
+            # float32 features against float64 thresholds, as scikit-learn decides
+            go_left = X[rows, forest.feature[node]].astype(np.float64) <= forest.threshold[node]
+            node = np.where(go_left, forest.left[node], forest.right[node]).astype(np.int64)
+    return counts
+
+
+def _shap_model(forest, X: np.ndarray) -> dict:
+    """The forest in ``shap``'s custom-tree dictionary form, covers counted on ``X``.
+
+    A node that no row of ``X`` reaches would get cover 0 (and TreeSHAP would
+    divide by it); every leaf gets a tiny extra weight, added up to its
+    ancestors, so children still sum to their parent.
+    """
+    counts = _node_counts(forest, X)
+    ends = np.append(forest.roots[1:], forest.feature.shape[0])
+    trees = []
+    scale = 1.0 / forest.n_trees
+    for r, e in zip(forest.roots, ends):
+        r, e = int(r), int(e)
+        left = forest.left[r:e].astype(np.int64)
+        right = forest.right[r:e].astype(np.int64)
+        leaf = left < 0
+        left = np.where(leaf, -1, left - r)
+        right = np.where(leaf, -1, right - r)
+        cover = counts[r:e] + np.where(leaf, 1e-6, 0.0)
+        for i in range(e - r - 1, -1, -1):  # children have larger indices than parents
+            if not leaf[i]:
+                cover[i] = cover[left[i]] + cover[right[i]]
+        trees.append({
+            "children_left": left.astype(np.int32),
+            "children_right": right.astype(np.int32),
+            "children_default": left.astype(np.int32),
+            "features": np.where(leaf, -2, forest.feature[r:e]).astype(np.int32),
+            "thresholds": forest.threshold[r:e].astype(np.float64),
+            "values": forest.value[r:e] * scale,
+            "node_sample_weight": cover,
+        })
+    return {"trees": trees, "tree_output": "raw_value", "objective": "squared_error",
+            "base_offset": 0.0, "input_dtype": np.float64, "internal_dtype": np.float64}
+
+
+@dataclass
+class Explanation:
+    """SHAP values of a forest on some samples.
+
+    Attributes
+    ----------
+    values : float64 ``(n_samples, n_features, n_classes)``
+        Contribution of each feature to each class probability.
+    base_values : float64 ``(n_classes,)``
+        Expected class probability (over the samples' covers); for every
+        sample ``base_values + values.sum(axis=1)`` is its predicted probability.
+    data : float ``(n_samples, n_features)``
+        The explained feature values.
+    feature_names : list of str
+        In the user's words (family, scale, channel).
+    classes : list
+        Class values, the last axis of ``values``.
+    y : ``(n_samples,)`` or None
+        The samples' labelled classes, when known.
+    """
+
+    values: np.ndarray
+    base_values: np.ndarray
+    data: np.ndarray
+    feature_names: list
+    classes: list
+    y: np.ndarray | None = None
+    notes: list = field(default_factory=list)
+
+    def mean_abs(self) -> np.ndarray:
+        """Mean |SHAP| per feature and class, ``(n_features, n_classes)``."""
+        return np.abs(self.values).mean(axis=0)
+
+    def ranking(self) -> list[tuple[str, float]]:
+        """Features by mean |SHAP| summed over classes, largest first."""
+        score = self.mean_abs().sum(axis=1)
+        return [(self.feature_names[i], float(score[i])) for i in np.argsort(-score, kind="stable")]
+
+    def to_csv(self) -> str:
+        """Mean |SHAP| per feature (rows) and class (columns), as CSV text."""
+        m = self.mean_abs()
+        lines = ["feature," + ",".join(f"class_{c}" for c in self.classes) + ",total"]
+        for name, _ in self.ranking():
+            i = self.feature_names.index(name)
+            q = name.replace('"', "'")
+            lines.append(f'"{q}",' + ",".join(f"{v:.6g}" for v in m[i]) + f",{m[i].sum():.6g}")
+        return "\n".join(lines) + "\n"
+
+
+def _forest_of(model):
+    from .forest import Forest
+
+    if isinstance(model, Forest):
+        return model, None
+    if not hasattr(model, "forest_"):
+        raise NotFittedError("The model is not trained yet: train it (fit) before explaining it.")
+    forests = getattr(model, "forests_", None)
+    return (forests[0] if forests else model.forest_), getattr(model, "classes_", None)
+
+
+def shap_values(model, X, *, feature_names=None, y=None, max_samples: int = MAX_SAMPLES,
+                seed: int = 0) -> Explanation:
+    """Exact TreeSHAP values of a forest on feature rows ``X``.
+
+    Parameters
+    ----------
+    model : fitted PixelClassifier, SignalClassifier, ObjectClassifier or a Forest
+        For an autocontext model the first stage (image features only) is
+        explained; the note in the result says so.
+    X : float array ``(n_samples, n_features)``
+        Feature rows, e.g. from :func:`pixel_samples` or ``model.training_data``.
+    feature_names : list of str, optional
+        Default: :func:`model_feature_names` of the model.
+    y : ``(n_samples,)``, optional
+        Labelled classes; used to draw a stratified sample when ``X`` has
+        more than ``max_samples`` rows (else a uniform one).
+    max_samples, seed : int
+
+    Returns
+    -------
+    Explanation
+    """
+    forest, classes = _forest_of(model)
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != forest.n_features:
+        raise InputError(
+            f"X has shape {X.shape}; the model needs rows of {forest.n_features} features "
+            "(n_samples, n_features). Compute them with the model's own feature set."
+        )
+    if X.shape[0] == 0:
+        raise InputError("There are no samples to explain: give at least one labelled sample.")
+    if not np.all(np.isfinite(X)):
+        raise InputError("X holds NaN or infinite values; TreeSHAP needs finite features.")
+    keep = stratified_indices(y if y is not None else np.zeros(X.shape[0]), max_samples, seed)
+    X = X[keep]
+    y = None if y is None else np.asarray(y).ravel()[keep]
+    try:
+        import shap
+    except ImportError:
+        raise InputError(
+            "Explaining a model needs the 'shap' package: pip install 'napari-active-annotator[explain]'."
+        ) from None
+    explainer = shap.TreeExplainer(_shap_model(forest, X), feature_perturbation="tree_path_dependent")
+    vals = np.asarray(explainer.shap_values(X.astype(np.float64), check_additivity=False), np.float64)
+    if vals.ndim == 2:  # one output
+        vals = vals[:, :, None]
+    base = np.atleast_1d(np.asarray(explainer.expected_value, np.float64))
+    if feature_names is None:
+        feature_names = model_feature_names(model) if not hasattr(model, "roots") else []
+    feature_names = list(feature_names) or [f"feature {i}" for i in range(forest.n_features)]
+    if len(feature_names) != forest.n_features:
+        raise InputError(f"{len(feature_names)} feature names for {forest.n_features} features.")
+    notes = []
+    if getattr(model, "forests_", None) and len(model.forests_) > 1:
+        notes.append("autocontext model: the first stage (image features only) is explained")
+    classes = list(classes) if classes is not None else list(range(forest.n_classes))
+    return Explanation(vals, base, X, feature_names, classes, y, notes)
+
+
+def predicted_probabilities(model, X) -> np.ndarray:
+    """The explained forest's class probabilities ``(n_samples, n_classes)`` for rows ``X``."""
+    forest, _ = _forest_of(model)
+    return forest.predict_proba(np.ascontiguousarray(np.asarray(X, np.float32).T))

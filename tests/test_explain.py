@@ -1,0 +1,119 @@
+"""SHAP values, correlated groups and the learning-curve diagnosis (active_annotator.explain)."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("shap")  # the [explain] extra; CI installs it through [dev]
+
+from active_annotator import explain
+from active_annotator.classifier import PixelClassifier
+from active_annotator.errors import InputError, LabelError, NotFittedError
+from active_annotator.features import FeatureSet
+
+
+def _one_signal_features(n=1500, n_features=8, informative=2, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_features)).astype(np.float32)
+    y = np.where(X[:, informative] > 0, 2, 1)
+    return X, y
+
+
+def _image_and_labels():
+    rng = np.random.default_rng(1)
+    img = rng.normal(0, 0.3, (64, 64)).astype(np.float32)
+    img[16:48, 16:48] += 2.0
+    lab = np.zeros((64, 64), np.uint8)
+    lab[20:44, 20:44] = 2
+    lab[:8] = 1
+    lab[-8:, :] = 1
+    return img, lab
+
+
+def test_additivity_pixel_classifier():
+    img, lab = _image_and_labels()
+    fs = FeatureSet(sigmas=(1.0, 2.0), families=("gaussian", "dog", "log"))
+    clf = PixelClassifier(features=fs, n_estimators=20, random_state=0, n_jobs=1).fit(img, lab)
+    X, y = explain.pixel_samples(clf, img, lab, max_samples=500)
+    e = explain.shap_values(clf, X, y=y)
+    assert e.values.shape == (X.shape[0], fs.n_features(1), 2)
+    prob = explain.predicted_probabilities(clf, X)
+    np.testing.assert_allclose(e.base_values + e.values.sum(axis=1), prob, atol=1e-9)
+    # names in the user's words, not the internal ones
+    assert "Gaussian 1 px" in e.feature_names and "LoG 2 px" in e.feature_names
+
+
+def test_additivity_holds_for_rows_not_used_for_covers_and_three_classes():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(900, 4)).astype(np.float32)
+    y = 1 + (X[:, 0] > 0.5) + (X[:, 1] > 0)
+    clf = PixelClassifier(features=FeatureSet(sigmas=(1.0,), families=("gaussian", "dog", "log",
+                                                                       "hessian")),
+                          n_estimators=15, random_state=0, n_jobs=1)
+    clf.fit_features(X, y)
+    other = rng.normal(size=(50, 4)).astype(np.float32) * 3
+    e = explain.shap_values(clf, other)
+    np.testing.assert_allclose(e.base_values + e.values.sum(axis=1),
+                               explain.predicted_probabilities(clf, other), atol=1e-9)
+    assert e.classes == [1, 2, 3]
+
+
+def test_ranking_agrees_with_permutation_importance():
+    from sklearn.inspection import permutation_importance
+
+    X, y = _one_signal_features(informative=2)
+    clf = PixelClassifier(n_estimators=30, random_state=0, n_jobs=1,
+                          features=FeatureSet(sigmas=(1.0, 2.0), families=("gaussian", "dog", "log")))
+    # 2 sigmas x gaussian/dog/log = 5 features; use the first 5 columns
+    X = X[:, :5]
+    clf.fit_features(X, y)
+    e = explain.shap_values(clf, X, y=y, feature_names=[f"f{i}" for i in range(5)])
+    shap_order = [name for name, _ in e.ranking()]
+
+    class _Proba:  # permutation importance needs an estimator; score = accuracy of the same forest
+        def fit(self):
+            return self
+
+        def score(self, Xs, ys):
+            p = explain.predicted_probabilities(clf, Xs)
+            return float(np.mean(np.asarray(clf.classes_)[p.argmax(1)] == ys))
+
+    perm = permutation_importance(_Proba(), X, y, n_repeats=5, random_state=0)
+    perm_order = [f"f{i}" for i in np.argsort(-perm.importances_mean, kind="stable")]
+    assert shap_order[0] == perm_order[0] == "f2"
+    top = dict(e.ranking())
+    assert top["f2"] > 5 * max(v for k, v in top.items() if k != "f2")
+
+
+def test_stratified_sample_keeps_every_class_in_proportion():
+    y = np.array([1] * 9000 + [2] * 900 + [3] * 5)
+    idx = explain.stratified_indices(y, 1000, seed=0)
+    assert idx.size <= 1000 and np.all(np.diff(idx) > 0)
+    vals, counts = np.unique(y[idx], return_counts=True)
+    assert vals.tolist() == [1, 2, 3]
+    assert abs(counts[0] / counts[1] - 10) < 0.5 and counts[2] >= 1
+
+
+def test_readable_names():
+    assert explain.readable_name("gaussian_s2.0_c0") == "Gaussian 2 px"
+    assert explain.readable_name("hessian1_s4.0_c1", n_channels=2) == "Hessian eigenvalue 2 4 px, channel 1"
+    assert explain.readable_name("dog_s50.0_c0", unit="s", samples_per_unit=100.0) == "DoG 0.5 s"
+    assert explain.readable_name("stalta_1s_10s_c0") == "STA/LTA 1 s / 10 s"
+    assert explain.readable_name("area") == "area"
+
+
+def test_bad_inputs_get_package_errors():
+    with pytest.raises(NotFittedError, match="not trained"):
+        explain.shap_values(PixelClassifier(), np.zeros((3, 4), np.float32))
+    X, y = _one_signal_features(n=200, n_features=5)
+    clf = PixelClassifier(n_estimators=5, n_jobs=1, random_state=0,
+                          features=FeatureSet(sigmas=(1.0, 2.0), families=("gaussian", "dog", "log")))
+    clf.fit_features(X, y)
+    with pytest.raises(InputError, match="5 features"):
+        explain.shap_values(clf, np.zeros((3, 4), np.float32))
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        explain.shap_values(clf, bad)
+    img, _ = _image_and_labels()
+    with pytest.raises(LabelError, match="no labels"):
+        explain.pixel_samples(clf, img, np.zeros(img.shape, np.uint8))
