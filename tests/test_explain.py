@@ -117,3 +117,54 @@ def test_bad_inputs_get_package_errors():
     img, _ = _image_and_labels()
     with pytest.raises(LabelError, match="no labels"):
         explain.pixel_samples(clf, img, np.zeros(img.shape, np.uint8))
+
+
+def test_correlated_groups_find_the_planted_pair_and_group_shap_stays_additive():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=800)
+    X = np.stack([a, a + 0.01 * rng.normal(size=800), rng.normal(size=800), rng.normal(size=800)],
+                 axis=1).astype(np.float32)
+    names = ["Gaussian 2 px", "Gaussian 4 px", "LoG 1 px", "DoG 1 px"]
+    g = explain.correlated_groups(X, names, threshold=0.9)
+    assert g.labels[0] == g.labels[1] and len(set(g.labels.tolist())) == 3
+    assert "Gaussian 2 px + Gaussian 4 px" in g.names
+    assert abs(list(g.order).index(0) - list(g.order).index(1)) == 1
+    assert "share credit" in g.sentence(names)
+    y = np.where(a > 0, 2, 1)
+    clf = PixelClassifier(n_estimators=20, random_state=0, n_jobs=1,
+                          features=FeatureSet(sigmas=(1.0,), families=("gaussian", "dog", "log",
+                                                                       "hessian")))
+    clf.fit_features(X, y)
+    e = explain.shap_values(clf, X, y=y, feature_names=names)
+    ge = explain.group_shap(e, g)
+    assert ge.values.shape == (800, 3, 2)
+    np.testing.assert_allclose(ge.values.sum(axis=1), e.values.sum(axis=1), atol=1e-12)
+    assert ge.ranking()[0][0] == "Gaussian 2 px + Gaussian 4 px"
+
+
+def _history(points):
+    from active_annotator.evaluation import History
+
+    h = History()
+    for n, t, v in points:
+        h.rounds.append({"round": len(h.rounds) + 1, "labelled_pixels": n,
+                         "train_error": t, "validation_error": v})
+    return h
+
+
+@pytest.mark.parametrize("points, regime", [
+    ([(100, 0.02, 0.30), (200, 0.02, 0.20), (400, 0.02, 0.12), (800, 0.02, 0.07)], "still improving"),
+    ([(100, 0.25, 0.28), (200, 0.24, 0.27), (400, 0.24, 0.27), (800, 0.25, 0.27)], "too simple (high bias)"),
+    ([(100, 0.00, 0.21), (200, 0.00, 0.20), (400, 0.00, 0.205), (800, 0.00, 0.20)], "large gap (high variance)"),
+    ([(100, 0.01, 0.04), (200, 0.01, 0.035), (400, 0.01, 0.036), (800, 0.01, 0.035)], "flat"),
+])
+def test_diagnose_regimes(points, regime):
+    d = explain.diagnose(_history(points))
+    assert d.regime == regime
+    assert d.text.lower().startswith(regime.split(" (")[0])
+    assert "\n" not in d.text and f"{points[-1][2]:.1%}" in d.text
+
+
+def test_diagnose_needs_rounds_with_validation():
+    assert explain.diagnose(_history([(10, 0.1, 0.2)])).regime == "too few rounds"
+    assert explain.diagnose([]).regime == "too few rounds"

@@ -330,3 +330,166 @@ def predicted_probabilities(model, X) -> np.ndarray:
     """The explained forest's class probabilities ``(n_samples, n_classes)`` for rows ``X``."""
     forest, _ = _forest_of(model)
     return forest.predict_proba(np.ascontiguousarray(np.asarray(X, np.float32).T))
+
+
+# -- correlated features -------------------------------------------------------
+@dataclass
+class FeatureGroups:
+    """Features clustered by correlation.
+
+    Attributes
+    ----------
+    correlation : float64 ``(n_features, n_features)``
+        Pearson correlation of the features (0 for a constant feature).
+    order : int ``(n_features,)``
+        Feature indices in dendrogram order (correlated features adjacent).
+    labels : int ``(n_features,)``
+        Group of each feature, 0..n_groups-1.
+    names : list of str
+        One name per group ("Gaussian 2 px + Gaussian 4 px").
+    members : list of list of int
+    """
+
+    correlation: np.ndarray
+    order: np.ndarray
+    labels: np.ndarray
+    names: list
+    members: list
+
+    def sentence(self, feature_names) -> str:
+        """One sentence on the groups of more than one feature, for under a plot."""
+        big = [m for m in self.members if len(m) > 1]
+        if not big:
+            return "No two features are strongly correlated; each one's SHAP value stands on its own."
+        m = max(big, key=len)
+        few = ", ".join(feature_names[i] for i in m[:3]) + (" ..." if len(m) > 3 else "")
+        return (f"{len(big)} group(s) of correlated features, e.g. {few}: they share credit, so each "
+                "looks less important than the group is; compare groups, not single features.")
+
+
+def correlated_groups(X, feature_names, threshold: float = 0.9) -> FeatureGroups:
+    """Cluster features whose |correlation| is at least about ``threshold``.
+
+    Average-linkage hierarchical clustering (scipy) on the distance
+    ``1 - |r|``, cut at ``1 - threshold``.
+
+    Parameters
+    ----------
+    X : float array ``(n_samples, n_features)``
+    feature_names : list of str
+    threshold : float in (0, 1]
+    """
+    from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    X = np.asarray(X, np.float64)
+    if X.ndim != 2 or X.shape[1] != len(feature_names):
+        raise InputError(f"X has shape {X.shape} but {len(feature_names)} feature names were given.")
+    if not 0 < threshold <= 1:
+        raise InputError(f"threshold must be in (0, 1], got {threshold}.")
+    n = X.shape[1]
+    std = X.std(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.corrcoef(X, rowvar=False) if X.shape[0] > 1 else np.eye(n)
+    r = np.atleast_2d(np.nan_to_num(r, nan=0.0))
+    r[std == 0, :] = 0.0
+    r[:, std == 0] = 0.0
+    np.fill_diagonal(r, 1.0)
+    if n == 1:
+        return FeatureGroups(r, np.zeros(1, int), np.zeros(1, int), [feature_names[0]], [[0]])
+    d = np.clip(1.0 - np.abs(r), 0.0, None)
+    d = (d + d.T) / 2
+    np.fill_diagonal(d, 0.0)
+    z = linkage(squareform(d, checks=False), method="average")
+    order = leaves_list(z)
+    raw = fcluster(z, t=1.0 - threshold, criterion="distance")
+    # number groups in dendrogram order
+    first = {}
+    for i in order:
+        first.setdefault(raw[i], len(first))
+    labels = np.array([first[g] for g in raw])
+    members = [[int(i) for i in order if labels[i] == g] for g in range(len(first))]
+    names = [" + ".join(feature_names[i] for i in m[:2]) + (f" (+{len(m) - 2})" if len(m) > 2 else "")
+             for m in members]
+    return FeatureGroups(r, order, labels, names, members)
+
+
+def group_shap(explanation: Explanation, groups: FeatureGroups) -> Explanation:
+    """SHAP values summed within each correlated group (still additive).
+
+    ``data`` of the result holds each group's mean feature value (a colour
+    for the beeswarm plot, not a model input).
+    """
+    vals = np.stack([explanation.values[:, m, :].sum(axis=1) for m in groups.members], axis=1)
+    data = np.stack([explanation.data[:, m].mean(axis=1) for m in groups.members], axis=1)
+    return Explanation(vals, explanation.base_values, data, list(groups.names),
+                       explanation.classes, explanation.y,
+                       explanation.notes + ["SHAP values summed over correlated groups"])
+
+
+# -- learning-curve diagnosis --------------------------------------------------
+@dataclass
+class Diagnosis:
+    """Which regime a learning curve is in (see :func:`diagnose`).
+
+    Attributes
+    ----------
+    regime : str
+        ``"still improving"``, ``"too simple (high bias)"``,
+        ``"large gap (high variance)"``, ``"flat"`` or ``"too few rounds"``.
+    text : str
+        One line for under the curve: the regime, its evidence, what to do.
+    """
+
+    regime: str
+    text: str
+    evidence: dict = field(default_factory=dict)
+
+
+def diagnose(history, *, high_error: float = 0.10, gap: float = 0.08, improving: float = 0.01,
+             window: int = 3) -> Diagnosis:
+    """Say what the learning curve of a :class:`~active_annotator.evaluation.History` means.
+
+    Uses the rounds' ``train_error`` and ``validation_error`` (1 - accuracy)
+    against ``labelled_pixels``. In order:
+
+    * too simple: the training error itself is at least ``high_error`` and
+      validation is close to it (the model cannot even fit its labels);
+    * still improving: the validation error fell by at least ``improving``
+      over the last ``window`` rounds (label more);
+    * large gap: validation error exceeds training error by at least ``gap``;
+    * flat: none of these: more labels of the same kind no longer help.
+    """
+    rounds = getattr(history, "rounds", history)
+    pts = [(r["labelled_pixels"], r["train_error"], r["validation_error"]) for r in rounds
+           if r.get("train_error") is not None and r.get("validation_error") is not None
+           and np.isfinite(r["train_error"]) and np.isfinite(r["validation_error"])]
+    if len(pts) < 2:
+        return Diagnosis("too few rounds",
+                         f"{len(pts)} round(s) with validation labels: train a few more rounds "
+                         "(with held-out labels) before reading the curve.")
+    n, t, v = (np.array(c, np.float64) for c in zip(*pts))
+    w = min(window, len(pts) - 1)
+    drop = float(v[-1 - w] - v[-1])
+    g = float(v[-1] - t[-1])
+    ev = {"train_error": float(t[-1]), "validation_error": float(v[-1]), "gap": g,
+          "validation_drop": drop, "labelled_pixels": int(n[-1]), "rounds": len(pts)}
+    if t[-1] >= high_error and g < gap:
+        return Diagnosis("too simple (high bias)",
+                         f"Too simple (high bias): training error {t[-1]:.1%} and validation error "
+                         f"{v[-1]:.1%} are both high; add feature families or scales, autocontext "
+                         "stages or deep features rather than more labels.", ev)
+    if drop >= improving:
+        return Diagnosis("still improving",
+                         f"Still improving: validation error fell {v[-1 - w]:.1%} -> {v[-1]:.1%} over "
+                         f"the last {w} round(s) ({int(n[-1 - w])} -> {int(n[-1])} labelled pixels); "
+                         "label more, starting at the suggested most uncertain places.", ev)
+    if g >= gap:
+        return Diagnosis("large gap (high variance)",
+                         f"Large gap (high variance): validation error {v[-1]:.1%} vs training "
+                         f"{t[-1]:.1%}; label more varied places (diversity strategy) or use fewer "
+                         "features / larger min_samples_leaf.", ev)
+    return Diagnosis("flat",
+                     f"Flat: validation error {v[-1]:.1%} changed {drop:+.1%} over the last {w} "
+                     "round(s); more labels of this kind no longer help: stop, or change strategy "
+                     "or features.", ev)
