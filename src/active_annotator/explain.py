@@ -69,6 +69,8 @@ def readable_name(name: str, *, unit: str = "px", samples_per_unit: float = 1.0,
         text = f"deep feature {int(base[4:])}"
     elif base == "envelope":
         text = "envelope"
+    elif base == "original":
+        text = "original intensity"
     elif (m := re.fullmatch(r"stalta_([0-9.]+)s_([0-9.]+)s", base)):
         text = f"STA/LTA {m.group(1)} s / {m.group(2)} s"
     elif (m := re.fullmatch(r"band_([0-9.]+)Hz", base)):
@@ -322,7 +324,8 @@ def shap_values(model, X, *, feature_names=None, y=None, max_samples: int = MAX_
     notes = []
     if getattr(model, "forests_", None) and len(model.forests_) > 1:
         notes.append("autocontext model: the first stage (image features only) is explained")
-    classes = list(classes) if classes is not None else list(range(forest.n_classes))
+    classes = ([c.item() if hasattr(c, "item") else c for c in classes] if classes is not None
+               else list(range(forest.n_classes)))
     return Explanation(vals, base, X, feature_names, classes, y, notes)
 
 
@@ -493,3 +496,194 @@ def diagnose(history, *, high_error: float = 0.10, gap: float = 0.08, improving:
                      f"Flat: validation error {v[-1]:.1%} changed {drop:+.1%} over the last {w} "
                      "round(s); more labels of this kind no longer help: stop, or change strategy "
                      "or features.", ev)
+
+
+# -- plots (matplotlib Figures, no pyplot state) ---------------------------------
+def _top(explanation: Explanation, score, max_features):
+    return np.argsort(-score, kind="stable")[:max_features]
+
+
+def beeswarm_figure(explanation: Explanation, class_index: int = 0, max_features: int = 15, fig=None):
+    """Beeswarm (summary) plot of one class: a dot per sample and feature.
+
+    x: the SHAP value (effect on the class probability), rows: features by
+    mean |SHAP| (largest on top), colour: the feature's value (rank within
+    the samples, low blue to high red). Returns a ``matplotlib.figure.Figure``.
+    """
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    e = explanation
+    if not 0 <= class_index < len(e.classes):
+        raise InputError(f"class_index {class_index} is out of range for {len(e.classes)} classes.")
+    vals = e.values[:, :, class_index]
+    idx = _top(e, np.abs(vals).mean(axis=0), max_features)
+    fig = Figure(figsize=(7, 0.35 * len(idx) + 1.6), layout="constrained") if fig is None else fig
+    fig.clear()
+    ax = fig.add_subplot()
+    rng = np.random.default_rng(0)
+    cmap = colormaps["coolwarm"]
+    for row, i in enumerate(idx):
+        x = vals[:, i]
+        # colour by rank, so a few extreme values do not wash the scale out
+        c = np.argsort(np.argsort(e.data[:, i], kind="stable"), kind="stable") / max(1, len(x) - 1)
+        # vertical spread proportional to how many dots share an x bin (a beeswarm's outline)
+        hist, edges = np.histogram(x, bins=50)
+        dens = hist[np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 49)] / max(1, hist.max())
+        yv = len(idx) - 1 - row + rng.uniform(-0.4, 0.4, x.size) * dens
+        ax.scatter(x, yv, c=cmap(c), s=6, alpha=0.7, linewidths=0, rasterized=True)
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set_yticks(range(len(idx)), [e.feature_names[i] for i in idx][::-1])
+    ax.set_xlabel(f"SHAP value (effect on the probability of class {e.classes[class_index]})")
+    ax.set_title(f"Class {e.classes[class_index]}: what pushes a pixel towards it", fontsize=10)
+    cb = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=ax, aspect=30, pad=0.01)
+    cb.set_ticks([0, 1], labels=["low", "high"])
+    cb.set_label("feature value")
+    return fig
+
+
+def bar_figure(explanation: Explanation, max_features: int = 15, fig=None):
+    """Bar plot of mean |SHAP| per feature, stacked by class. Returns a Figure."""
+    from matplotlib.figure import Figure
+
+    e = explanation
+    m = e.mean_abs()
+    idx = _top(e, m.sum(axis=1), max_features)[::-1]
+    fig = Figure(figsize=(7, 0.35 * len(idx) + 1.4), layout="constrained") if fig is None else fig
+    fig.clear()
+    ax = fig.add_subplot()
+    left = np.zeros(len(idx))
+    for k, c in enumerate(e.classes):
+        ax.barh(range(len(idx)), m[idx, k], left=left, label=f"class {c}")
+        left += m[idx, k]
+    ax.set_yticks(range(len(idx)), [e.feature_names[i] for i in idx])
+    ax.set_xlabel("mean |SHAP value| (average effect on the class probabilities)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def correlation_figure(groups: FeatureGroups, feature_names, fig=None):
+    """Heatmap of the feature correlation, clustered so correlated groups sit together."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    o = groups.order
+    n = len(o)
+    size = min(12, 2.5 + 0.3 * n)
+    fig = Figure(figsize=(size + 1, size), layout="constrained") if fig is None else fig
+    fig.clear()
+    ax = fig.add_subplot()
+    im = ax.imshow(groups.correlation[np.ix_(o, o)], cmap="RdBu_r", vmin=-1, vmax=1)
+    names = [feature_names[i] for i in o]
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+    # outline each group of more than one feature
+    pos = {int(i): k for k, i in enumerate(o)}
+    for m in groups.members:
+        if len(m) > 1:
+            p = sorted(pos[i] for i in m)
+            ax.add_patch(Rectangle(
+                (p[0] - 0.5, p[0] - 0.5), len(p), len(p), fill=False, ec="k", lw=1.5))
+    fig.colorbar(im, ax=ax, label="correlation", shrink=0.8)
+    ax.set_title("Feature correlation (boxes: correlated groups)", fontsize=10)
+    return fig
+
+
+# -- command line ----------------------------------------------------------------
+def write_report(explanation: Explanation, output_dir, *, groups: FeatureGroups | None = None,
+                 max_features: int = 15) -> list:
+    """Save the plots (PNG) and mean |SHAP| tables (CSV) into ``output_dir``; returns the paths.
+
+    Each file is written to a temporary name and renamed, so a reader never
+    sees half a file; a symlinked directory or file is refused.
+    """
+    import os
+    from pathlib import Path
+
+    from .errors import OutputError
+
+    out = Path(output_dir)
+    if out.is_symlink():
+        raise OutputError(f"{str(out)!r} is a symbolic link; give a real directory for the output.")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{str(out)!r} exists and is not a directory; choose a directory for the output.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"Cannot create the output directory {str(out)!r} ({e.strerror}).") from None
+    written = []
+
+    def put(name, write):
+        dst = out / name
+        if dst.is_symlink():
+            raise OutputError(f"{str(dst)!r} is a symbolic link; refusing to write through it.")
+        tmp = out / f".{name}.partial"
+        try:
+            write(tmp)
+            os.replace(tmp, dst)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(f"Cannot write {str(dst)!r} ({e.strerror}).") from None
+        written.append(dst)
+
+    def fig_writer(fig):
+        return lambda p: fig.savefig(p, dpi=110, format="png")
+
+    e = explanation
+    put("shap_bar.png", fig_writer(bar_figure(e, max_features)))
+    for k, c in enumerate(e.classes):
+        put(f"shap_beeswarm_class_{c}.png", fig_writer(beeswarm_figure(e, k, max_features)))
+    put("shap_mean_abs.csv", lambda p: p.write_text(e.to_csv()))
+    if groups is not None:
+        put("correlation.png", fig_writer(correlation_figure(groups, e.feature_names)))
+        put("shap_groups_mean_abs.csv", lambda p: p.write_text(group_shap(e, groups).to_csv()))
+    return written
+
+
+def add_parser(subparsers) -> None:
+    from pathlib import Path
+
+    p = subparsers.add_parser(
+        "explain", help="SHAP values of a pixel model on labelled pixels: plots and tables",
+        description="Explain a trained pixel classifier: exact TreeSHAP values (shap library) on a "
+                    "stratified sample of the labelled pixels, a beeswarm plot per class, a bar plot "
+                    "of mean |SHAP|, the clustered feature correlation and SHAP per correlated group.")
+    p.add_argument("--model", required=True, type=Path, help="model file (.aamodel) from train/save")
+    p.add_argument("--image", required=True, type=Path, help=".tif, .npy or .zarr image")
+    p.add_argument("--labels", required=True, type=Path, help="integer labels; 0 = unlabelled")
+    p.add_argument("--output", required=True, type=Path, help="directory for the PNG and CSV files")
+    p.add_argument("--channel-axis", type=int, default=None)
+    p.add_argument("--max-samples", type=int, default=MAX_SAMPLES,
+                   help=f"labelled pixels explained, a stratified sample (default {MAX_SAMPLES})")
+    p.add_argument("--correlation", type=float, default=0.9,
+                   help="|correlation| at which features form a group (default 0.9)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from .classifier import PixelClassifier
+    from .scale import open_array
+
+    if args.max_samples < 1:
+        raise InputError(f"--max-samples must be at least 1, got {args.max_samples}.")
+    model = PixelClassifier.load(args.model)
+    image = np.asarray(open_array(args.image, lazy=False))
+    labels = np.asarray(open_array(args.labels, lazy=False))
+    X, y = pixel_samples(model, image, labels, args.channel_axis, args.max_samples, args.seed)
+    e = shap_values(model, X, y=y, max_samples=args.max_samples, seed=args.seed)
+    groups = correlated_groups(X, e.feature_names, args.correlation)
+    paths = write_report(e, args.output, groups=groups)
+    print(f"explained {X.shape[0]} labelled pixels, {X.shape[1]} features, classes {e.classes}")
+    for note in e.notes:
+        print(f"note: {note}")
+    print("top features by mean |SHAP|:")
+    for name, v in e.ranking()[:5]:
+        print(f"  {name:40s} {v:.4f}")
+    print(groups.sentence(e.feature_names))
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
