@@ -168,3 +168,71 @@ def test_diagnose_regimes(points, regime):
 def test_diagnose_needs_rounds_with_validation():
     assert explain.diagnose(_history([(10, 0.1, 0.2)])).regime == "too few rounds"
     assert explain.diagnose([]).regime == "too few rounds"
+
+
+def test_figures_are_pyplot_free_figures():
+    from matplotlib.figure import Figure
+
+    X, y = _one_signal_features(n=300, n_features=5)
+    clf = PixelClassifier(n_estimators=5, n_jobs=1, random_state=0,
+                          features=FeatureSet(sigmas=(1.0, 2.0), families=("gaussian", "dog", "log")))
+    clf.fit_features(X, y)
+    e = explain.shap_values(clf, X, y=y)
+    g = explain.correlated_groups(X, e.feature_names)
+    for fig in (explain.beeswarm_figure(e, 1), explain.bar_figure(e),
+                explain.correlation_figure(g, e.feature_names)):
+        assert isinstance(fig, Figure) and fig.axes
+    assert [t.get_text() for t in explain.bar_figure(e).axes[0].get_yticklabels()][-1] == e.ranking()[0][0]
+    with pytest.raises(InputError, match="class_index"):
+        explain.beeswarm_figure(e, 5)
+
+
+def _cli_files(tmp_path):
+    img, lab = _image_and_labels()
+    clf = PixelClassifier(features=FeatureSet(sigmas=(1.0, 2.0), families=("gaussian", "log")),
+                          n_estimators=10, random_state=0, n_jobs=1).fit(img, lab)
+    model = clf.save(tmp_path / "m.aamodel")
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "lab.npy", lab)
+    return model, tmp_path / "img.npy", tmp_path / "lab.npy"
+
+
+def test_cli_writes_plots_and_csv(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    model, img, lab = _cli_files(tmp_path)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "active_annotator.cli", "explain", "--model", str(model),
+                        "--image", str(img), "--labels", str(lab), "--output", str(out),
+                        "--max-samples", "400"], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["correlation.png", "shap_bar.png", "shap_beeswarm_class_1.png",
+                     "shap_beeswarm_class_2.png", "shap_groups_mean_abs.csv", "shap_mean_abs.csv"]
+    assert Image.open(out / "shap_bar.png").size[0] > 300
+    rows = (out / "shap_mean_abs.csv").read_text().splitlines()
+    assert rows[0] == "feature,class_1,class_2,total" and len(rows) == 1 + 4
+    assert "explained 400 labelled pixels, 4 features" in r.stdout
+
+
+def test_cli_bad_input_exits_1_with_package_error(tmp_path, capsys):
+    from active_annotator.cli import main
+
+    model, img, lab = _cli_files(tmp_path)
+    np.save(tmp_path / "wrong.npy", np.zeros((10, 10), np.uint8))
+    assert main(["explain", "--model", str(model), "--image", str(img), "--labels",
+                 str(tmp_path / "wrong.npy"), "--output", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "active-annotator explain: error:" in err and "Traceback" not in err
+    (tmp_path / "bad.aamodel").write_bytes(b"not a model")
+    assert main(["explain", "--model", str(tmp_path / "bad.aamodel"), "--image", str(img), "--labels",
+                 str(lab), "--output", str(tmp_path / "o")]) == 1
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert main(["explain", "--model", str(model), "--image", str(img), "--labels", str(lab),
+                 "--output", str(tmp_path / "link")]) == 1
+    assert "symbolic link" in capsys.readouterr().err
+    assert not any((tmp_path / "real").iterdir())
