@@ -655,12 +655,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--image", required=True, type=Path, help=".tif, .npy or .zarr image")
     p.add_argument("--labels", required=True, type=Path, help="integer labels; 0 = unlabelled")
     p.add_argument("--output", required=True, type=Path, help="directory for the PNG and CSV files")
-    p.add_argument("--channel-axis", type=int, default=None)
+    p.add_argument("--channel-axis", type=int, default=None,
+                   help="axis of the image's channels, as when training (default: no channel axis)")
     p.add_argument("--max-samples", type=int, default=MAX_SAMPLES,
                    help=f"labelled pixels explained, a stratified sample (default {MAX_SAMPLES})")
     p.add_argument("--correlation", type=float, default=0.9,
                    help="|correlation| at which features form a group (default 0.9)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the stratified sample (default 0)")
     p.set_defaults(func=_run)
 
 
