@@ -236,3 +236,18 @@ def test_cli_bad_input_exits_1_with_package_error(tmp_path, capsys):
                  "--output", str(tmp_path / "link")]) == 1
     assert "symbolic link" in capsys.readouterr().err
     assert not any((tmp_path / "real").iterdir())
+
+
+def test_shap_values_report_progress_and_cancel():
+    from active_annotator.errors import Cancelled
+
+    X, y = _one_signal_features(n=700, n_features=5)
+    clf = PixelClassifier(n_estimators=5, n_jobs=1, random_state=0,
+                          features=FeatureSet(sigmas=(1.0, 2.0), families=("gaussian", "dog", "log")))
+    clf.fit_features(X, y)
+    seen = []
+    e = explain.shap_values(clf, X, on_progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(256, 700), (512, 700), (700, 700)] and e.values.shape[0] == 700
+    calls = []
+    with pytest.raises(Cancelled, match="cancelled"):
+        explain.shap_values(clf, X, should_stop=lambda: calls.append(1) or len(calls) > 1)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError, LabelError, NotFittedError
+from .errors import Cancelled, InputError, LabelError, NotFittedError
 
 #: default largest number of samples explained (a stratified sample of the labels)
 MAX_SAMPLES = 3000
@@ -270,7 +270,7 @@ def _forest_of(model):
 
 
 def shap_values(model, X, *, feature_names=None, y=None, max_samples: int = MAX_SAMPLES,
-                seed: int = 0) -> Explanation:
+                seed: int = 0, on_progress=None, should_stop=None) -> Explanation:
     """Exact TreeSHAP values of a forest on feature rows ``X``.
 
     Parameters
@@ -286,6 +286,9 @@ def shap_values(model, X, *, feature_names=None, y=None, max_samples: int = MAX_
         Labelled classes; used to draw a stratified sample when ``X`` has
         more than ``max_samples`` rows (else a uniform one).
     max_samples, seed : int
+    on_progress : callable(done, total), optional
+    should_stop : callable() -> bool, optional; checked between blocks of
+        rows, then :class:`~active_annotator.errors.Cancelled` is raised.
 
     Returns
     -------
@@ -312,9 +315,17 @@ def shap_values(model, X, *, feature_names=None, y=None, max_samples: int = MAX_
             "Explaining a model needs the 'shap' package: pip install 'napari-active-annotator[explain]'."
         ) from None
     explainer = shap.TreeExplainer(_shap_model(forest, X), feature_perturbation="tree_path_dependent")
-    vals = np.asarray(explainer.shap_values(X.astype(np.float64), check_additivity=False), np.float64)
-    if vals.ndim == 2:  # one output
-        vals = vals[:, :, None]
+    Xd = X.astype(np.float64)
+    blocks = []
+    step = 256  # blocks of rows: progress and cancel between them (shap's C code holds the GIL)
+    for lo in range(0, Xd.shape[0], step):
+        if should_stop is not None and should_stop():
+            raise Cancelled("Explaining was cancelled.")
+        v = np.asarray(explainer.shap_values(Xd[lo:lo + step], check_additivity=False), np.float64)
+        blocks.append(v[:, :, None] if v.ndim == 2 else v)  # one output: add the class axis
+        if on_progress is not None:
+            on_progress(min(lo + step, Xd.shape[0]), Xd.shape[0])
+    vals = np.concatenate(blocks)
     base = np.atleast_1d(np.asarray(explainer.expected_value, np.float64))
     if feature_names is None:
         feature_names = model_feature_names(model) if not hasattr(model, "roots") else []
