@@ -269,6 +269,16 @@ def _forest_of(model):
     return (forests[0] if forests else model.forest_), getattr(model, "classes_", None)
 
 
+def shap_value_stages(model, X, *, feature_names=None, y=None, max_samples: int = MAX_SAMPLES,
+                      seed: int = 0):
+    """:func:`shap_values` as a generator: yields ``(done, total)`` rows, returns the Explanation.
+
+    For a worker that reports progress and can stop between blocks
+    (``e = yield from shap_value_stages(...)``).
+    """
+    return _shap_stages(model, X, feature_names, y, max_samples, seed)
+
+
 def shap_values(model, X, *, feature_names=None, y=None, max_samples: int = MAX_SAMPLES,
                 seed: int = 0, on_progress=None, should_stop=None) -> Explanation:
     """Exact TreeSHAP values of a forest on feature rows ``X``.
@@ -294,6 +304,20 @@ def shap_values(model, X, *, feature_names=None, y=None, max_samples: int = MAX_
     -------
     Explanation
     """
+    stages = _shap_stages(model, X, feature_names, y, max_samples, seed)
+    while True:
+        if should_stop is not None and should_stop():
+            stages.close()
+            raise Cancelled("Explaining was cancelled.")
+        try:
+            done, total = next(stages)
+        except StopIteration as fin:
+            return fin.value
+        if on_progress is not None and done:
+            on_progress(done, total)
+
+
+def _shap_stages(model, X, feature_names, y, max_samples, seed):
     forest, classes = _forest_of(model)
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != forest.n_features:
@@ -318,13 +342,11 @@ def shap_values(model, X, *, feature_names=None, y=None, max_samples: int = MAX_
     Xd = X.astype(np.float64)
     blocks = []
     step = 256  # blocks of rows: progress and cancel between them (shap's C code holds the GIL)
+    yield (0, Xd.shape[0])
     for lo in range(0, Xd.shape[0], step):
-        if should_stop is not None and should_stop():
-            raise Cancelled("Explaining was cancelled.")
         v = np.asarray(explainer.shap_values(Xd[lo:lo + step], check_additivity=False), np.float64)
         blocks.append(v[:, :, None] if v.ndim == 2 else v)  # one output: add the class axis
-        if on_progress is not None:
-            on_progress(min(lo + step, Xd.shape[0]), Xd.shape[0])
+        yield (min(lo + step, Xd.shape[0]), Xd.shape[0])
     vals = np.concatenate(blocks)
     base = np.atleast_1d(np.asarray(explainer.expected_value, np.float64))
     if feature_names is None:
