@@ -648,6 +648,10 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         scroll.setWidget(train_page)
         self.panels.addTab(scroll, "Train")
         self.panels.addTab(self.suggestions_panel, "Suggestions")
+        from ._explain_panel import ExplainPanel
+
+        self.explain_panel = ExplainPanel(self)
+        self.panels.addTab(self.explain_panel, "Explain")
         # the controls get the room first (they scroll when the screen is short); the plot
         # keeps at least its minimum height
         root.addWidget(self.panels, 3)

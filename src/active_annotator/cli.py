@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     ("active_annotator.cnn", "add_parser"),
     ("active_annotator.signals", "add_parser"),
     ("active_annotator.feature_suggestion", "add_parser"),
+    ("active_annotator.explain", "add_parser"),
 ]
 
 
