@@ -46,6 +46,7 @@ class ExplainPanel(QWidget):
         self.status.setWordWrap(True)
         self.figure = Figure(figsize=(5, 4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(360)  # a beeswarm of 15 rows is unreadable when squashed
         row = QHBoxLayout()
         row.addWidget(self.explain_button)
         row.addWidget(self.cancel_button)
