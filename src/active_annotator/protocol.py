@@ -39,7 +39,6 @@ the comparison is paired.
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass, field
@@ -51,7 +50,8 @@ from scipy import ndimage as ndi
 from . import candidates as cand
 from .errors import InputError
 from .sampling import DESCRIPTOR_STRATEGIES, STRATEGIES, suggest
-from .simulate import ORACLE_MODES, Oracle, _ball, log_pixel_axis
+from .simulate import (ORACLE_MODES, Oracle, _start_labels, check_truth, class_jaccards, log_pixel_axis,
+                       write_rows_csv)
 
 #: Patch edges tried by :func:`default_patch`, largest first, per spatial ndim.
 PATCH_OPTIONS = cand.PATCH_SIZES
@@ -125,18 +125,6 @@ def interest_classes(truth: np.ndarray, classes=None) -> list[int]:
         raise InputError("The truth needs at least two classes.")
     counts = np.array([(truth == k).sum() for k in present])
     return [int(k) for k in present if k != present[np.argmax(counts)]]
-
-
-def class_jaccards(truth: np.ndarray, pred: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Jaccard of every class of ``classes`` (sorted) at pixels where ``truth != 0``."""
-    m = truth != 0
-    k = len(classes)
-    ti = np.searchsorted(classes, truth[m])
-    pi = np.searchsorted(classes, pred[m])
-    cm = np.bincount(ti * k + pi, minlength=k * k).reshape(k, k).astype(np.float64)
-    tp = np.diag(cm)
-    union = cm.sum(0) + cm.sum(1) - tp
-    return np.divide(tp, union, out=np.zeros(k), where=union > 0)
 
 
 def _interior(truth: np.ndarray, radius: int) -> np.ndarray:
@@ -379,16 +367,6 @@ class ProtocolResult:
         return fig
 
 
-def write_rows_csv(rows: Sequence[dict], path) -> None:
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-
-
 def _fmt_px(v, bound) -> str:
     if v is None or not np.isfinite(v):
         return "n/a"
@@ -423,25 +401,6 @@ def format_summary(summary: dict, title: str = "") -> str:
                      f"{t['wins']} wins / {t['losses']} losses of {t['n']} seeds, Wilcoxon p = {t['p_value']:.3g}"
                      + (" (significantly worse)" if t["significantly_worse"] else ""))
     return "\n".join(lines) + "\n"
-
-
-def _start_labels(truth_ann: np.ndarray, radius: int, seed: int) -> np.ndarray:
-    """One dab per class at a random interior pixel of that class (seeded)."""
-    rng = np.random.default_rng(seed)
-    labels = np.zeros(truth_ann.shape, np.uint8 if truth_ann.max() < 256 else np.uint16)
-    ball = _ball(radius, truth_ann.ndim)
-    r = radius
-    inner = _interior(truth_ann, radius)
-    for k in np.unique(truth_ann[truth_ann != 0]):
-        where = np.argwhere((truth_ann == k) & inner)
-        if len(where) == 0:
-            where = np.argwhere(truth_ann == k)
-        c = where[rng.integers(len(where))]
-        sl = tuple(slice(max(x - r, 0), min(x + r + 1, n)) for x, n in zip(c, truth_ann.shape))
-        bl = tuple(slice(s.start - (x - r), s.stop - (x - r)) for s, x in zip(sl, c))
-        paint = ball[bl] & (truth_ann[sl] == k)
-        labels[sl][paint] = k
-    return labels
 
 
 def _parse_strategy(name: str):
@@ -489,20 +448,12 @@ def run(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "random"
 
     from .features import FeatureSet, compute
 
-    truth = np.asarray(truth)
-    image = np.asarray(image)
-    spatial = image.shape if channel_axis is None else tuple(
-        n for a, n in enumerate(image.shape) if a != channel_axis % image.ndim)
-    if truth.shape != spatial:
-        raise InputError(f"truth has shape {truth.shape} but the image's spatial shape is {spatial}.")
-    if not np.issubdtype(truth.dtype, np.integer) or truth.min() < 0:
-        raise InputError("truth must be non-negative integers: classes 1..K, 0 = unknown.")
+    image, truth, spatial, all_classes = check_truth(image, truth, channel_axis)
     if oracle not in ORACLE_MODES:
         raise InputError(f"Unknown oracle mode {oracle!r}; choose from {list(ORACLE_MODES)}.")
     if rounds < 1 or batch < 1:
         raise InputError(f"rounds and batch must be >= 1, got {rounds} and {batch}.")
     parsed = {s: _parse_strategy(s) for s in strategies}
-    all_classes = np.unique(truth[truth != 0])
     interest = interest_classes(truth, classes)
     ci = np.searchsorted(all_classes, interest)
     seed_list = list(range(int(seeds))) if np.isscalar(seeds) else [int(s) for s in seeds]
@@ -555,7 +506,7 @@ def run(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "random"
             test = ~region & (truth != 0)
             truth_ann = np.where(region, truth, 0)
             annotator = Oracle(radius, oracle, seed=seed)
-            labels = _start_labels(truth_ann, radius, seed)
+            labels = _start_labels(truth_ann, radius, seed, prefer=_interior(truth_ann, radius))
             model = _Forest(n_estimators, seed, n_jobs)
             for r in range(rounds + 1):
                 t0 = time.perf_counter()

@@ -297,13 +297,7 @@ class SimulationResult:
         return out
 
     def to_csv(self, path) -> None:
-        cols: list[str] = []
-        for r in self.rows:
-            cols += [k for k in r if k not in cols]
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
-            w.writeheader()
-            w.writerows(self.rows)
+        write_rows_csv(self.rows, path)
 
     def figure(self, title: str | None = None, ax=None):
         """Jaccard against labelled pixels: per strategy the mean over seeds and its min-max band.
@@ -364,8 +358,19 @@ def _regions(shape: Sequence[int], holdout: float):
     return tuple(ann), tuple(test)
 
 
-def _score(truth: np.ndarray, pred: np.ndarray, classes) -> tuple[float, float, float]:
-    """(jaccard, mean_jaccard, accuracy) at pixels where truth != 0.
+def write_rows_csv(rows: Sequence[dict], path) -> None:
+    """Rows (dicts) as CSV; columns in order of first appearance."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def class_jaccards(truth: np.ndarray, pred: np.ndarray, classes) -> np.ndarray:
+    """Jaccard of every class of ``classes`` (sorted) at pixels where ``truth != 0``.
 
     A bincount confusion matrix: the same numbers as
     :func:`active_annotator.evaluation.metrics` (tested), ~50x faster, which
@@ -373,15 +378,22 @@ def _score(truth: np.ndarray, pred: np.ndarray, classes) -> tuple[float, float, 
     """
     classes = np.asarray(classes)
     m = truth != 0
+    k = len(classes)
     ti = np.searchsorted(classes, truth[m])
     pi = np.searchsorted(classes, pred[m])
-    k = len(classes)
     cm = np.bincount(ti * k + pi, minlength=k * k).reshape(k, k).astype(np.float64)
     tp = np.diag(cm)
     union = cm.sum(0) + cm.sum(1) - tp
-    js = np.divide(tp, union, out=np.zeros(k), where=union > 0)
-    main = js[-1] if k == 2 else js.mean()
-    return float(main), float(js.mean()), float(tp.sum() / max(cm.sum(), 1))
+    return np.divide(tp, union, out=np.zeros(k), where=union > 0)
+
+
+def _score(truth: np.ndarray, pred: np.ndarray, classes) -> tuple[float, float, float]:
+    """(jaccard, mean_jaccard, accuracy) at pixels where truth != 0 (protocol 1's score)."""
+    js = class_jaccards(truth, pred, classes)
+    main = js[-1] if len(js) == 2 else js.mean()
+    m = truth != 0
+    acc = float(np.mean(truth[m] == pred[m])) if m.any() else 0.0
+    return float(main), float(js.mean()), acc
 
 
 def dense_reference(feats: np.ndarray, truth: np.ndarray, annotation, test, n_estimators=50,
@@ -411,20 +423,46 @@ def dense_reference(feats: np.ndarray, truth: np.ndarray, annotation, test, n_es
     return _score(truth[test], pred, classes)[0]
 
 
-def _start_labels(truth_ann: np.ndarray, oracle: Oracle, seed: int) -> np.ndarray:
-    """One dab per class at a random pixel of that class (seeded)."""
+def _start_labels(truth_ann: np.ndarray, radius: int, seed: int, prefer=None) -> np.ndarray:
+    """One dab per class at a random pixel of that class (seeded).
+
+    ``prefer`` (bool, the truth's shape): draw the centre among these pixels
+    of the class when it has any (protocol 2 passes the class interiors).
+    """
     rng = np.random.default_rng(seed)
     labels = np.zeros(truth_ann.shape, np.uint8 if truth_ann.max() < 256 else np.uint16)
-    ball = _ball(oracle.radius, truth_ann.ndim)
-    r = oracle.radius
+    ball = _ball(radius, truth_ann.ndim)
+    r = int(radius)
     for k in np.unique(truth_ann[truth_ann != 0]):
-        where = np.argwhere(truth_ann == k)
+        where = np.argwhere((truth_ann == k) & prefer) if prefer is not None else np.empty((0,))
+        if len(where) == 0:
+            where = np.argwhere(truth_ann == k)
         c = where[rng.integers(len(where))]
         sl = tuple(slice(max(x - r, 0), min(x + r + 1, n)) for x, n in zip(c, truth_ann.shape))
         bl = tuple(slice(s.start - (x - r), s.stop - (x - r)) for s, x in zip(sl, c))
         paint = ball[bl] & (truth_ann[sl] == k)
         labels[sl][paint] = k
     return labels
+
+
+def check_truth(image, truth, channel_axis: int | None):
+    """``(image, truth, spatial shape, classes)`` after checking the truth fits the image.
+
+    ``truth`` must be non-negative integers of the image's spatial shape with
+    at least two classes (0 = unknown).
+    """
+    truth = np.asarray(truth)
+    image = np.asarray(image)
+    spatial = image.shape if channel_axis is None else tuple(
+        n for a, n in enumerate(image.shape) if a != channel_axis % image.ndim)
+    if truth.shape != spatial:
+        raise InputError(f"truth has shape {truth.shape} but the image's spatial shape is {spatial}.")
+    if not np.issubdtype(truth.dtype, np.integer) or truth.min() < 0:
+        raise InputError("truth must be non-negative integers: classes 1..K, 0 = unknown.")
+    classes = np.unique(truth[truth != 0])
+    if classes.size < 2:
+        raise InputError(f"truth must contain at least two classes, found {classes.tolist()}.")
+    return image, truth, spatial, classes
 
 
 def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "random"),
@@ -475,17 +513,7 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
     """
     from tqdm.auto import tqdm
 
-    truth = np.asarray(truth)
-    image = np.asarray(image)
-    spatial = image.shape if channel_axis is None else tuple(
-        n for a, n in enumerate(image.shape) if a != channel_axis % image.ndim)
-    if truth.shape != spatial:
-        raise InputError(f"truth has shape {truth.shape} but the image's spatial shape is {spatial}.")
-    if not np.issubdtype(truth.dtype, np.integer) or truth.min() < 0:
-        raise InputError("truth must be non-negative integers: classes 1..K, 0 = unknown.")
-    classes = np.unique(truth[truth != 0])
-    if classes.size < 2:
-        raise InputError(f"truth must contain at least two classes, found {classes.tolist()}.")
+    image, truth, spatial, classes = check_truth(image, truth, channel_axis)
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         raise InputError(f"Unknown strategies {bad}; choose from {list(STRATEGIES)}.")
@@ -523,7 +551,7 @@ def simulate(image, truth, strategies: Sequence[str] = ("hybrid", "entropy", "ra
     for strategy in strategies:
         for seed in seed_list:
             annotator = Oracle(radius, oracle, seed=seed)
-            labels = _start_labels(truth_ann, annotator, seed)
+            labels = _start_labels(truth_ann, annotator.radius, seed)
             clf = PixelClassifier(fs, n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs)
             for r in range(rounds + 1):
                 t0 = time.perf_counter()
