@@ -304,7 +304,7 @@ def _clasp(cands, avail, scores, n, rng, u_name, beta, fractions) -> list[Sugges
     taken = np.zeros(avail.size, bool)
     out = []
     ki = 0
-    while len(out) < n and not taken.all():
+    while len(out) < n and not taken.all():  # one pick per pass: an empty stratum falls back to the pool
         k = order_k[ki % len(order_k)] if order_k else None
         ki += 1
         pool = ~taken & (present[:, k] if k is not None else True)
@@ -318,8 +318,6 @@ def _clasp(cands, avail, scores, n, rng, u_name, beta, fractions) -> list[Sugges
                  else "no class left to stratify")
         out.append(Suggestion(cands[i], len(out) + 1, float(scores[i]),
                               f"{u_name} {scores[i]:.2f}, class-stratified power draw: {where}"))
-        if ki > 10 * n + len(order_k):  # every stratum exhausted: fall back to the pool above
-            order_k = []
     return out
 
 
