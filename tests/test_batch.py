@@ -158,3 +158,74 @@ def test_cli_predict_folder_skips_on_rerun(model, folder, tmp_path, capsys):
     assert "10 images: 10 done" in capsys.readouterr().out
     assert main(args) == 0
     assert "10 images: 10 skipped" in capsys.readouterr().out
+
+
+# -- the "Batch prediction" dock (napari under Xvfb) -------------------------------------------
+
+
+@pytest.fixture
+def viewer(make_napari_viewer_proxy):
+    pytest.importorskip("napari")
+    return make_napari_viewer_proxy()
+
+
+def _dock(viewer, model_path, inputs, out):
+    from active_annotator_napari._batch_widget import BatchPredictionWidget
+
+    w = BatchPredictionWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Batch prediction")
+    w.model_edit.setText(str(model_path))
+    w.input_edit.setText(str(inputs))
+    w.output_edit.setText(str(out))
+    return w
+
+
+@pytest.mark.gui
+def test_dock_runs_shows_per_file_status_and_skips_on_rerun(viewer, qtbot, model, folder, tmp_path):
+    _, path = model
+    w = _dock(viewer, path, folder / "img_00*.tif", tmp_path / "out")
+    with qtbot.waitSignal(w.finished, timeout=60_000) as blocker:
+        w.run_button.click()
+    report = blocker.args[0]
+    assert report.count("done") == 10
+    assert w.progress_bar.value() == 10 and w.progress_bar.maximum() == 10
+    assert [w.table.item(i, 1).text().split(" (")[0] for i in range(10)] == ["done"] * 10
+    assert w.table.item(3, 0).text() == "img_003.tif"
+    assert "10 done" in w.status.text()
+    with qtbot.waitSignal(w.finished, timeout=60_000) as blocker:
+        w.run_button.click()
+    assert blocker.args[0].count("skipped") == 10
+    assert w.table.item(0, 1).text() == "skipped (done before)"
+
+
+@pytest.mark.gui
+def test_dock_cancel_stops_the_batch_and_keeps_finished_images(viewer, qtbot, model, folder, tmp_path):
+    _, path = model
+    w = _dock(viewer, path, folder, tmp_path / "out")
+
+    def cancel_after_three(done, total):
+        if done == 3:
+            w.cancel_button.click()
+
+    w._progress.connect(cancel_after_three)  # main thread, after image 3's progress arrives
+    with qtbot.waitSignal(w.finished, timeout=60_000) as blocker:
+        w.run_button.click()
+    report = blocker.args[0]
+    assert report.cancelled
+    n_done = report.count("done")
+    # the worker may have started a few more images before the click reached it: each
+    # ran to its next chunk at most, and every image after the cancelled one is untouched
+    assert 3 <= n_done < N
+    assert report.count("cancelled") == N - n_done
+    assert len(list((tmp_path / "out").glob("*.tif"))) == n_done
+    assert w.status.text().startswith("Cancelled")
+    assert w.run_button.isEnabled() and not w.cancel_button.isEnabled()
+
+
+@pytest.mark.gui
+def test_dock_shows_the_core_message_for_a_missing_model(viewer, qtbot, folder, tmp_path):
+    w = _dock(viewer, tmp_path / "nope.aamodel", folder, tmp_path / "out")
+    with qtbot.waitSignal(w.finished, timeout=30_000) as blocker:
+        w.run_button.click()
+    assert isinstance(blocker.args[0], str)
+    assert "does not exist" in w.status.text() and "nope.aamodel" in w.status.text()
