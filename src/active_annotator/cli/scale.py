@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..batch import add_batch_arguments, is_batch, run_batch
 from ..classifier import PixelClassifier
 from ..features import FeatureSet
 from ..scale import is_signal_file, open_array, predict_file
@@ -54,8 +55,11 @@ def add_parser(subparsers) -> None:
                     "a dask.distributed cluster.")
     p.add_argument("--model", required=True, type=Path,
                    help="trained model: .aamodel (from train or the widget) or .aacnn (cnn-train)")
-    p.add_argument("--input", required=True, type=Path, help=".zarr, .tif or .npy")
-    p.add_argument("--output", required=True, type=Path, help=".zarr or .tif")
+    p.add_argument("--input", required=True, type=Path,
+                   help=".zarr, .tif or .npy; or a folder or glob ('images/*.tif') of them: "
+                        "batch prediction, one output per input in the --output folder")
+    p.add_argument("--output", required=True, type=Path,
+                   help=".zarr or .tif; a folder for a folder or glob input")
     add_channel_axis(p)
     p.add_argument("--chunks", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
                    help="chunk edge per non-channel axis, e.g. 1,1024,1024 (default: the input's)")
@@ -63,6 +67,7 @@ def add_parser(subparsers) -> None:
                    help="dask.distributed scheduler address, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--probabilities", action="store_true",
                    help="write class probabilities (n_classes, ...) float32 instead of classes")
+    add_batch_arguments(p)
     p.set_defaults(func=run_predict)
 
 
@@ -94,6 +99,8 @@ def _input_shape(path) -> tuple[int, ...]:
 
 
 def run_predict(args) -> int:
+    if is_batch(args.input, args.output):
+        return run_batch(args)
     if is_signal_file(args.input) and args.channel_axis is None:
         args.channel_axis = 0
     if args.channel_axis is None:
