@@ -24,6 +24,7 @@ SUBCOMMANDS = [
     ("active_annotator.signals", "add_parser"),
     ("active_annotator.feature_suggestion", "add_parser"),
     ("active_annotator.explain", "add_parser"),
+    ("active_annotator.bioimage", "add_parser"),
 ]
 
 
