@@ -25,6 +25,7 @@ SUBCOMMANDS = [
     ("active_annotator.feature_suggestion", "add_parser"),
     ("active_annotator.explain", "add_parser"),
     ("active_annotator.bioimage", "add_parser"),
+    ("active_annotator.io.quakeml", "add_parser"),
 ]
 
 
