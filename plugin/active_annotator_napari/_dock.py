@@ -1,0 +1,503 @@
+"""The base every dock is built on: viewer, layer pickers, status, errors, output layers, workers.
+
+A dock is a translator between napari layers and one core call at a time.
+:class:`Dock` gives it the parts that are the same everywhere:
+
+* ``self.viewer`` and :meth:`Dock.layer_picker` (a magicgui ``ComboBox`` of the
+  viewer's layers of one type, refreshed by the layer list's events, with a
+  preferred and an avoided choice);
+* ``self.body``: the layout the dock puts its controls in, inside a scroll
+  area, so a dock never grows the window past the screen;
+* a footer that is always visible: ``self.status`` (one wrapped line),
+  ``self.progress_bar`` and ``self.cancel_button``;
+* :meth:`Dock.set_status` and :meth:`Dock.fail` (the message in the dock,
+  a napari notification, the ``failed`` signal);
+* :meth:`Dock.put_layer` (update an output layer in place, or add it);
+* :meth:`Dock.run`: one job in a napari worker with progress and cancel. A new
+  run replaces the running one (never queued) and a result of a replaced or
+  cancelled run is dropped.
+
+Plus the small shared pieces: :data:`CHANNEL_CHOICES`, :func:`guess_axes` and
+:func:`image_and_geometry` (an image layer's array, spatial shape, scale and
+translate, validated).
+
+No ``from __future__ import annotations``: napari injects the viewer only when
+the constructor's annotation is the class itself.
+"""
+
+import inspect
+import threading
+import time
+from dataclasses import dataclass, field
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from active_annotator.errors import AnnotatorError, Cancelled, InputError
+
+from ._messages import for_gui
+
+# (text shown, channel_axis passed to the core)
+CHANNEL_CHOICES = (
+    ("none (single channel)", None),
+    ("last axis (RGB / channels last)", -1),
+    ("first axis (channels first)", 0),
+)
+# A progress report repaints the dock (and, under Xvfb, the GL canvas): at most this often
+REPORT_INTERVAL_S = 0.2
+
+
+def choice_combo(choices, tooltip="") -> QComboBox:
+    """A QComboBox of ``(text, value)`` pairs (read the value with :func:`choice_value`)."""
+    combo = QComboBox()
+    for text, _ in choices:
+        combo.addItem(text)
+    combo.setToolTip(tooltip)
+    return combo
+
+
+def choice_value(combo, choices):
+    """The value of the chosen ``(text, value)`` pair."""
+    return choices[max(0, combo.currentIndex())][1]
+
+
+def set_choice(combo, choices, value) -> None:
+    """Choose the pair whose value is ``value``."""
+    combo.setCurrentIndex([v for _, v in choices].index(value))
+
+
+def guess_axes(layer):
+    """A first guess of ``(channel_axis, spatial mode)`` from an image layer; the user can change it.
+
+    Spatial mode is ``"2d"``, ``"3d"`` or ``"planes"`` (2-D filters plane by plane).
+    A first axis of at most 5 that is shorter than the others is taken for channels.
+    """
+    if layer.rgb:
+        return -1, ("2d" if layer.data.ndim == 3 else "planes")
+    shape = layer.data.shape
+    ndim = len(shape)
+    if ndim <= 2:
+        return None, "2d"
+    few_channels = shape[0] <= 5 and shape[0] < min(shape[1:])
+    if ndim == 3:
+        return (0, "2d") if few_channels else (None, "3d")
+    if ndim == 4:
+        return (0, "3d") if few_channels else (None, "3d")
+    return (0, "planes") if few_channels else (None, "planes")
+
+
+def image_and_geometry(layer, channel_axis):
+    """``(data, spatial shape, scale, translate)`` of an image layer with ``channel_axis`` taken out.
+
+    Raises :class:`InputError` (in the words of the docks' controls) for no
+    layer, a multiscale layer, an RGB layer without the last channel axis, or
+    an image with no axis left after the channels. ``data`` is the layer's own
+    array (numpy, zarr or dask: not copied).
+    """
+    if layer is None:
+        raise InputError("There is no image layer: open an image (or File > Open Sample) first.")
+    if layer.multiscale:
+        raise InputError(f"'{layer.name}' is a multiscale image; open its full-resolution level "
+                         "as a plain image.")
+    if layer.rgb and channel_axis != -1:
+        raise InputError(f"'{layer.name}' is an RGB image: choose channel axis "
+                         "'last axis (RGB / channels last)'.")
+    data = layer.data
+    shape, scale, translate = list(data.shape), list(layer.scale), list(layer.translate)
+    if channel_axis is not None:
+        if len(shape) < 2:
+            raise InputError(f"'{layer.name}' has shape {tuple(shape)}: no axis left after the channels.")
+        del shape[channel_axis]
+        if not layer.rgb:  # napari already leaves the RGB axis out of scale/translate
+            del scale[channel_axis]
+            del translate[channel_axis]
+    return data, tuple(shape), tuple(scale), tuple(translate)
+
+
+class LayerPicker:
+    """A magicgui ``ComboBox`` of the viewer's layers of one type, kept in step with the layer list.
+
+    ``accept(layer)`` filters further; ``prefer`` names are chosen first when the
+    current choice disappears (or there was none); ``avoid`` names are never
+    preselected (a user can still pick them). ``none_text`` adds a first
+    "no layer" entry whose value is None. ``self.value`` is the chosen layer;
+    ``self.native`` the QComboBox.
+    """
+
+    def __init__(self, viewer, kind, *, accept=None, prefer=(), avoid=(), none_text=None, tooltip=""):
+        self.viewer, self.kind = viewer, kind
+        self._accept = accept or (lambda layer: True)
+        self.prefer, self.avoid, self.none_text = tuple(prefer), tuple(avoid), none_text
+        self.combo = ComboBox(choices=self._choices)
+        self.native = self.combo.native
+        self.native.setToolTip(tooltip)
+        self.refresh()
+
+    def _choices(self, _widget=None):
+        layers = [(ly.name, ly) for ly in self.viewer.layers
+                  if isinstance(ly, self.kind) and self._accept(ly)]
+        return ([(self.none_text, None)] if self.none_text is not None else []) + layers
+
+    def layers(self) -> list:
+        return [v for _, v in self._choices() if v is not None]
+
+    def default(self):
+        """The layer a fresh picker chooses: a preferred name, else the first one not avoided."""
+        layers = self.layers()
+        by_name = {ly.name: ly for ly in layers}
+        for name in self.prefer:
+            if name in by_name:
+                return by_name[name]
+        fallback = [ly for ly in layers if ly.name not in self.avoid]
+        return fallback[0] if fallback else None
+
+    def refresh(self, *_):
+        """Re-read the layer list; keep the current layer when it is still there."""
+        current = self.value
+        was_there = current is not None and current in self.layers()
+        try:
+            self.combo.reset_choices()
+        except RuntimeError:  # its Qt widget was deleted; the viewer's event outlived it
+            return
+        if was_there:
+            self.combo.value = current
+        elif self.combo.choices:
+            default = self.default()
+            if default is None and self.none_text is None:
+                self.native.setCurrentIndex(-1)  # nothing fits: no preselection
+            else:
+                self.combo.value = default
+
+    @property
+    def value(self):
+        """The chosen layer, or None."""
+        if not self.combo.choices or self.native.currentIndex() < 0:
+            return None
+        return self.combo.value
+
+    @value.setter
+    def value(self, layer):
+        self.combo.value = layer
+
+    def select(self, name: str) -> None:
+        self.native.setCurrentText(name)
+
+
+class _FullHeightScroll(QScrollArea):
+    """A scroll area that asks for its content's whole height when there is room
+    (QScrollArea caps its size hint) and scrolls when there is not."""
+
+    MIN_HEIGHT = 90  # four docks stacked on an 800-px screen still fit
+
+    def __init__(self):
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        hint = super().sizeHint()
+        if self.widget() is not None:
+            hint.setHeight(self.widget().sizeHint().height() + 2 * self.frameWidth())
+            hint.setWidth(self.widget().sizeHint().width() + self.verticalScrollBar().sizeHint().width())
+        return hint
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt's name
+        hint = super().minimumSizeHint()
+        hint.setHeight(min(hint.height(), self.MIN_HEIGHT))
+        if self.widget() is not None:
+            hint.setWidth(self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width())
+        return hint
+
+
+@dataclass(eq=False)
+class Task:
+    """What a job running in a worker gets: a stop flag, progress and reports to the dock.
+
+    ``should_stop()`` is what the core's ``should_stop=`` arguments take;
+    ``progress(done, total, text)`` moves the dock's progress bar;
+    ``report(info)`` hands ``info`` to the run's ``on_report`` on the main thread.
+    Both are dropped once the run is replaced or cancelled.
+    """
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
+    worker: object = None
+    _emit: object = None
+    _last: float = 0.0
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set()
+
+    def progress(self, done, total, text=""):
+        now = time.perf_counter()
+        if done < total and now - self._last < REPORT_INTERVAL_S:
+            return
+        self._last = now
+        self._send(("progress", (int(done), int(total), text)))
+
+    def report(self, info):
+        self._send(("report", info))
+
+    def _send(self, message):
+        try:
+            self._emit(self, message)
+        except RuntimeError:  # the dock was deleted
+            pass
+
+
+class Dock(QWidget):
+    """Base of the plugin's docks: see the module docstring for what it owns.
+
+    Signals
+    -------
+    failed(str) : emitted with the message shown when a request fails.
+    cancelled : emitted when the user cancelled a run (its result is dropped).
+    """
+
+    failed = Signal(str)
+    cancelled = Signal()
+    _delivered = Signal(object, object)  # (task, message) from a worker thread
+
+    def __init__(self, napari_viewer, idle_text=""):
+        super().__init__()
+        self.viewer = napari_viewer
+        self._task = None  # the latest run; older ones are stale
+        self._workers = set()
+        self._pickers = []
+        self._on_report = None
+        self._delivered.connect(self._on_delivered)
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(2, 2, 2, 2)
+        self.scroll = _FullHeightScroll()
+        page = QWidget()
+        self.body = QVBoxLayout(page)
+        self.body.setContentsMargins(4, 4, 4, 4)
+        self.scroll.setWidget(page)
+        outer.addWidget(self.scroll, 1)
+
+        self.status = QLabel(idle_text)
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        outer.addWidget(self.status)
+        row = QHBoxLayout()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running step; its result is dropped and the layers stay as they were.")
+        self.cancel_button.clicked.connect(self.cancel)
+        row.addWidget(self.progress_bar, 1)
+        row.addWidget(self.cancel_button)
+        outer.addLayout(row)
+        self._idle_bar()
+
+        layers = self.viewer.layers
+        for emitter in (layers.events.inserted, layers.events.removed, layers.events.moved):
+            emitter.connect(self._on_layer_list)
+        for layer in layers:
+            layer.events.name.connect(self.refresh_pickers)
+        self.destroyed.connect(_unhook(layers, self._on_layer_list, self.refresh_pickers))
+
+    # -- layer pickers ---------------------------------------------------------------
+    def layer_picker(self, kind, **kwargs) -> LayerPicker:
+        """A :class:`LayerPicker` of layers of ``kind`` (e.g. ``napari.layers.Image``), kept current."""
+        picker = LayerPicker(self.viewer, kind, **kwargs)
+        self._pickers.append(picker)
+        return picker
+
+    def _on_layer_list(self, event=None):
+        if event is not None and getattr(event, "type", "") == "inserted":
+            event.value.events.name.connect(self.refresh_pickers)
+        self.refresh_pickers()
+
+    def refresh_pickers(self, *_):
+        for picker in self._pickers:
+            picker.refresh()
+
+    def own_layer(self, name, kind):
+        """The layer called ``name`` if it is of type ``kind``, else None."""
+        if name in self.viewer.layers and isinstance(self.viewer.layers[name], kind):
+            return self.viewer.layers[name]
+        return None
+
+    # -- messages ------------------------------------------------------------------
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    def fail(self, message: str, notify: bool = True) -> None:
+        """Show ``message`` (the core's text with GUI remedies) in the dock, notify, emit ``failed``."""
+        message = for_gui(str(message))
+        self.set_status(f"Error: {message}")
+        if notify:
+            show_error(message)
+        self.failed.emit(message)
+
+    # -- output layers -----------------------------------------------------------------
+    def put_layer(self, name, kind, data, scale=None, translate=None, **kwargs):
+        """Update the output layer ``name`` in place, or add it (``kind``: "labels", "image", "shapes")."""
+        types = {"labels": napari.layers.Labels, "image": napari.layers.Image, "shapes": napari.layers.Shapes}
+        layer = self.own_layer(name, types[kind])
+        geometry = {k: v for k, v in (("scale", scale), ("translate", translate)) if v is not None}
+        if layer is not None and kind != "shapes" and layer.data.ndim == np.ndim(data):
+            layer.data = data
+            for k, v in geometry.items():
+                setattr(layer, k, v)
+            if "metadata" in kwargs:
+                layer.metadata.update(kwargs["metadata"])
+            return layer
+        if name in self.viewer.layers:  # wrong type or dimensionality: replace it
+            self.viewer.layers.remove(name)
+        add = {"labels": self.viewer.add_labels, "image": self.viewer.add_image,
+               "shapes": self.viewer.add_shapes}[kind]
+        return add(data, name=name, **geometry, **kwargs)
+
+    # -- workers ---------------------------------------------------------------------
+    def run(self, job, on_done, *, desc, on_report=None, on_error=None, on_yielded=None) -> Task:
+        """Run ``job(task)`` in a napari worker; on the main thread call ``on_done(result)``.
+
+        ``job`` may be a generator function: a yielded ``(done, total)`` moves the
+        progress bar, anything else goes to ``on_yielded``; cancel stops it at its
+        next yield. A running job is stopped (its ``task.should_stop()`` turns
+        true) and its result dropped: the newest request wins, none is queued.
+        An :class:`AnnotatorError` raised by the job is shown with :meth:`fail`
+        (or given to ``on_error``); :class:`Cancelled` ends quietly.
+        """
+        self._stop_task()
+        task = Task(_emit=self._delivered.emit)
+        self._task, self._on_report = task, on_report
+        worker = create_worker(job, task, _progress={"total": 0, "desc": desc}, _start_thread=False,
+                               _connect={"errored": lambda exc, t=task: self._on_errored(t, exc, on_error)})
+        task.worker = worker
+        worker.returned.connect(lambda result, t=task: self._on_returned(t, result, on_done))
+        if inspect.isgeneratorfunction(job):
+            worker.yielded.connect(lambda value, t=task: self._on_yielded(t, value, on_yielded))
+            # napari's activity dock can stop a generator worker too
+            worker.aborted.connect(lambda t=task: self._on_aborted(t))
+        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        self._workers.add(worker)
+        self.cancel_button.setEnabled(True)
+        self.progress_bar.setRange(0, 0)  # busy until the first report
+        self.progress_bar.setFormat(f"{desc}…")
+        self.set_status(f"{desc}…")
+        worker.start()
+        return task
+
+    @property
+    def busy(self) -> bool:
+        """True while any worker (also a replaced or cancelled one winding down) runs."""
+        return bool(self._workers)
+
+    @property
+    def running(self) -> bool:
+        """True while the latest run has not delivered (stale ones do not count)."""
+        return self._task is not None
+
+    def cancel(self, *_):
+        """Stop the running job; its result is dropped and ``cancelled`` emitted."""
+        if self._task is None:
+            return
+        self._task.cancelled = True
+        self._stop_task()
+        self._task = None
+        self._idle_bar()
+        self.cancel_button.setEnabled(False)
+        self.set_status("Cancelled: nothing changed.")
+        self.cancelled.emit()
+
+    def _stop_task(self):
+        task = self._task
+        if task is not None:
+            task.stop.set()
+            if hasattr(task.worker, "quit"):
+                task.worker.quit()
+
+    def _current(self, task) -> bool:
+        return task is self._task and not task.stop.is_set()
+
+    def _finish(self, task):
+        self._task = None
+        self.cancel_button.setEnabled(False)
+
+    def _on_delivered(self, task, message):
+        if not self._current(task):
+            return
+        kind, value = message
+        if kind == "progress":
+            done, total, text = value
+            self.progress_bar.setRange(0, max(1, total))
+            self.progress_bar.setValue(min(done, total))
+            self.progress_bar.setFormat(text or f"{done}/{total}")
+        elif self._on_report is not None:
+            self._on_report(value)
+
+    def _on_yielded(self, task, value, on_yielded):
+        if not self._current(task):
+            return
+        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, (int, np.integer)) for v in value):
+            self._on_delivered(task, ("progress", (int(value[0]), int(value[1]), "")))
+        elif on_yielded is not None:
+            on_yielded(value)
+
+    def _on_returned(self, task, result, on_done):
+        if not self._current(task):
+            return  # replaced or cancelled: drop it
+        self._finish(task)
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1)
+        self.progress_bar.setFormat("done")
+        on_done(result)
+
+    def _on_aborted(self, task):
+        if task is self._task:
+            self.cancel()
+
+    def _on_errored(self, task, exc, on_error):
+        if not self._current(task):
+            return
+        self._finish(task)
+        self._idle_bar()
+        if isinstance(exc, Cancelled):
+            self.set_status("Cancelled: nothing changed.")
+            self.cancelled.emit()
+        elif on_error is not None:
+            on_error(exc)
+        elif isinstance(exc, AnnotatorError):
+            self.fail(str(exc))
+        else:  # a bug: say what it was; the type helps a bug report
+            self.fail(f"{type(exc).__name__}: {exc}")
+
+    def _idle_bar(self):
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("idle")
+        self.cancel_button.setEnabled(False)
+
+
+def _unhook(layers, on_list, on_name):
+    """A callable that disconnects a closed dock from the layer list (holds no Qt object)."""
+
+    def disconnect(*_):
+        for emitter in (layers.events.inserted, layers.events.removed, layers.events.moved):
+            emitter.disconnect(on_list)
+        for layer in layers:
+            layer.events.name.disconnect(on_name)
+
+    return disconnect
