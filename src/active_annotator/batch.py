@@ -49,6 +49,9 @@ MANIFEST_VERSION = 1
 #: input files a folder is searched for (OME-Zarr and other zarr stores are folders ending .zarr)
 INPUT_SUFFIXES = (".tif", ".tiff", ".npy", ".zarr")
 OUTPUT_FORMATS = (".tif", ".zarr")
+#: images up to this size (and TIFF outputs, no --chunks, no cluster) are predicted in one call,
+#: without a dask graph; larger ones chunk by chunk with dask (as ``active-annotator predict``)
+IN_MEMORY_BYTES = 64 << 20
 
 
 @dataclasses.dataclass
@@ -268,6 +271,25 @@ def _compute(target, scheduler, should_stop, on_task=None):
         return dask.compute(target, scheduler="threads")[0]
 
 
+def _predict_in_memory(model, image, channel_axis, proba, should_stop):
+    """A small image in one call (no dask graph): the classifier's own tiling and cancel checks."""
+    from .cnn import CNNClassifier
+
+    clf = model if isinstance(model, CNNClassifier) else _forest(model)
+    image = np.asarray(image)
+    if proba:
+        return clf.predict_proba(image, channel_axis=channel_axis, should_stop=should_stop)
+    return clf.predict(image, channel_axis=channel_axis, should_stop=should_stop)
+
+
+def _forest(path):
+    from .scale import _load_model
+
+    p = Path(path).resolve()
+    st = p.stat()
+    return _load_model(str(p), st.st_mtime_ns, st.st_size)  # loaded once per batch (cached)
+
+
 def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, scheduler,
                  should_stop, on_task) -> None:
     import dask.array as da
@@ -280,12 +302,20 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, sc
     if inp.suffix.lower() in (".tif", ".tiff"):
         _check_tiff_size(inp)
     image = _open_image(inp)
-    if not isinstance(image, da.Array):
-        image = da.from_array(image, chunks=-1)
     if channel_axis is None:  # per image, as the one-image command guesses it (RGB(A): last axis)
         from ._cli_args import guess_channel_axis
 
-        channel_axis = guess_channel_axis(image.shape)
+        channel_axis = guess_channel_axis(np.shape(image))
+    nbytes = limits.nbytes(np.shape(image), np.dtype(image.dtype).itemsize)
+    if out.suffix != ".zarr" and chunks is None and not scheduler and nbytes <= IN_MEMORY_BYTES:
+        import tifffile
+
+        image = image.compute() if isinstance(image, da.Array) else image
+        _write_atomically(out, lambda tmp: tifffile.imwrite(
+            tmp, _predict_in_memory(model, image, channel_axis, proba, should_stop)))
+        return
+    if not isinstance(image, da.Array):
+        image = da.from_array(image, chunks=-1)
     if isinstance(model, CNNClassifier):
         result = cnn_predict_dask(model, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
     else:
