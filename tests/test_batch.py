@@ -259,3 +259,25 @@ def test_batch_on_a_dask_distributed_cluster_over_loopback(model, folder, tmp_pa
                                scheduler=cluster.scheduler_address)
     assert report.count("done") == 3, report.files
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "img_002.tif"), clf.predict(_image(2)))
+
+
+@pytest.mark.gui
+def test_dock_uses_the_pixel_classifier_docks_current_model(viewer, qtbot, model, folder, tmp_path):
+    from active_annotator_napari._widget import PixelClassifierWidget
+
+    clf, _ = model
+    w = _dock(viewer, "", folder / "img_00[0-4].tif", tmp_path / "out")
+    w.pixel_check.setChecked(True)
+    w.run_button.click()  # no Pixel classifier dock yet: the dock says so, nothing runs
+    assert "not open or has no trained model" in w.status.text() and not w.busy
+    pixel = PixelClassifierWidget(viewer)
+    viewer.window.add_dock_widget(pixel, name="Pixel classifier")
+    pixel.classifier = clf  # what Train leaves there
+    with qtbot.waitSignal(w.finished, timeout=60_000) as blocker:
+        w.run_button.click()
+    assert blocker.args[0].count("done") == 5
+    assert (tmp_path / "out" / "pixel-classifier.aamodel").is_file()
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "img_004.tif"), clf.predict(_image(4)))
+    with qtbot.waitSignal(w.finished, timeout=60_000) as blocker:
+        w.run_button.click()  # saved again, same bytes: all skipped
+    assert blocker.args[0].count("skipped") == 5
