@@ -38,6 +38,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -143,11 +144,18 @@ class LayerPicker:
     def __init__(self, viewer, kind, *, accept=None, prefer=(), avoid=(), none_text=None, tooltip=""):
         self.viewer, self.kind = viewer, kind
         self._accept = accept or (lambda layer: True)
-        self.prefer, self.avoid, self.none_text = tuple(prefer), tuple(avoid), none_text
+        self.prefer, self.none_text = tuple(prefer), none_text
+        self._avoid = avoid if callable(avoid) else (lambda layer, names=tuple(avoid): layer.name in names)
         self.combo = ComboBox(choices=self._choices)
+        # magicgui re-reads the choices when the widget gets a parent, choosing the first one:
+        # re-read them here instead, with the preferences
+        self.combo.native_parent_changed.disconnect(self.combo.reset_choices)
+        self.combo.native_parent_changed.connect(self.refresh)
         self.native = self.combo.native
         self.native.setToolTip(tooltip)
+        self._chosen = False  # magicgui fills in its first choice: not one a person made
         self.refresh()
+        self._chosen = True
 
     def _choices(self, _widget=None):
         layers = [(ly.name, ly) for ly in self.viewer.layers
@@ -164,13 +172,13 @@ class LayerPicker:
         for name in self.prefer:
             if name in by_name:
                 return by_name[name]
-        fallback = [ly for ly in layers if ly.name not in self.avoid]
+        fallback = [ly for ly in layers if not self._avoid(ly)]
         return fallback[0] if fallback else None
 
     def refresh(self, *_):
         """Re-read the layer list; keep the current layer when it is still there."""
         current = self.value
-        was_there = current is not None and current in self.layers()
+        was_there = self._chosen and current is not None and current in self.layers()
         try:
             self.combo.reset_choices()
         except RuntimeError:  # its Qt widget was deleted; the viewer's event outlived it
@@ -337,6 +345,14 @@ class Dock(QWidget):
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], kind):
             return self.viewer.layers[name]
         return None
+
+    def ask_path(self, caption, name_filter, save_as=None):
+        """A file dialog: the path to save to (``save_as``: the proposed name) or to open; None if cancelled."""
+        if save_as is not None:
+            path, _ = QFileDialog.getSaveFileName(self, caption, save_as, name_filter)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, caption, "", name_filter)
+        return path or None
 
     # -- messages ------------------------------------------------------------------
     def set_status(self, text: str) -> None:
