@@ -48,11 +48,6 @@ def sample():
     return image, labels, truth
 
 
-@pytest.fixture
-def viewer(make_napari_viewer_proxy):
-    return make_napari_viewer_proxy()
-
-
 def dock(viewer, epochs=2, batches=3, warm_start=False):
     widget = CNNWidget(viewer)
     viewer.window.add_dock_widget(widget, name="CNN fine-tuning")
@@ -72,18 +67,6 @@ def add_sample(viewer):
     return image, labels, truth
 
 
-def run(qtbot, widget, action, signal=None, timeout=TIMEOUT_MS):
-    """Do ``action`` and wait until ``signal`` (default ``trained``) or ``failed`` fires."""
-    signal = widget.trained if signal is None else signal
-    done, failed = [], []
-    signal.connect(lambda *a: done.append(a))
-    widget.failed.connect(failed.append)
-    action()
-    qtbot.waitUntil(lambda: bool(done or failed), timeout=timeout)
-    assert not failed, f"widget failed: {failed}"
-    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def saved_cnn(tmp_path_factory):
     """A CNN trained by the core on the sample strokes and saved, with its probabilities."""
@@ -101,12 +84,12 @@ def test_plugin_menu_opens_the_widget_with_the_viewer(viewer):
     assert widget.fit_button.text() == "Fine-tune CNN"
 
 
-def test_fine_tune_writes_prediction_probabilities_uncertainty_and_loss_curve(viewer, qtbot):
+def test_fine_tune_writes_prediction_probabilities_uncertainty_and_loss_curve(viewer, qtbot, run_until_done):
     add_sample(viewer)
     widget = dock(viewer, epochs=3)
     epochs_seen = []
     widget.progressed.connect(lambda info: epochs_seen.append(info) if info["event"] == "epoch" else None)
-    run(qtbot, widget, widget.fit_button.click)
+    run_until_done(widget, widget.fit_button.click)
 
     prediction = viewer.layers[CNN_PREDICTION]
     assert isinstance(prediction, napari.layers.Labels)
@@ -131,12 +114,12 @@ def test_fine_tune_writes_prediction_probabilities_uncertainty_and_loss_curve(vi
     assert viewer.layers.selection.active.name == "annotations"  # painting can go on
 
 
-def test_mc_dropout_uncertainty_layer(viewer, qtbot):
+def test_mc_dropout_uncertainty_layer(viewer, qtbot, run_until_done):
     add_sample(viewer)
     widget = dock(viewer, epochs=1, batches=2)
     widget.mc_check.setChecked(True)
     widget.mc_spin.setValue(3)
-    run(qtbot, widget, widget.fit_button.click)
+    run_until_done(widget, widget.fit_button.click)
     assert viewer.layers[CNN_UNCERTAINTY].data.shape == (SIZE, SIZE)
     assert "MC dropout (3 passes)" in widget.status.text()
 
@@ -166,7 +149,7 @@ def test_cancel_stops_within_one_batch_and_writes_no_layers(viewer, qtbot):
     assert not widget.cancel_button.isEnabled()
 
 
-def test_new_request_replaces_the_running_one(viewer, qtbot):
+def test_new_request_replaces_the_running_one(viewer, qtbot, run_until_done):
     add_sample(viewer)
     widget = dock(viewer, epochs=500, batches=10)
     trained = []
@@ -175,13 +158,13 @@ def test_new_request_replaces_the_running_one(viewer, qtbot):
     first = widget._job
     widget.epochs_spin.setValue(1)
     widget.batches_spin.setValue(2)
-    run(qtbot, widget, widget.fit_button.click)
+    run_until_done(widget, widget.fit_button.click)
     assert first.stop.is_set()
     assert trained == [1]
     assert widget.cnn.config_.epochs == 1
 
 
-def test_one_dimensional_signal_with_a_labels_row(viewer, qtbot):
+def test_one_dimensional_signal_with_a_labels_row(viewer, qtbot, run_until_done):
     """A (channels, time) record with its labels as one row (1, T), as the Signal reader lays it out."""
     rng = np.random.default_rng(0)
     truth = np.where((np.arange(2048) // 256) % 2 == 0, 1, 2).astype(np.uint8)
@@ -195,7 +178,7 @@ def test_one_dimensional_signal_with_a_labels_row(viewer, qtbot):
     widget.dims_combo.setCurrentIndex(1)  # "1D signal"
     widget.channel_combo.setCurrentIndex(2)  # "first axis"
     assert widget.channel_axis == 0 and widget.dims == 1
-    run(qtbot, widget, widget.fit_button.click)
+    run_until_done(widget, widget.fit_button.click)
 
     assert widget.cnn.config_.dims == 1 and widget.cnn.config_.in_channels == 3
     prediction = viewer.layers[CNN_PREDICTION]
@@ -221,19 +204,19 @@ def test_closing_the_widget_stops_its_training(viewer, qtbot):
     widget = dock(viewer, epochs=500, batches=10)
     widget.fit_button.click()
     job = widget._job
-    qtbot.waitUntil(lambda: job in widget._running, timeout=5000)
+    qtbot.waitUntil(lambda: job.task.worker.is_running, timeout=5000)
     viewer.window.remove_dock_widget(widget)
     widget.deleteLater()
     qtbot.waitUntil(lambda: job.stop.is_set(), timeout=10_000)
-    qtbot.waitUntil(lambda: job.worker is not None and not job.worker.is_running, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not job.task.worker.is_running, timeout=TIMEOUT_MS)
 
 
 # -- save and load ---------------------------------------------------------------------
-def test_load_then_save_round_trip_gives_identical_probabilities(viewer, qtbot, saved_cnn, tmp_path):
+def test_load_then_save_round_trip_gives_identical_probabilities(viewer, qtbot, saved_cnn, tmp_path, run_until_done):
     path, reference = saved_cnn
     add_sample(viewer)
     widget = dock(viewer)
-    run(qtbot, widget, lambda: widget.load_cnn(path), signal=widget.predicted)
+    run_until_done(widget, lambda: widget.load_cnn(path), signal=widget.predicted)
     np.testing.assert_allclose(read_probabilities(viewer, CNN_SOURCE)[0], reference, atol=1e-5)
     assert widget.seed_spin.value() == 1  # the file's settings are shown
     assert len(widget.train_line.get_xdata()) == 2  # and its loss curve
@@ -243,15 +226,15 @@ def test_load_then_save_round_trip_gives_identical_probabilities(viewer, qtbot, 
     for layer in probability_layers(viewer, CNN_SOURCE).values():
         viewer.layers.remove(layer)
     other = dock(viewer)
-    run(qtbot, other, lambda: other.load_cnn(written), signal=other.predicted)
+    run_until_done(other, lambda: other.load_cnn(written), signal=other.predicted)
     np.testing.assert_allclose(read_probabilities(viewer, CNN_SOURCE)[0], reference, atol=1e-5)
 
 
-def test_corrupt_or_foreign_file_gives_a_clear_message_and_keeps_the_model(viewer, qtbot, saved_cnn, tmp_path):
+def test_corrupt_or_foreign_file_gives_a_clear_message_and_keeps_the_model(viewer, qtbot, saved_cnn, tmp_path, run_until_done):
     path, _ = saved_cnn
     add_sample(viewer)
     widget = dock(viewer)
-    run(qtbot, widget, lambda: widget.load_cnn(path), signal=widget.predicted)
+    run_until_done(widget, lambda: widget.load_cnn(path), signal=widget.predicted)
     model = widget.cnn
     before = viewer.layers[CNN_PREDICTION].data.copy()
 
@@ -286,7 +269,7 @@ def test_model_for_other_channels_is_refused(viewer, qtbot, saved_cnn):
 
 
 # -- warm start ------------------------------------------------------------------------
-def test_warm_start_distils_the_forest_probabilities_layer(viewer, qtbot):
+def test_warm_start_distils_the_forest_probabilities_layer(viewer, qtbot, run_until_done):
     _, _, truth = sample()
     add_sample(viewer)
     forest = np.stack([truth == 1, truth == 2]).astype(np.float32) * 0.8 + 0.1
@@ -295,24 +278,39 @@ def test_warm_start_distils_the_forest_probabilities_layer(viewer, qtbot):
                            scale=(1.0, 1.0), translate=(0.0, 0.0))
     widget = dock(viewer, epochs=2, warm_start=True)
     widget.warm_epochs_spin.setValue(2)
-    run(qtbot, widget, widget.fit_button.click)
+    run_until_done(widget, widget.fit_button.click)
 
     phases = widget.cnn.history_["phase"]
     assert phases[:2] == ["warm_start", "warm_start"] and "finetune" in phases
     assert len(widget.warm_line.get_xdata()) == 2
     assert "warm start from the forest" in widget.status.text()
+    # the status line and the plot's star name the same epoch: the one whose weights were kept
+    best = widget.cnn.best_epoch_
+    assert best and f"weights of epoch {best} " in widget.status.text()
+    assert widget.best_marker.get_xdata()[0] == best
+    assert max(widget.warm_line.get_xdata()) <= 0 < min(widget.train_line.get_xdata())
     offered = [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())]
     assert not any(name.startswith("probability") for name in offered)
 
 
-def test_warm_start_without_the_forest_layer_says_to_train_it_first(viewer, qtbot):
+def test_default_warm_start_before_the_forest_is_trained_starts_from_scratch(viewer, qtbot, run_until_done):
     add_sample(viewer)
     widget = dock(viewer, warm_start=True)
-    failures = []
-    widget.failed.connect(failures.append)
-    widget.fit_button.click()
-    assert "press Train in the Pixel classifier" in failures[0]
-    assert not widget.busy
+    assert widget.warm_check.isChecked()
+    run_until_done(widget, widget.fit_button.click)
+    assert "warm_start" not in widget.cnn.history_["phase"]
+    assert "Pixel classifier has not been trained yet" in widget.status.text()
+    assert "press Train there first" in widget.status.text()
+
+
+def test_ready_text_counts_the_starter_strokes(viewer):
+    add_sample(viewer)
+    widget = dock(viewer)
+    assert "Paint at least two classes" not in widget.status.text()
+    assert "classes 1, 2" in widget.status.text() and "press Fine-tune CNN" in widget.status.text()
+    viewer.layers["annotations"].data = np.zeros((SIZE, SIZE), np.uint8)
+    widget.annotations_combo.setCurrentIndex(widget.annotations_combo.currentIndex())
+    assert "paint at least two classes" in widget._ready_text()
 
 
 # -- without torch ---------------------------------------------------------------------

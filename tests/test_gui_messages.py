@@ -39,3 +39,13 @@ def test_messages_without_python_pass_unchanged():
     text = "Only one class is labelled (value 2); paint at least two classes."
     assert for_gui(text) == text
     assert for_gui("") == ""
+
+
+def test_signal_messages_speak_of_seconds_and_samples_never_pixels():
+    from active_annotator_napari._messages import for_signal_gui
+
+    core = ("A sigma of 320 px needs 1921 px per axis; this image is 600 px. Use sigmas up to 100 for "
+            "an image this small, e.g. FeatureSet(sigmas=(10.0, 50.0)).")
+    gui = for_signal_gui(core, 100.0)
+    assert "px" not in gui and "FeatureSet" not in gui
+    assert "320 samples" in gui and "up to 1 s in 'Scales (s)'" in gui and "e.g. 0.1, 0.5" in gui

@@ -28,8 +28,7 @@ TIMEOUT_MS = 120_000
 
 
 @pytest.fixture
-def widget(make_napari_viewer_proxy, qtbot):
-    viewer = make_napari_viewer_proxy()
+def widget(viewer, qtbot):
     d = data.nuclei2d()
     viewer.add_image(d["image"], name="nuclei")
     viewer.add_labels(d["objects"], name="objects")
@@ -134,8 +133,7 @@ def test_click_to_label_train_suggest_and_save(widget, qtbot, tmp_path):
     np.testing.assert_array_equal(w.proba, before)
 
 
-def test_3d_objects_measure_click_and_next(make_napari_viewer_proxy, qtbot):
-    viewer = make_napari_viewer_proxy()
+def test_3d_objects_measure_click_and_next(viewer, qtbot):
     zz, yy, xx = np.mgrid[:20, :40, :80]
     obj = np.zeros((20, 40, 80), np.uint16)
     for oid, (cz, cy, cx, rz, ry, rx) in enumerate(
@@ -173,13 +171,29 @@ def test_cancel_drops_a_running_embedding_and_keeps_everything(widget, qtbot):
     w.explore_button.click()
     assert w.busy and w.cancel_button.isEnabled()
     w.cancel_button.click()
-    assert cancelled == [1] and not w.busy and "Cancelled" in w.status.text()
-    qtbot.waitUntil(lambda: not w._workers, timeout=TIMEOUT_MS)  # the stale t-SNE finished...
-    qtbot.wait(50)
+    assert cancelled == [1] and not w.running and "Cancelled" in w.status.text()
+    with qtbot.assertNotEmitted(w.explored):
+        qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)  # the stale t-SNE finished...
     assert explored == [] and w.exploration is None  # ...and nothing used its result
     assert "cluster" not in w.viewer.layers["objects"].features
     # the next request runs normally
     w.method_combo.setCurrentIndex(w.method_combo.findData("pca"))
     with qtbot.waitSignal(w.explored, timeout=TIMEOUT_MS):
         w.explore_button.click()
-    assert w.exploration is not None and not w.busy
+    assert w.exploration is not None and not w.running
+
+
+def test_objects_picker_never_preselects_annotations_or_ground_truth(viewer, qtbot):
+    d = data.nuclei2d()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["labels"], name="annotations")
+    viewer.add_labels(d["truth"], name="ground truth")
+    w = ObjectClassifierWidget(viewer)
+    qtbot.addWidget(w)
+    assert w.objects_layer is None  # nothing that looks like a segmentation: no guess
+    with qtbot.waitSignal(w.failed, timeout=5000):
+        w.measure_button.click()
+    assert "objects" in w.status.text().lower()
+    viewer.add_labels(d["objects"], name="segmentation")
+    assert w.objects_layer.name == "segmentation"
+    assert w.image_layer.name == "nuclei"

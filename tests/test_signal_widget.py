@@ -123,8 +123,10 @@ def test_reader_claims_signal_files_only(tmp_path):
     np.save(tmp_path / "image.npy", np.zeros((256, 256), np.float32))
     assert get_reader(str(tmp_path / "image.npy")) is None
     layers = get_reader(str(tmp_path / "signal.npy"))(str(tmp_path / "signal.npy"))
-    (data, meta, kind), (lab, lmeta, lkind) = layers
+    (data, meta, kind), (paths, smeta, skind), (lab, lmeta, lkind) = layers
     assert kind == "image" and data.shape == (3, 500) and meta["metadata"]["signal"]["channels"] == ["ch0", "ch1", "ch2"]
+    assert meta["visible"] is False  # the samples travel hidden; the canvas shows waveforms
+    assert skind == "shapes" and smeta["shape_type"] == "path" and len(paths) == 3
     assert lkind == "labels" and lab.shape == (1, 500)
     (tmp_path / "points.csv").write_text("index,axis-0,axis-1\n0,1.5,2.5\nfoo,bar,baz\n")
     assert get_reader(str(tmp_path / "points.csv")) is None
@@ -173,7 +175,7 @@ def test_napari_opens_miniseed_and_the_sample_through_the_manifest(make_napari_v
     st.write(str(tmp_path / "rjob.mseed"), format="MSEED")
     viewer = make_napari_viewer_proxy()
     viewer.open(str(tmp_path / "rjob.mseed"), plugin="napari-active-annotator")
-    assert [ly.name for ly in viewer.layers] == ["rjob", "rjob labels"]
+    assert [ly.name for ly in viewer.layers] == ["rjob", "rjob waveform", "rjob labels"]
     meta = viewer.layers["rjob"].metadata["signal"]
     assert meta["channels"] == ["BW.RJOB..EHZ", "BW.RJOB..EHN", "BW.RJOB..EHE"] and meta["sampling_rate"] == 100.0
     np.testing.assert_allclose(viewer.layers["rjob"].data[0], st[0].data.astype(np.float32))
@@ -231,3 +233,52 @@ def test_feature_controls_are_in_seconds_and_hertz_never_pixels(widget):
     assert w.feature_spec(100.0).bands == ()
     w.scales_edit.setEditText("0.1, 1")
     assert w.feature_spec(50.0).base.sigmas == (5.0, 50.0)
+
+
+def test_canvas_shows_waveforms_as_paths_not_a_colour_strip(widget):
+    viewer = widget.viewer
+    assert not viewer.layers["bursts"].visible
+    wave = viewer.layers["bursts waveform"]
+    assert isinstance(wave, napari.layers.Shapes) and set(wave.shape_type) == {"path"}
+    assert wave.nshapes == 3 and wave.visible
+    row = viewer.layers["bursts"].scale[0]
+    for i, path in enumerate(wave.data):  # each channel within its row, along the whole record
+        assert np.all(np.abs(path[:, 0] - i * row) <= 0.5 * row)
+        assert path[:, 1].min() < 1.0 and path[:, 1].max() > 119.0
+    # the loud burst (20-30 s) reaches further from the row's centre than the noise
+    p = wave.data[0]
+    burst, noise = (p[:, 1] > 20) & (p[:, 1] < 30), (p[:, 1] > 40) & (p[:, 1] < 70)
+    assert np.abs(p[burst, 0]).max() > 2 * np.abs(p[noise, 0]).max()
+
+
+def test_unparseable_scales_give_a_clear_error_in_the_dock(widget, qtbot):
+    widget.label_span(0.0, 15.0, 1)
+    widget.label_span(20.0, 30.0, 2)
+    widget.scales_edit.setEditText("abc, 1")
+    with qtbot.waitSignal(widget.failed, timeout=5000) as blocker:
+        widget.train_button.click()
+    assert "'abc, 1'" in blocker.args[0] and "seconds" in blocker.args[0]
+    assert widget.status.text().startswith("Error:") and not widget.running
+
+
+def test_suggestion_numbers_are_readable_and_do_not_overlap(widget, qtbot):
+    widget.label_span(0.0, 15.0, 1)
+    widget.label_span(20.0, 30.0, 2)
+    with qtbot.waitSignal(widget.trained, timeout=120_000):
+        widget.train()
+    widget.window_spin.setValue(2.0)
+    with qtbot.waitSignal(widget.suggested, timeout=60_000):
+        widget.suggest_button.click()
+    plot = widget.plot
+    plot.resize(600, 400)
+    plot.set_view(0.0, 120.0)  # zoomed out: the ten windows crowd together
+    plot.redraw()
+    plot.canvas.draw()
+    labels = plot.rank_labels
+    assert labels and all(t.get_fontsize() >= 9 for t in labels)
+    renderer = plot.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i, a in enumerate(boxes):
+        assert a.x0 >= plot.ax.get_window_extent().x0 - 1 and a.x1 <= plot.ax.get_window_extent().x1 + 1
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)

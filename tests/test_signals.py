@@ -12,7 +12,6 @@ from active_annotator import features
 from active_annotator.errors import InputError, LabelError
 from active_annotator.features import FeatureSet
 from active_annotator.signals import (
-    MinMaxPyramid,
     SignalClassifier,
     SignalFeatures,
     SignalRecord,
@@ -269,18 +268,6 @@ def test_suggestions_rank_the_ambiguous_span_first():
 
 
 # -- drawing helpers ---------------------------------------------------------------------
-def test_minmax_pyramid_keeps_extremes_at_any_zoom():
-    x = np.zeros((2, 1_000_000), np.float32)
-    x[0, 123_457] = 5.0  # one spike must survive zooming out
-    x[1, 654_321] = -3.0
-    pyr = MinMaxPyramid(x)
-    idx, vals = pyr.view(0, x.shape[1], 2000)
-    assert vals.shape[1] <= 2 * 2 * 2000 * 4 and idx.shape[0] == vals.shape[1]
-    assert vals[0].max() == 5.0 and vals[1].min() == -3.0
-    idx, vals = pyr.view(100, 600, 2000)  # zoomed in: raw samples
-    np.testing.assert_array_equal(vals, x[:, 100:600])
-
-
 def test_runs_lists_labelled_spans():
     assert runs(np.array([0, 1, 1, 0, 2, 2, 2, 0])) == [(1, 3, 1), (4, 7, 2)]
 

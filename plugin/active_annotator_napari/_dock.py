@@ -38,6 +38,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -143,11 +144,18 @@ class LayerPicker:
     def __init__(self, viewer, kind, *, accept=None, prefer=(), avoid=(), none_text=None, tooltip=""):
         self.viewer, self.kind = viewer, kind
         self._accept = accept or (lambda layer: True)
-        self.prefer, self.avoid, self.none_text = tuple(prefer), tuple(avoid), none_text
+        self.prefer, self.none_text = tuple(prefer), none_text
+        self._avoid = avoid if callable(avoid) else (lambda layer, names=tuple(avoid): layer.name in names)
         self.combo = ComboBox(choices=self._choices)
+        # magicgui re-reads the choices when the widget gets a parent, choosing the first one:
+        # re-read them here instead, with the preferences
+        self.combo.native_parent_changed.disconnect(self.combo.reset_choices)
+        self.combo.native_parent_changed.connect(self.refresh)
         self.native = self.combo.native
         self.native.setToolTip(tooltip)
+        self._chosen = False  # magicgui fills in its first choice: not one a person made
         self.refresh()
+        self._chosen = True
 
     def _choices(self, _widget=None):
         layers = [(ly.name, ly) for ly in self.viewer.layers
@@ -164,13 +172,13 @@ class LayerPicker:
         for name in self.prefer:
             if name in by_name:
                 return by_name[name]
-        fallback = [ly for ly in layers if ly.name not in self.avoid]
+        fallback = [ly for ly in layers if not self._avoid(ly)]
         return fallback[0] if fallback else None
 
     def refresh(self, *_):
         """Re-read the layer list; keep the current layer when it is still there."""
         current = self.value
-        was_there = current is not None and current in self.layers()
+        was_there = self._chosen and current is not None and current in self.layers()
         try:
             self.combo.reset_choices()
         except RuntimeError:  # its Qt widget was deleted; the viewer's event outlived it
@@ -239,7 +247,7 @@ class Task:
     stop: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
     worker: object = None
-    _emit: object = None
+    _dock: object = None
     _last: float = 0.0
 
     def should_stop(self) -> bool:
@@ -256,8 +264,11 @@ class Task:
         self._send(("report", info))
 
     def _send(self, message):
+        if self.stop.is_set():
+            return  # replaced, cancelled or its dock closed: nobody is listening
         try:
-            self._emit(self, message)
+            # looked up at each call: on a deleted dock this raises, a stored emit would crash
+            self._dock._delivered.emit(self, message)
         except RuntimeError:  # the dock was deleted
             pass
 
@@ -280,9 +291,10 @@ class Dock(QWidget):
         self.viewer = napari_viewer
         self._task = None  # the latest run; older ones are stale
         self._workers = set()
+        self._live = set()  # tasks whose worker has not finished (also replaced or cancelled ones)
         self._pickers = []
-        self._on_report = None
-        self._delivered.connect(self._on_delivered)
+        self._report_handler = None
+        self._delivered.connect(self._dock_delivered)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(2, 2, 2, 2)
@@ -307,14 +319,16 @@ class Dock(QWidget):
         row.addWidget(self.progress_bar, 1)
         row.addWidget(self.cancel_button)
         outer.addLayout(row)
-        self._idle_bar()
+        self._dock_idle_bar()
 
         layers = self.viewer.layers
         for emitter in (layers.events.inserted, layers.events.removed, layers.events.moved):
-            emitter.connect(self._on_layer_list)
+            emitter.connect(self._dock_layer_list)
         for layer in layers:
             layer.events.name.connect(self.refresh_pickers)
-        self.destroyed.connect(_unhook(layers, self._on_layer_list, self.refresh_pickers))
+        self.destroyed.connect(_unhook(layers, self._dock_layer_list, self.refresh_pickers))
+        # a closed dock must not leave work running in the background
+        self.destroyed.connect(lambda *_, live=self._live: [t.stop.set() for t in list(live)])
 
     # -- layer pickers ---------------------------------------------------------------
     def layer_picker(self, kind, **kwargs) -> LayerPicker:
@@ -323,7 +337,7 @@ class Dock(QWidget):
         self._pickers.append(picker)
         return picker
 
-    def _on_layer_list(self, event=None):
+    def _dock_layer_list(self, event=None):
         if event is not None and getattr(event, "type", "") == "inserted":
             event.value.events.name.connect(self.refresh_pickers)
         self.refresh_pickers()
@@ -337,6 +351,14 @@ class Dock(QWidget):
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], kind):
             return self.viewer.layers[name]
         return None
+
+    def ask_path(self, caption, name_filter, save_as=None):
+        """A file dialog: the path to save to (``save_as``: the proposed name) or to open; None if cancelled."""
+        if save_as is not None:
+            path, _ = QFileDialog.getSaveFileName(self, caption, save_as, name_filter)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, caption, "", name_filter)
+        return path or None
 
     # -- messages ------------------------------------------------------------------
     def set_status(self, text: str) -> None:
@@ -380,19 +402,20 @@ class Dock(QWidget):
         An :class:`AnnotatorError` raised by the job is shown with :meth:`fail`
         (or given to ``on_error``); :class:`Cancelled` ends quietly.
         """
-        self._stop_task()
-        task = Task(_emit=self._delivered.emit)
-        self._task, self._on_report = task, on_report
+        self._dock_stop_task()
+        task = Task(_dock=self)
+        self._task, self._report_handler = task, on_report
         worker = create_worker(job, task, _progress={"total": 0, "desc": desc}, _start_thread=False,
-                               _connect={"errored": lambda exc, t=task: self._on_errored(t, exc, on_error)})
+                               _connect={"errored": lambda exc, t=task: self._dock_errored(t, exc, on_error)})
         task.worker = worker
-        worker.returned.connect(lambda result, t=task: self._on_returned(t, result, on_done))
+        worker.returned.connect(lambda result, t=task: self._dock_returned(t, result, on_done))
         if inspect.isgeneratorfunction(job):
-            worker.yielded.connect(lambda value, t=task: self._on_yielded(t, value, on_yielded))
+            worker.yielded.connect(lambda value, t=task: self._dock_yielded(t, value, on_yielded))
             # napari's activity dock can stop a generator worker too
-            worker.aborted.connect(lambda t=task: self._on_aborted(t))
-        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+            worker.aborted.connect(lambda t=task: self._dock_aborted(t))
+        worker.finished.connect(lambda w=worker, t=task: (self._workers.discard(w), self._live.discard(t)))
         self._workers.add(worker)
+        self._live.add(task)
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)  # busy until the first report
         self.progress_bar.setFormat(f"{desc}…")
@@ -415,29 +438,29 @@ class Dock(QWidget):
         if self._task is None:
             return
         self._task.cancelled = True
-        self._stop_task()
+        self._dock_stop_task()
         self._task = None
-        self._idle_bar()
+        self._dock_idle_bar()
         self.cancel_button.setEnabled(False)
         self.set_status("Cancelled: nothing changed.")
         self.cancelled.emit()
 
-    def _stop_task(self):
+    def _dock_stop_task(self):
         task = self._task
         if task is not None:
             task.stop.set()
             if hasattr(task.worker, "quit"):
                 task.worker.quit()
 
-    def _current(self, task) -> bool:
+    def _dock_current(self, task) -> bool:
         return task is self._task and not task.stop.is_set()
 
-    def _finish(self, task):
+    def _dock_finish(self, task):
         self._task = None
         self.cancel_button.setEnabled(False)
 
-    def _on_delivered(self, task, message):
-        if not self._current(task):
+    def _dock_delivered(self, task, message):
+        if not self._dock_current(task):
             return
         kind, value = message
         if kind == "progress":
@@ -445,35 +468,35 @@ class Dock(QWidget):
             self.progress_bar.setRange(0, max(1, total))
             self.progress_bar.setValue(min(done, total))
             self.progress_bar.setFormat(text or f"{done}/{total}")
-        elif self._on_report is not None:
-            self._on_report(value)
+        elif self._report_handler is not None:
+            self._report_handler(value)
 
-    def _on_yielded(self, task, value, on_yielded):
-        if not self._current(task):
+    def _dock_yielded(self, task, value, on_yielded):
+        if not self._dock_current(task):
             return
         if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, (int, np.integer)) for v in value):
-            self._on_delivered(task, ("progress", (int(value[0]), int(value[1]), "")))
+            self._dock_delivered(task, ("progress", (int(value[0]), int(value[1]), "")))
         elif on_yielded is not None:
             on_yielded(value)
 
-    def _on_returned(self, task, result, on_done):
-        if not self._current(task):
+    def _dock_returned(self, task, result, on_done):
+        if not self._dock_current(task):
             return  # replaced or cancelled: drop it
-        self._finish(task)
+        self._dock_finish(task)
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(1)
         self.progress_bar.setFormat("done")
         on_done(result)
 
-    def _on_aborted(self, task):
+    def _dock_aborted(self, task):
         if task is self._task:
             self.cancel()
 
-    def _on_errored(self, task, exc, on_error):
-        if not self._current(task):
+    def _dock_errored(self, task, exc, on_error):
+        if not self._dock_current(task):
             return
-        self._finish(task)
-        self._idle_bar()
+        self._dock_finish(task)
+        self._dock_idle_bar()
         if isinstance(exc, Cancelled):
             self.set_status("Cancelled: nothing changed.")
             self.cancelled.emit()
@@ -484,7 +507,7 @@ class Dock(QWidget):
         else:  # a bug: say what it was; the type helps a bug report
             self.fail(f"{type(exc).__name__}: {exc}")
 
-    def _idle_bar(self):
+    def _dock_idle_bar(self):
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("idle")

@@ -41,3 +41,17 @@ def for_gui(message: str) -> str:
     for pattern, replace in _RULES:
         message = pattern.sub(replace, message)
     return message
+
+
+def for_signal_gui(message: str, sampling_rate: float) -> str:
+    """``message`` for the Signal dock: scales in seconds in 'Scales (s)', sample counts never "px"."""
+
+    def seconds(m):
+        values = [float(v) / sampling_rate for v in m[2].split(",") if v.strip()]
+        return (f"Type scales up to {float(m[1]) / sampling_rate:.3g} s in 'Scales (s)' for a record this "
+                f"short, e.g. {', '.join(f'{v:.3g}' for v in values)}.")
+
+    message = re.sub(r"Use sigmas up to (\S+) for an image this small, e\.g\. FeatureSet\(sigmas=\(([^)]*)\)\)\.",
+                     seconds, message)
+    message = for_gui(message).replace(f"'{SCALES}'", "'Scales (s)'")
+    return re.sub(r"\bpx\b", "samples", message)

@@ -1,4 +1,4 @@
-"""The "Object classifier" dock widget.
+"""The "Object classifier" dock: measure segmented objects, explore them, label, train, suggest.
 
 Measures the objects of a Labels layer (:func:`active_annotator.objects.measure`),
 explores them (:func:`~active_annotator.objects.explore`: embedding, k-means,
@@ -20,13 +20,10 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.path import Path as PolygonPath
 from matplotlib.widgets import LassoSelector
-from napari.qt.threading import create_worker
 from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_error
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -35,20 +32,24 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QTabWidget,
-    QVBoxLayout,
-    QWidget,
 )
 
 from active_annotator import objects as core
 from active_annotator.errors import AnnotatorError
 from active_annotator.persistence import load_object_classifier, save_object_classifier
 
+from ._dock import Dock
+from ._layers import is_probability_layer
+
 SELECTION = "selected objects"
 ANNOTATIONS = "object annotations"
 RESULT = "object classes"
 OWN_LAYERS = (SELECTION, ANNOTATIONS, RESULT)
 NO_IMAGE = "(no intensity image)"
+# never preselected as the objects: layers of strokes, truths and results are not segmentations
+NOT_OBJECTS = ("annotation", "truth", "prediction", "uncertainty", "labels", "suggestion")
 SELECT_MODE = "select objects"
+FILE_FILTER = "Object classifier (*.aaobjects)"
 
 NOT_DETERMINISTIC = (
     "Not deterministic: t-SNE, UMAP and k-means change with the seed and with the "
@@ -67,21 +68,27 @@ def _class_colormap():
     return DirectLabelColormap(color_dict=colours)
 
 
-class ObjectClassifierWidget(QWidget):
-    """Measure, explore, label, train and get suggestions for segmented objects."""
+def _looks_like_objects(layer) -> bool:
+    name = layer.name.lower()
+    return not any(word in name for word in NOT_OBJECTS)
+
+
+class ObjectClassifierWidget(Dock):
+    """Measure, explore, label, train and get suggestions for segmented objects.
+
+    Signals (besides the base's ``failed`` and ``cancelled``): measured,
+    explored, trained, suggested, selection_changed(ids).
+    """
 
     measured = Signal()
     explored = Signal()
     trained = Signal()
     suggested = Signal()
     selection_changed = Signal(object)  # np.ndarray of selected object ids
-    failed = Signal(str)
-    cancelled = Signal()
 
     def __init__(self, napari_viewer: napari.Viewer):
-        super().__init__()
+        super().__init__(napari_viewer, idle_text="Pick the objects and press Measure.")
         self.setMaximumWidth(620)
-        self.viewer = napari_viewer
         self.table = None  # dict of columns from core.measure
         self.exploration = None
         self.classifier = None
@@ -90,25 +97,25 @@ class ObjectClassifierWidget(QWidget):
         self.suggestions = []
         self._next = 0
         self._objects = None  # the label array that was measured
-        self._workers = set()
-        self._generation = 0  # bumped by every new job and by Cancel: older results are dropped
         self._build()
-        layers = self.viewer.layers
-        layers.events.inserted.connect(self._refresh_layer_choices)
-        layers.events.removed.connect(self._refresh_layer_choices)
-        self._refresh_layer_choices()
         self.viewer.mouse_drag_callbacks.append(self._on_viewer_click)
-        self.destroyed.connect(_disconnect_from_viewer(
-            self.viewer, self._on_viewer_click, self._refresh_layer_choices))
+        self.destroyed.connect(_disconnect_from_viewer(self.viewer, self._on_viewer_click))
 
     # -- layout ------------------------------------------------------------------
     def _build(self):
-        outer = QVBoxLayout(self)
+        outer = self.body
 
         box = QGroupBox("1. Objects")
         form = QFormLayout(box)
-        self.objects_combo = QComboBox()
-        self.image_combo = QComboBox()
+        self.objects_picker = self.layer_picker(
+            napari.layers.Labels, accept=lambda ly: ly.name not in OWN_LAYERS, prefer=("objects",),
+            avoid=lambda ly: not _looks_like_objects(ly),
+            tooltip="A segmentation: one integer per object, 0 = background.")
+        self.image_picker = self.layer_picker(
+            napari.layers.Image, accept=lambda ly: not is_probability_layer(ly) and ly.name != "uncertainty",
+            none_text=NO_IMAGE, tooltip="Intensity measurements come from this image (optional).")
+        self.objects_combo = self.objects_picker.native
+        self.image_combo = self.image_picker.native
         form.addRow("Objects (labels)", self.objects_combo)
         form.addRow("Intensity image", self.image_combo)
         row = QHBoxLayout()
@@ -207,18 +214,9 @@ class ObjectClassifierWidget(QWidget):
         form.addRow("Strategy", row)
         outer.addWidget(box)
 
-        status_row = QHBoxLayout()
-        self.status = QLabel("Pick the objects and press Measure.")
-        self.status.setWordWrap(True)
-        status_row.addWidget(self.status, 1)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
         self.cancel_button.setToolTip(
             "Stop waiting for the running step: its result is dropped and everything stays as it was. "
             "(A t-SNE or UMAP already started finishes in the background; nothing uses its result.)")
-        self.cancel_button.clicked.connect(self.cancel)
-        status_row.addWidget(self.cancel_button)
-        outer.addLayout(status_row)
         outer.addStretch(1)
 
         self.measure_button.clicked.connect(self.measure)
@@ -246,32 +244,13 @@ class ObjectClassifierWidget(QWidget):
             fig.canvas.draw_idle()
 
     # -- layers --------------------------------------------------------------------
-    def _refresh_layer_choices(self, event=None):
-        labels = [ly.name for ly in self.viewer.layers
-                  if isinstance(ly, napari.layers.Labels) and ly.name not in OWN_LAYERS]
-        images = [ly.name for ly in self.viewer.layers if isinstance(ly, napari.layers.Image)]
-        for combo, names in ((self.objects_combo, labels), (self.image_combo, [NO_IMAGE] + images)):
-            current = combo.currentText()
-            if [combo.itemText(i) for i in range(combo.count())] == names:
-                continue
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            elif combo is self.image_combo and len(names) > 1:
-                combo.setCurrentIndex(1)
-
     @property
     def objects_layer(self):
-        name = self.objects_combo.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        return layer if isinstance(layer, napari.layers.Labels) else None
+        return self.objects_picker.value
 
     @property
     def image_layer(self):
-        name = self.image_combo.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        return layer if isinstance(layer, napari.layers.Image) else None
+        return self.image_picker.value
 
     def _own_labels_layer(self, name, data, **kwargs):
         """Create or update one of this widget's Labels layers, aligned with the objects."""
@@ -301,59 +280,12 @@ class ObjectClassifierWidget(QWidget):
 
     # -- workers -------------------------------------------------------------------
     def _start(self, fn, *args, on_done, desc, **kwargs):
-        """Run ``fn`` in a worker; a newer job or Cancel makes its result stale (dropped)."""
-        self._generation += 1
-        gen = self._generation
-        worker = create_worker(fn, *args, _progress={"desc": desc}, **kwargs)
-        worker.returned.connect(lambda result, gen=gen: self._deliver(gen, on_done, result))
-        worker.errored.connect(lambda exc, gen=gen: self._deliver(gen, self._on_error, exc))
-        worker.finished.connect(lambda w=worker: self._workers.discard(w))
-        self._workers.add(worker)
-        self.status.setText(f"{desc}…")
-        self.cancel_button.setEnabled(True)
-        worker.start()
-        return worker
-
-    def _current(self, gen) -> bool:
-        return gen == self._generation
-
-    def _deliver(self, gen, handler, value):
-        """Hand the latest job's result (or error) to ``handler``; drop stale ones."""
-        if not self._current(gen):
-            return
-        self.cancel_button.setEnabled(False)
-        handler(value)
-
-    @property
-    def busy(self) -> bool:
-        """True while the latest job runs (stale, cancelled ones do not count)."""
-        return self.cancel_button.isEnabled()
-
-    def cancel(self, *_):
-        """Drop the running step's result; tables, plots and layers stay as they were."""
-        if not self.busy:
-            return
-        self._generation += 1
-        for worker in list(self._workers):
-            worker.quit()  # stops generator workers; plain ones finish and are ignored
-        self.cancel_button.setEnabled(False)
-        self.status.setText("Cancelled: nothing changed.")
-        self.cancelled.emit()
-
-    def _fail(self, message):
-        self.status.setText(message)
-        show_error(message)
-        self.failed.emit(message)
-
-    def _on_error(self, exc):
-        if isinstance(exc, AnnotatorError):
-            self._fail(str(exc))
-        else:
-            self._fail(f"{type(exc).__name__}: {exc}")
+        """Run ``fn(*args, **kwargs)`` in the base's worker (cancel, newest request wins)."""
+        return self.run(lambda task: fn(*args, **kwargs), on_done, desc=desc)
 
     def _need_table(self):
         if self.table is None or self.objects_layer is None:
-            self._fail("Measure the objects first (step 1).")
+            self.fail("Measure the objects first (step 1).")
             return False
         return True
 
@@ -362,13 +294,13 @@ class ObjectClassifierWidget(QWidget):
         """Measure the chosen objects (in a worker); emits ``measured``."""
         layer = self.objects_layer
         if layer is None:
-            self._fail("Add or pick a Labels layer with the objects (0 = background).")
+            self.fail("Add or pick a Labels layer with the objects (0 = background).")
             return
         image = self.image_layer
         obj = np.asarray(layer.data)
         intensity = None if image is None else np.asarray(image.data)
         if intensity is not None and intensity.shape != obj.shape:
-            self._fail(f"The image {image.name!r} {intensity.shape} and the objects "
+            self.fail(f"The image {image.name!r} {intensity.shape} and the objects "
                        f"{obj.shape} differ in shape; pick the matching image.")
             return
         self._start(core.measure, obj, intensity, spacing=tuple(layer.scale),
@@ -382,7 +314,7 @@ class ObjectClassifierWidget(QWidget):
         self.suggestions, self._next = [], 0
         self._write_features()
         self._draw_empty_plots()
-        self.status.setText(f"Measured {len(table['label'])} objects: "
+        self.set_status(f"Measured {len(table['label'])} objects: "
                             f"{', '.join(core.measurement_names(table))}.")
         self.measured.emit()
 
@@ -398,10 +330,9 @@ class ObjectClassifierWidget(QWidget):
     def _export_dialog(self):
         if not self._need_table():
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export measurements", "objects.csv",
-                                              "CSV (*.csv)")
+        path = self.ask_path("Export measurements", "CSV (*.csv)", save_as="objects.csv")
         if path:
-            self.status.setText(f"Wrote {self.export_csv(path)}")
+            self.set_status(f"Wrote {self.export_csv(path)}")
 
     # -- 2. explore ----------------------------------------------------------------
     def explore(self, *_):
@@ -422,7 +353,7 @@ class ObjectClassifierWidget(QWidget):
         top = ", ".join(f"{n} ({s:.0f})" for n, s in result.separating[:4])
         self.separating_label.setText(
             f"Measurements that differ most between the clusters (ANOVA F): {top}")
-        self.status.setText("Draw a lasso or click points to see those objects; "
+        self.set_status("Draw a lasso or click points to see those objects; "
                             "click objects in the viewer to find their points.")
         self.explored.emit()
 
@@ -491,7 +422,7 @@ class ObjectClassifierWidget(QWidget):
                                                          1: "yellow"})
         self._show_selection_in_plot()
         n = self.selected.size
-        self.status.setText(f"{n} object(s) selected" + (f": {self.selected[:10].tolist()}"
+        self.set_status(f"{n} object(s) selected" + (f": {self.selected[:10].tolist()}"
                                                         if n else ""))
         self.selection_changed.emit(self.selected)
 
@@ -518,8 +449,7 @@ class ObjectClassifierWidget(QWidget):
         try:
             self.click_combo.currentData()
         except RuntimeError:  # the Qt side of this widget is gone; its callback stayed
-            _disconnect_from_viewer(self.viewer, self._on_viewer_click,
-                                    self._refresh_layer_choices)()
+            _disconnect_from_viewer(self.viewer, self._on_viewer_click)()
             return
         oid = self._object_at(event.position)
         if oid == 0:
@@ -544,7 +474,7 @@ class ObjectClassifierWidget(QWidget):
             data[np.isin(self._objects, ids)] = value
             layer = self._own_labels_layer(ANNOTATIONS, data, opacity=0.6)
             layer.colormap = _class_colormap()
-        self.status.setText(self._annotation_summary())
+        self.set_status(self._annotation_summary())
 
     def object_labels(self):
         """Class per measured object from the annotations layer (0 = not labelled)."""
@@ -571,7 +501,7 @@ class ObjectClassifierWidget(QWidget):
     def _on_trained(self, result):
         clf, proba = result
         self._set_classifier(clf, proba)
-        self.status.setText(f"Trained on {clf.n_training_objects_} objects. "
+        self.set_status(f"Trained on {clf.n_training_objects_} objects. "
                             + self._annotation_summary())
         self.trained.emit()
 
@@ -609,10 +539,10 @@ class ObjectClassifierWidget(QWidget):
 
     def save_classifier(self, path):
         if self.classifier is None:
-            self._fail("Train the object classifier before saving it.")
+            self.fail("Train the object classifier before saving it.")
             return None
         path = save_object_classifier(self.classifier, path, class_names=self.class_names)
-        self.status.setText(f"Saved {path}")
+        self.set_status(f"Saved {path}")
         return path
 
     def load_classifier(self, path):
@@ -623,25 +553,23 @@ class ObjectClassifierWidget(QWidget):
             clf = load_object_classifier(path)
             proba = clf.predict_proba(self.table)
         except AnnotatorError as e:
-            self._fail(str(e))
+            self.fail(str(e))
             return
         if clf.class_names_:
             self.class_names_edit.setText(", ".join(
                 clf.class_names_.get(k, str(k)) for k in range(1, max(clf.class_names_) + 1)))
             self._refresh_click_modes()
         self._set_classifier(clf, proba)
-        self.status.setText(f"Loaded {Path(path).name}; classified {len(proba)} objects.")
+        self.set_status(f"Loaded {Path(path).name}; classified {len(proba)} objects.")
         self.trained.emit()
 
     def _save_dialog(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Save object classifier",
-                                              "objects.aaobjects", "Object classifier (*.aaobjects)")
+        path = self.ask_path("Save object classifier", FILE_FILTER, save_as="objects.aaobjects")
         if path:
             self.save_classifier(path)
 
     def _load_dialog(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Load object classifier", "",
-                                              "Object classifier (*.aaobjects)")
+        path = self.ask_path("Load object classifier", FILE_FILTER)
         if path:
             self.load_classifier(path)
 
@@ -658,14 +586,14 @@ class ObjectClassifierWidget(QWidget):
 
     def _on_suggested(self, suggestions):
         self.suggestions, self._next = list(suggestions), 0
-        self.status.setText(f"{len(self.suggestions)} suggestions; press Next.")
+        self.set_status(f"{len(self.suggestions)} suggestions; press Next.")
         self.suggested.emit()
         self.next_suggestion()
 
     def next_suggestion(self, *_):
         """Centre the view on the next suggested object and select it."""
         if not self.suggestions:
-            self._fail("Press Suggest first.")
+            self.fail("Press Suggest first.")
             return None
         s = self.suggestions[self._next % len(self.suggestions)]
         self._next += 1
@@ -680,7 +608,7 @@ class ObjectClassifierWidget(QWidget):
         camera.center = tuple(world[-self.viewer.dims.ndisplay:])
         self.select_objects([s.label])
         k = (self._next - 1) % len(self.suggestions) + 1
-        self.status.setText(f"Suggestion {k}/{len(self.suggestions)}: object {s.label}, "
+        self.set_status(f"Suggestion {k}/{len(self.suggestions)}: object {s.label}, "
                             f"{s.reason}. Click it with a class to label it.")
         return s
 
@@ -690,13 +618,11 @@ def _fit_and_predict(table, y):
     return clf, clf.predict_proba(table)
 
 
-def _disconnect_from_viewer(viewer, on_click, on_layers):
-    """A callable that unhooks a closed widget from the viewer (holds no Qt object)."""
+def _disconnect_from_viewer(viewer, on_click):
+    """A callable that unhooks a closed widget's click handler from the viewer (holds no Qt object)."""
 
     def disconnect(*_):
         if on_click in viewer.mouse_drag_callbacks:
             viewer.mouse_drag_callbacks.remove(on_click)
-        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            emitter.disconnect(on_layers)
 
     return disconnect

@@ -1,11 +1,13 @@
 """Reader for signals: miniSEED, SAC (and other ObsPy formats), ``.npy``, ``.csv``.
 
 A record becomes napari layers laid out as a strip along time (x in seconds):
-one row per channel (an image, the "heat-map strip"), then one row each for
-the labels, the prediction and the uncertainty. The waveform itself is drawn
-by the "Signal classifier" dock widget, which reads these layers. The
-record's sampling rate, start time and channel ids travel in the image
-layer's ``metadata["signal"]``.
+one row per channel, then one row each for the labels, the prediction and the
+uncertainty. On the canvas the channels are drawn as waveforms (a Shapes layer
+of paths, ``"<record> waveform"``, min/max-decimated to a few thousand
+vertices); the samples themselves travel in a hidden image layer (a colour
+strip of amplitudes says nothing to the eye), whose ``metadata["signal"]``
+holds the sampling rate, start time and channel ids. The "Signal classifier"
+dock reads these layers and draws the detailed waveform view.
 """
 
 from pathlib import Path
@@ -24,6 +26,7 @@ CLASS_NAMES = {1: "noise", 2: "earthquake", 3: "other"}
 LABELS_SUFFIX = " labels"
 PREDICTION_SUFFIX = " prediction"
 UNCERTAINTY_SUFFIX = " uncertainty"
+WAVEFORM_SUFFIX = " waveform"
 
 
 def row_height(record: SignalRecord) -> float:
@@ -74,7 +77,7 @@ def layer_data(record: SignalRecord, labels=None, class_names=None) -> list:
     meta = record.metadata()
     meta["row_height"] = scale[0]
     image = (multiscale_levels(data), {"name": record.name, "scale": scale, "translate": translate,
-                    "colormap": "gray", "contrast_limits": (float(lo), float(hi)),
+                    "colormap": "gray", "contrast_limits": (float(lo), float(hi)), "visible": False,
                     "metadata": {"signal": meta}}, "image")
     if labels is None:
         labels = np.zeros((1, record.n_samples), np.uint8)
@@ -84,7 +87,19 @@ def layer_data(record: SignalRecord, labels=None, class_names=None) -> list:
     annotations = (labels, {"name": record.name + LABELS_SUFFIX, "scale": l_scale,
                             "translate": l_translate, "opacity": 0.9,
                             "metadata": {"class_names": names, "signal_of": record.name}}, "labels")
-    return [image, annotations]
+    return [image, waveform_layer_data(record), annotations]
+
+
+def waveform_layer_data(record: SignalRecord, n_bins: int = 4000):
+    """A Shapes LayerData tuple: one path per channel, in the channel's row of the strip (world units)."""
+    from ._drawing import waveform_paths
+
+    h = row_height(record)
+    paths = [np.column_stack([p[:, 0] * h, p[:, 1] / record.sampling_rate])
+             for p in waveform_paths(record.data, n_bins)]
+    return (paths, {"name": record.name + WAVEFORM_SUFFIX, "shape_type": "path", "edge_width": 0.02 * h,
+                    "edge_color": "#e8e8e8", "face_color": "transparent",
+                    "metadata": {"waveform_of": record.name}}, "shapes")
 
 
 def _claims(path: Path) -> bool:

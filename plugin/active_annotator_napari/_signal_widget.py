@@ -1,27 +1,26 @@
-"""The "Signal classifier" dock widget: label seismograms, classify every sample.
+"""The "Signal classifier" dock: label spans of a seismogram, classify every sample, walk the suggestions.
 
 A docked waveform view (matplotlib) draws each channel as a line, stacked,
 time in seconds, with the labels as coloured spans behind the traces, the
 prediction as a coloured band under them and the per-sample uncertainty as a
 curve below. Long records stay smooth: the view draws the min/max envelope
-(:class:`active_annotator.signals.MinMaxPyramid`) of the samples on screen, a
-few thousand vertices whatever the zoom.
+(:class:`._drawing.MinMaxPyramid`) of the samples on screen, a few thousand
+vertices whatever the zoom. On napari's canvas the reader draws the same
+waveforms as path shapes.
 
 Mouse in the waveform view: left-drag marks a span with the chosen class
 (class 0 erases), wheel zooms time around the cursor, right-drag pans. The
 labels also live in a napari Labels layer (``"<record> labels"``), one row of
 the strip on the canvas, where napari's brush paints them too.
 
-Training (:class:`active_annotator.signals.SignalClassifier`) runs in a
-napari worker; suggestions come from
-:func:`active_annotator.signals.suggest_windows`; Next moves the view (and
-the napari camera) to the next suggested window.
+Training (:class:`active_annotator.signals.SignalClassifier`) and ranking
+(:func:`active_annotator.signals.suggest_windows`) run in the dock base's
+worker; Next moves the view (and the napari camera) to the next suggested window.
 
 No ``from __future__ import annotations``: napari injects the viewer only when
 the constructor's annotation is the class itself.
 """
 
-import threading
 import time
 
 import napari
@@ -30,7 +29,6 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.widgets import SpanSelector
-from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -46,10 +44,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from active_annotator.errors import AnnotatorError, Cancelled, InputError
+from active_annotator.errors import InputError
 from active_annotator.sampling import DEFAULT_STRATEGY, STRATEGIES
 from active_annotator.signals import (
-    MinMaxPyramid,
     SignalClassifier,
     SignalFeatures,
     SignalRecord,
@@ -58,6 +55,9 @@ from active_annotator.signals import (
 )
 from active_annotator.uncertainty import entropy
 
+from ._dock import Dock
+from ._drawing import MinMaxPyramid
+from ._messages import for_signal_gui
 from ._signal_reader import (
     CLASS_NAMES,
     LABELS_SUFFIX,
@@ -68,6 +68,10 @@ from ._signal_reader import (
     row_geometry,
     signal_data,
 )
+
+
+RANK_FONT_SIZE = 10
+RANK_LABEL_WIDTH_PX = 26  # a two-digit rank at RANK_FONT_SIZE with its box, plus a gap
 
 
 def _colors(layer, values):
@@ -251,12 +255,18 @@ class SignalPlot(QWidget):
             img = self._band(self.prediction, s0, s1, nb, True)  # short events stay visible zoomed out
             self._artists.append(ax.imshow(img, extent=(s0 / sr, s1 / sr, *pred_y), aspect="auto",
                                            interpolation="nearest", zorder=1))
-        ax.set_ylim(pred_y[0] - 0.1, 1.3)
+        ax.set_ylim(pred_y[0] - 0.1, 1.55)  # room for the rank numbers above the traces
         ax.set_yticks([-2.0 * i for i in range(C)] + [sum(pred_y) / 2],
                       [c.split(".")[-1] or c for c in rec.channels] + ["prediction"])
         ax.set_xlim(t0, t1)
-        # the current suggestion is boxed on both axes; the others are marked by rank on top
-        for k, (w0, w1) in enumerate(self.suggestions):
+        # the current suggestion is boxed on both axes; the others are marked by rank on top,
+        # best first: a rank whose label would touch one already drawn is left out (its bar stays)
+        self.rank_labels = []
+        label_w = (t1 - t0) * RANK_LABEL_WIDTH_PX / max(1.0, self.ax.get_window_extent().width)
+        taken = []
+        order = sorted(range(len(self.suggestions)), key=lambda k: (k != self.current, k))
+        for k in order:
+            w0, w1 = self.suggestions[k]
             if w1 < t0 or w0 > t1:
                 continue
             if k == self.current:
@@ -267,9 +277,16 @@ class SignalPlot(QWidget):
                 (ln,) = ax.plot([w0, w1], [1.07, 1.07], color="tab:orange", lw=3, solid_capstyle="butt",
                                 zorder=4)
                 self._artists.append(ln)
-            self._artists.append(ax.text((w0 + w1) / 2, 1.09, f"{k + 1}", ha="center", va="bottom",
-                                         fontsize=7, color="tab:red" if k == self.current else "tab:orange",
-                                         clip_on=True))
+            centre = min(max((w0 + w1) / 2, t0 + label_w / 2), t1 - label_w / 2)  # never clipped at an edge
+            if any(abs(centre - c) < label_w for c in taken):
+                continue
+            taken.append(centre)
+            text = ax.text(centre, 1.1, f"{k + 1}", ha="center", va="bottom", fontsize=RANK_FONT_SIZE,
+                           fontweight="bold", color="tab:red" if k == self.current else "#b35900", zorder=5,
+                           bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
+                                 "alpha": 0.85})
+            self._artists.append(text)
+            self.rank_labels.append(text)
         if self.u_pyramid is not None:
             ui, uv = self.u_pyramid.view(s0, s1, n_px)
             if ui.size > 1 and ui[0] == ui[1]:
@@ -323,54 +340,56 @@ class SignalPlot(QWidget):
         self._pan = None
 
 
-def _train_job(data, labels, spec, n_trees, stop):
-    """Worker body: fit, predict every sample, uncertainty. Expected errors come back as text."""
+def _train_job(task, data, labels, spec, n_trees):
+    """Worker body: fit, predict every sample, uncertainty."""
     started = time.perf_counter()
-    try:
-        clf = SignalClassifier(spec, n_estimators=n_trees, n_jobs=-1)
-        clf.fit(data, labels, should_stop=stop.is_set)
-        proba = clf.predict_proba(data, should_stop=stop.is_set)
-    except Cancelled:
-        return {"cancelled": True}
-    except AnnotatorError as e:
-        return {"error": str(e)}
+    clf = SignalClassifier(spec, n_estimators=n_trees, n_jobs=-1)
+    clf.fit(data, labels, should_stop=task.should_stop)
+    proba = clf.predict_proba(data, should_stop=task.should_stop)
     pred = clf.classes_[np.argmax(proba, axis=0)].astype(np.uint8)
     return {"classifier": clf, "proba": proba, "prediction": pred, "uncertainty": entropy(proba),
             "seconds": time.perf_counter() - started}
 
 
-class SignalClassifierWidget(QWidget):
+def _rank_job(task, record, classifier, uncertainty, labels, width, strategy, proba):
+    """Worker body: rank windows (the window descriptors of diversity/cluster need a prediction)."""
+    feats = classifier.predict_proba(record) if strategy in ("diversity", "cluster") and classifier else None
+    return suggest_windows(uncertainty, labels, width=width, strategy=strategy, n=10, features=feats,
+                           proba=proba if strategy == "clasp" else None)
+
+
+class SignalClassifierWidget(Dock):
     """Label spans of a signal, train, see predictions and uncertainty, walk the suggestions.
 
     Signals
     -------
     trained : emitted after the prediction and uncertainty layers were written.
     suggested : emitted after suggestions were computed.
-    failed(str) : an expected error, with its message.
+    (and the base's failed(str), cancelled)
     """
 
     trained = Signal()
     suggested = Signal()
-    failed = Signal(str)
 
     def __init__(self, napari_viewer: napari.Viewer):
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer, idle_text="Open a signal (File > Open, or File > Open Sample > Seismogram).")
         self.classifier = None
         self.suggestions = []
         self.current = -1
-        self._stop = threading.Event()
-        self._worker = None
         self._watched = None
         self._build()
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
+        self._on_signal_changed(self.signal_combo.currentText())
+
+    def fail(self, message, notify=True):
+        rec = self.record
+        super().fail(message if rec is None else for_signal_gui(str(message), rec.sampling_rate), notify)
 
     def _build(self):
-        lay = QVBoxLayout(self)
+        lay = self.body
         form = QFormLayout()
-        self.signal_combo = QComboBox()
+        self.signal_picker = self.layer_picker(napari.layers.Image, accept=lambda ly: "signal" in ly.metadata,
+                                               tooltip="A record opened with the Signal reader.")
+        self.signal_combo = self.signal_picker.native
         self.signal_combo.currentTextChanged.connect(self._on_signal_changed)
         form.addRow("Signal", self.signal_combo)
         self.class_combo = QComboBox()
@@ -407,15 +426,9 @@ class SignalClassifierWidget(QWidget):
         self.trees_spin = QSpinBox(minimum=5, maximum=1000, value=50)
         form.addRow("Trees", self.trees_spin)
         lay.addLayout(form)
-        row = QHBoxLayout()
         self.train_button = QPushButton("Train && predict")
         self.train_button.clicked.connect(self.train)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        row.addWidget(self.train_button)
-        row.addWidget(self.cancel_button)
-        lay.addLayout(row)
+        lay.addWidget(self.train_button)
         srow = QHBoxLayout()
         self.strategy_combo = QComboBox()
         self.strategy_combo.addItems(list(STRATEGIES))
@@ -431,37 +444,15 @@ class SignalClassifierWidget(QWidget):
         for w in (self.strategy_combo, self.window_spin, self.suggest_button, self.next_button, self.whole_button):
             srow.addWidget(w)
         lay.addLayout(srow)
-        self.status = QLabel("Open a signal (File > Open, or File > Open Sample > Seismogram).")
-        self.status.setWordWrap(True)
-        lay.addWidget(self.status)
         self.plot = SignalPlot(self)
         self.plot.span_selected.connect(self.label_span)
         self.plot.view_changed.connect(self._follow_view)
         lay.addWidget(self.plot, stretch=1)
 
     # -- layers -----------------------------------------------------------------------------
-    def _signal_layers(self):
-        return [ly for ly in self.viewer.layers
-                if isinstance(ly, napari.layers.Image) and "signal" in ly.metadata]
-
-    def _refresh_layers(self, event=None):
-        names = [ly.name for ly in self._signal_layers()]
-        current = self.signal_combo.currentText()
-        self.signal_combo.blockSignals(True)
-        self.signal_combo.clear()
-        self.signal_combo.addItems(names)
-        if current in names:
-            self.signal_combo.setCurrentText(current)
-        self.signal_combo.blockSignals(False)
-        if self.signal_combo.currentText() != current or self.plot.record is None:
-            self._on_signal_changed(self.signal_combo.currentText())
-
     @property
     def signal_layer(self):
-        name = self.signal_combo.currentText()
-        if name in self.viewer.layers and "signal" in self.viewer.layers[name].metadata:
-            return self.viewer.layers[name]
-        return None
+        return self.signal_picker.value
 
     @property
     def record(self) -> SignalRecord | None:
@@ -482,7 +473,7 @@ class SignalClassifierWidget(QWidget):
         """The Labels layer ``"<record> labels"``, added when missing."""
         layer = self._named(LABELS_SUFFIX, napari.layers.Labels)
         if layer is None and self.signal_layer is not None:
-            data, kwargs, _ = layer_data(self.record)[1]
+            data, kwargs, _ = next(t for t in layer_data(self.record) if t[2] == "labels")
             layer = self.viewer.add_labels(data, **kwargs)
         return layer
 
@@ -539,7 +530,7 @@ class SignalClassifierWidget(QWidget):
         if pred is not None and unc is not None and pred.data.shape[-1] == rec.n_samples:
             self.plot.set_prediction(pred.data[0], signal_data(unc)[0])
         self.suggestions, self.current = [], -1
-        self._set_status(f"{rec.name}: {rec.n_channels} channel(s), {rec.duration:g} s at "
+        self.set_status(f"{rec.name}: {rec.n_channels} channel(s), {rec.duration:g} s at "
                          f"{rec.sampling_rate:g} Hz. Drag across the waveform to mark spans of two or more "
                          "classes, then Train.")
 
@@ -593,45 +584,21 @@ class SignalClassifierWidget(QWidget):
                                            sta_lta_s=sta_lta, bands_hz=bands)
 
     def train(self, *_):
+        """Fit on the labelled spans and classify every sample, in a worker; emits ``trained``."""
         rec, labels = self.record, self.labels_layer
         if rec is None:
-            self._fail("Open a signal first (File > Open Sample > Seismogram).")
+            self.fail("Open a signal first (File > Open Sample > Seismogram).")
             return
         try:
             spec = self.feature_spec(rec.sampling_rate)
-        except AnnotatorError as e:
-            self._fail(str(e))
+        except InputError as e:
+            self.fail(str(e))
             return
-        self.cancel()
-        self._stop = threading.Event()
-        worker = create_worker(_train_job, rec.data, np.array(labels.data[0]), spec,
-                               self.trees_spin.value(), self._stop,
-                               _progress={"total": 0, "desc": "Signal classifier: training"})
-        worker.returned.connect(lambda out, rec=rec: self._on_trained(rec, out))
-        worker.errored.connect(self._on_errored)
-        self._worker = worker
-        self.cancel_button.setEnabled(True)
-        self._set_status("Training and predicting every sample…")
-        worker.start()
-
-    def cancel(self, *_):
-        self._stop.set()
-        self.cancel_button.setEnabled(False)
-
-    def _on_errored(self, exc):
-        # a bug, not a user error (those come back as text): napari shows the traceback too
-        self.cancel_button.setEnabled(False)
-        self._set_status(f"Error: {type(exc).__name__}: {exc}")
-        self.failed.emit(f"{type(exc).__name__}: {exc}")
+        data, strokes, trees = rec.data, np.array(labels.data[0]), self.trees_spin.value()
+        self.run(lambda task: _train_job(task, data, strokes, spec, trees),
+                 lambda out, rec=rec: self._on_trained(rec, out), desc="Training and predicting every sample")
 
     def _on_trained(self, rec, out):
-        self.cancel_button.setEnabled(False)
-        if out.get("cancelled"):
-            self._set_status("Cancelled.")
-            return
-        if "error" in out:
-            self._fail(out["error"])
-            return
         self.classifier = out["classifier"]
         self._proba = out["proba"]
         C = rec.n_channels
@@ -658,7 +625,7 @@ class SignalClassifierWidget(QWidget):
         self.plot.set_prediction(out["prediction"], out["uncertainty"])
         clf = self.classifier
         top = ", ".join(list(clf.feature_importances())[:3])
-        self._set_status(f"Trained on {clf.n_training_samples_} labelled samples "
+        self.set_status(f"Trained on {clf.n_training_samples_} labelled samples "
                          f"({len(clf.feature_names_in_)} features; most used: {top}) and classified "
                          f"{rec.n_samples} samples in {out['seconds']:.1f} s. Press Suggest for where to label next.")
         self.trained.emit()
@@ -667,26 +634,21 @@ class SignalClassifierWidget(QWidget):
     def suggest(self, *_):
         rec, unc = self.record, self.uncertainty_layer
         if rec is None or unc is None:
-            self._fail("Train first: suggestions rank windows by the model's uncertainty.")
+            self.fail("Train first: suggestions rank windows by the model's uncertainty.")
             return
         width = max(2, int(round(self.window_spin.value() * rec.sampling_rate)))
         strategy = self.strategy_combo.currentText()
-        labels = self.labels_layer
-        try:
-            feats = None
-            if strategy in ("diversity", "cluster"):
-                # window descriptors: the probabilities are a compact per-sample embedding
-                feats = self.classifier.predict_proba(rec) if self.classifier is not None else None
-            proba = getattr(self, "_proba", None) if strategy == "clasp" else None
-            self.suggestions = suggest_windows(signal_data(unc)[0], labels.data[0], width=width, strategy=strategy,
-                                               n=10, features=feats, proba=proba)
-        except AnnotatorError as e:
-            self._fail(str(e))
-            return
+        args = (rec, self.classifier, np.asarray(signal_data(unc)[0]), np.array(self.labels_layer.data[0]),
+                width, strategy, getattr(self, "_proba", None))
+        self.run(lambda task: _rank_job(task, *args), lambda found: self._on_suggested(rec, strategy, found),
+                 desc=f"Ranking windows ({strategy})")
+
+    def _on_suggested(self, rec, strategy, found):
+        self.suggestions = list(found)
         self.current = -1
         windows = [self._window_seconds(s, rec) for s in self.suggestions]
         self.plot.set_suggestions(windows, -1)
-        self._set_status(f"{len(windows)} windows suggested ({strategy}). Press Next to go to the first.")
+        self.set_status(f"{len(windows)} windows suggested ({strategy}). Press Next to go to the first.")
         self.suggested.emit()
         self.next_suggestion()
 
@@ -698,7 +660,7 @@ class SignalClassifierWidget(QWidget):
     def next_suggestion(self, *_):
         rec = self.record
         if not self.suggestions or rec is None:
-            self._set_status("No suggestions yet: Train, then Suggest.")
+            self.set_status("No suggestions yet: Train, then Suggest.")
             return
         self.current = (self.current + 1) % len(self.suggestions)
         s = self.suggestions[self.current]
@@ -706,7 +668,7 @@ class SignalClassifierWidget(QWidget):
         pad = (w1 - w0) * 1.5
         self.plot.set_suggestions([self._window_seconds(x, rec) for x in self.suggestions], self.current)
         self.plot.set_view(w0 - pad, w1 + pad)
-        self._set_status(f"Suggestion {self.current + 1}/{len(self.suggestions)}: {w0:.2f}–{w1:.2f} s "
+        self.set_status(f"Suggestion {self.current + 1}/{len(self.suggestions)}: {w0:.2f}–{w1:.2f} s "
                          f"({s.reason}). Drag across it with the right class.")
 
     def show_all(self, *_):
@@ -722,14 +684,3 @@ class SignalClassifierWidget(QWidget):
         cam = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
         y = float(layer.translate[0]) + 0.5 * float(layer.scale[0]) * (signal_data(layer).shape[0] + 2)
         cam.center = (y, (t0 + t1) / 2)
-
-    # -- messages ---------------------------------------------------------------------------
-    def _set_status(self, text):
-        self.status.setText(text)
-
-    def _fail(self, message):
-        from napari.utils.notifications import show_error
-
-        self._set_status(f"Error: {message}")
-        show_error(message)
-        self.failed.emit(message)

@@ -25,7 +25,7 @@ What lives here:
   time so a day at 100 Hz fits in memory.
 * :func:`suggest_windows`: windows of the record ranked by the active-learning
   strategies of :mod:`active_annotator.sampling`.
-* :class:`MinMaxPyramid`: min/max envelope of a long record at any zoom, for
+* (the min/max drawing pyramid moved to the plugin: active_annotator_napari._drawing)
   drawing millions of samples as a few thousand vertices.
 """
 
@@ -1027,65 +1027,6 @@ def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | Non
     return suggest(cands, u, lab, strategy=strategy, n=n, seed=seed, **kwargs)
 
 
-# -- drawing long records ----------------------------------------------------------
-class MinMaxPyramid:
-    """Min/max envelope of a ``(channels, time)`` array at every zoom.
-
-    Level ``k`` holds the minimum and maximum of each block of ``factor**k``
-    samples; :meth:`view` picks the coarsest level that still gives about
-    ``n_bins`` points in the requested range, so drawing a day at 100 Hz costs
-    the same as drawing a minute. Memory: about a sixth of the data.
-    """
-
-    def __init__(self, data, factor: int = 4, smallest: int = 1024):
-        x = np.asarray(data)
-        if x.ndim == 1:
-            x = x[np.newaxis]
-        self.data = x
-        self.factor = int(factor)
-        self.levels: list[tuple[int, np.ndarray, np.ndarray]] = []  # (block, mins, maxs)
-        # the finest level already groups 16 samples: finer views draw raw samples
-        lo, hi, block, f = x, x, 1, 16
-        while lo.shape[1] > smallest:
-            m = lo.shape[1] // f * f
-            if m == 0:
-                break
-            lo = lo[:, :m].reshape(x.shape[0], -1, f).min(2)
-            hi = hi[:, :m].reshape(x.shape[0], -1, f).max(2)
-            block *= f
-            self.levels.append((block, lo, hi))
-            f = self.factor
-
-    def view(self, start: int, stop: int, n_bins: int = 2000):
-        """Vertices to draw samples ``[start, stop)``.
-
-        Returns
-        -------
-        index : float64 ``(m,)`` sample positions; values : ``(channels, m)``.
-        When zoomed out, each block contributes its min and its max at the same
-        position (a vertical stroke), which is what the eye sees of the raw data.
-        """
-        n = self.data.shape[1]
-        start, stop = max(0, int(start)), min(n, int(np.ceil(stop)))
-        if stop <= start:
-            return np.zeros(0), np.zeros((self.data.shape[0], 0), np.float32)
-        per_bin = (stop - start) / max(1, n_bins)
-        chosen = None
-        for block, lo, hi in self.levels:
-            if block <= per_bin:
-                chosen = (block, lo, hi)
-        if chosen is None:
-            idx = np.arange(start, stop, dtype=np.float64)
-            return idx, self.data[:, start:stop]
-        block, lo, hi = chosen
-        b0, b1 = start // block, min(lo.shape[1], -(-stop // block))
-        idx = (np.arange(b0, b1) * block + block / 2).repeat(2)
-        vals = np.empty((self.data.shape[0], 2 * (b1 - b0)), self.data.dtype)
-        vals[:, 0::2] = lo[:, b0:b1]
-        vals[:, 1::2] = hi[:, b0:b1]
-        return idx, vals
-
-
 def runs(values) -> list[tuple[int, int, int]]:
     """Constant runs of a 1-D integer array as ``(start, stop, value)``, zeros skipped."""
     v = np.asarray(values).ravel()
@@ -1137,7 +1078,7 @@ def spans_table(values, sampling_rate: float) -> list[tuple[float, float, int]]:
 
 __all__ = [
     "SignalRecord", "read_signal", "write_signal", "is_signal_array", "envelope", "sta_lta",
-    "SignalFeatures", "signal_features", "base_features", "SignalClassifier", "suggest_windows", "MinMaxPyramid",
+    "SignalFeatures", "signal_features", "base_features", "SignalClassifier", "suggest_windows",
     "runs", "OBSPY_HINT", "read_labels", "spans_table", "default_signal_features",
     "seconds_to_samples", "band_amplitude", "default_bands",
 ]
