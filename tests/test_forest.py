@@ -194,3 +194,80 @@ def test_random_structures_are_refused_or_predict_as_a_python_walk():
     r = run_capped("import runpy, sys; sys.argv[0] = 'p'; runpy.run_module('forest_property', run_name='__main__')",
                    mem_gib=3, args=["400"])
     assert r.returncode == 0 and "OK" in r.stdout, crashed(r)
+
+
+# -- realistic forests: unlimited depth, trained on hard labels of a real image -------------
+
+
+@pytest.fixture(scope="module")
+def real_forest():
+    """100 unlimited-depth trees on the micronuclei sample's 4-class truth (sparse pixels)."""
+    from active_annotator import data
+    from active_annotator.features import FeatureSet, compute
+
+    d = data.micronuclei2d()
+    img = d["image"][:256, :256].astype(np.float32)
+    truth = d["truth"][:256, :256]
+    xt = np.ascontiguousarray(compute(img, FeatureSet.default(ndim=2)).reshape(-1, img.size))
+    rng = np.random.default_rng(0)
+    train = rng.choice(img.size, 6000, replace=False)
+    rf = RandomForestClassifier(n_estimators=100, max_depth=None, random_state=0, n_jobs=2)
+    rf.fit(xt[:, train].T, truth.reshape(-1)[train])
+    assert len(rf.classes_) >= 3
+    # deep trees are the case where stopping at the leaves matters
+    assert max(e.tree_.max_depth for e in rf.estimators_) >= 12
+    return rf, Forest.from_sklearn(rf).validate(), xt
+
+
+def test_real_forest_proba_and_decisions_match_sklearn(real_forest):
+    rf, forest, xt = real_forest
+    ref = rf.predict_proba(np.ascontiguousarray(xt.T))
+    p = forest.predict_proba(xt, threads=2)
+    np.testing.assert_allclose(p, ref, rtol=0, atol=1e-6)
+    assert np.array_equal(p.argmax(1), ref.argmax(1))
+    idx = forest.predict_index(xt, threads=2)
+    assert np.array_equal(idx, ref.argmax(1))
+    # the pixels the forest is unsure of, where early exit cannot apply, are among them
+    assert np.sum(ref.max(1) < 0.6) > 100
+
+
+def test_real_forest_single_root_leaf_tree(real_forest):
+    # a tree that is a single leaf (all labels of one class) walks zero steps
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(50, 3)).astype(np.float32)
+    y = np.r_[np.zeros(49, int), 1]
+    rf = RandomForestClassifier(n_estimators=20, random_state=0, n_jobs=1).fit(X, y)
+    assert any(e.tree_.node_count == 1 for e in rf.estimators_)
+    forest = Forest.from_sklearn(rf).validate()
+    Xt = rng.normal(size=(1000, 3)).astype(np.float32)
+    np.testing.assert_allclose(forest.predict_proba(np.ascontiguousarray(Xt.T)), rf.predict_proba(Xt),
+                               rtol=0, atol=1e-12)
+    assert np.array_equal(forest.predict_index(np.ascontiguousarray(Xt.T)), rf.predict_proba(Xt).argmax(1))
+
+
+def test_torch_evaluator_matches_sklearn_on_cpu(real_forest):
+    # the torch path (the one CUDA runs) checked on torch's CPU device everywhere
+    torch = pytest.importorskip("torch")
+    rf, forest, xt = real_forest
+    ref = rf.predict_proba(np.ascontiguousarray(xt[:, :20000].T))
+    p = forest.predict_proba(xt[:, :20000], device=torch.device("cpu"))
+    np.testing.assert_allclose(p, ref, rtol=0, atol=1e-6)
+    assert np.array_equal(p.argmax(1), ref.argmax(1))
+    assert np.array_equal(p, forest.predict_proba(xt[:, :20000]))
+
+
+def _cuda():
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (runs where one is)")
+def test_cuda_evaluator_matches_sklearn(real_forest):
+    rf, forest, xt = real_forest
+    ref = rf.predict_proba(np.ascontiguousarray(xt.T))
+    p = forest.predict_proba(xt, device="cuda")
+    np.testing.assert_allclose(p, ref, rtol=0, atol=1e-6)
+    assert np.array_equal(p.argmax(1), ref.argmax(1))

@@ -11,7 +11,7 @@ That gives two things scikit-learn's own objects do not:
   them under a lock. Here one numba kernel walks all trees for a block of
   pixels while that block is in cache, with the trees renumbered breadth-first
   so that one walk step is ``node = child[node] + (x > thr)`` without a
-  branch (see :func:`_predict_packed`). Thresholds are rounded *down* to
+  branch, and each pixel stops at its own leaf (see :func:`_walk_to_leaves`). Thresholds are rounded *down* to
   float32, which for float32 features gives exactly scikit-learn's float64
   decisions; class fractions are summed in float64 in tree order as
   scikit-learn does, so the class decisions are the same.
@@ -103,22 +103,53 @@ if _HAVE_NUMBA:
                     feat[k] = 0
                     thr[k] = np.inf
 
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _walk_to_leaves(xb, nf, r, pix, n_pix, child, feat, thr, node, walk):  # pragma: no cover
+        """Walk pixels ``pix[:n_pix]`` of the block ``xb`` from root ``r`` to their leaves.
+
+        Each pass moves every pixel still inside the tree one level down
+        (``node = child[node] + (x > thr)``, no data-dependent branch) and
+        keeps in ``walk`` only those not yet at a leaf (leaves point at
+        themselves), so a pixel costs the depth of its own leaf, not the
+        tree's maximum depth. Measured against the lock-step walk over the
+        tree's full depth: 0.55 -> 0.33 s CPU for 200k pixels, 100
+        unlimited-depth trees on the micronuclei sample (one thread); a
+        plain per-pixel ``while`` loop was 2x slower than lock-step
+        (branch mispredictions), groups of 4 or 8 pixels in between.
+        """
+        for j in range(n_pix):
+            node[pix[j]] = r
+            walk[j] = pix[j]
+        n_walk = np.uint32(n_pix)
+        while n_walk > 0:
+            keep = np.uint32(0)
+            for j in range(n_walk):
+                i = walk[j]
+                nd = node[i]
+                # unsigned indices: numba then skips negative-index wraparound
+                nn = child[nd] + np.uint32(xb[i * nf + feat[nd]] > thr[nd])
+                node[i] = nn
+                walk[keep] = i
+                keep += np.uint32(child[nn] != nn)
+            n_walk = keep
+
     @numba.njit(cache=True, nogil=True)
     def _predict_packed(xt, lo, hi, child, feat, thr, value, roots, depth, out):  # pragma: no cover
         """Probabilities of pixels ``lo:hi`` into ``out[lo:hi]`` (float64 sums in tree order).
 
         A block of pixels is copied to pixel-major order (one cache line per
-        pixel), then each tree walks all of them in lock step for the tree's
-        depth: ``node = child[node] + (x > thr)`` with no data-dependent
-        branch, so the CPU overlaps the independent walks.
+        pixel), then each tree walks the block's pixels to their leaves
+        (:func:`_walk_to_leaves`) while the tree is in cache.
         """
         n_feat = xt.shape[0]
         n_trees = roots.shape[0]
         n_cls = value.shape[1]
-        blk = 128
+        blk = 256
         nf = np.uint32(n_feat)
         xb = np.empty(blk * n_feat, np.float32)
         node = np.empty(blk, np.uint32)
+        walk = np.empty(blk, np.uint32)
+        pix = np.arange(blk).astype(np.uint32)
         for b0 in range(lo, hi, blk):
             nb = min(hi, b0 + blk) - b0
             for f in range(n_feat):
@@ -128,15 +159,7 @@ if _HAVE_NUMBA:
                 for k in range(n_cls):
                     out[b0 + i, k] = 0.0
             for t in range(n_trees):
-                r = roots[t]
-                for i in range(nb):
-                    node[i] = r
-                for _ in range(depth[t]):
-                    # unsigned indices: numba then skips negative-index wraparound,
-                    # which measured 1.8x faster (0.41 -> 0.23 s, 262k px, 100 trees)
-                    for i in range(np.uint32(nb)):
-                        nd = node[i]
-                        node[i] = child[nd] + np.uint32(xb[i * nf + feat[nd]] > thr[nd])
+                _walk_to_leaves(xb, nf, roots[t], pix, nb, child, feat, thr, node, walk)
                 for i in range(nb):
                     nd = node[i]
                     for k in range(n_cls):
@@ -144,6 +167,7 @@ if _HAVE_NUMBA:
             for i in range(nb):
                 for k in range(n_cls):
                     out[b0 + i, k] /= n_trees
+
     @numba.njit(cache=True, nogil=True)
     def _predict_index_packed(xt, lo, hi, child, feat, thr, value, roots, depth, out):  # pragma: no cover
         """Index of the most probable class of pixels ``lo:hi``, stopping early when decided.
@@ -153,14 +177,16 @@ if _HAVE_NUMBA:
         class) cannot change its decision and leaves the walk. The margin
         1e-6 is far above the float64 rounding of these sums, so the result
         is the argmax of the complete ``predict_proba``, ties to the first class.
+        Within a tree each pixel stops at its own leaf (:func:`_walk_to_leaves`).
         """
         n_feat = xt.shape[0]
         n_trees = roots.shape[0]
         n_cls = value.shape[1]
-        blk = 128
+        blk = 256
         nf = np.uint32(n_feat)
         xb = np.empty(blk * n_feat, np.float32)
         node = np.empty(blk, np.uint32)
+        walk = np.empty(blk, np.uint32)
         active = np.empty(blk, np.uint32)
         acc = np.empty((blk, n_cls), np.float64)
         for b0 in range(lo, hi, blk):
@@ -177,16 +203,10 @@ if _HAVE_NUMBA:
             while t < n_trees and n_act > 0:
                 t_end = min(n_trees, t + 8)
                 for tt in range(t, t_end):
-                    r = roots[tt]
+                    _walk_to_leaves(xb, nf, roots[tt], active, n_act, child, feat, thr, node, walk)
                     for j in range(n_act):
-                        node[j] = r
-                    for _ in range(depth[tt]):
-                        for j in range(np.uint32(n_act)):
-                            nd = node[j]
-                            node[j] = child[nd] + np.uint32(xb[active[j] * nf + feat[nd]] > thr[nd])
-                    for j in range(n_act):
-                        nd = node[j]
                         i = active[j]
+                        nd = node[i]
                         for k in range(n_cls):
                             acc[i, k] += value[nd, k]
                 t = t_end
@@ -398,7 +418,54 @@ class Forest:
         self._packed_cache = (self.threshold, packed)
         return packed
 
-    def predict_proba(self, xt: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    def _packed_torch(self, device):
+        """The packed arrays as torch tensors on ``device`` (cached per device)."""
+        import torch
+
+        cache = getattr(self, "_torch_cache", None)
+        if cache is None or cache[0] is not self.threshold:
+            cache = (self.threshold, {})
+            self._torch_cache = cache
+        key = str(device)
+        if key not in cache[1]:
+            child, feat, thr, value, roots, depth = self._packed()
+            cache[1][key] = (torch.from_numpy(child.astype(np.int64)).to(device),
+                             torch.from_numpy(feat.astype(np.int64)).to(device),
+                             torch.from_numpy(thr).to(device),
+                             torch.from_numpy(value).to(device),
+                             [int(r) for r in roots], [int(d) for d in depth])
+        return cache[1][key]
+
+    def _proba_torch(self, xt: np.ndarray, device, chunk: int = 1 << 20) -> np.ndarray:
+        """:meth:`predict_proba` with torch on ``device`` (``"cuda"`` on a GPU).
+
+        A GPU wants lock-step work, so every pixel walks each tree for the
+        tree's full depth (leaves point at themselves, so extra steps stay at
+        the leaf); sums in float64 in tree order as on the CPU, so results
+        equal the numba kernels' (and scikit-learn's).
+        """
+        import torch
+
+        child, feat, thr, value, roots, depth = self._packed_torch(device)
+        n = xt.shape[1]
+        out = np.empty((n, self.n_classes), np.float64)
+        x_all = torch.from_numpy(xt)
+        for lo in range(0, n, chunk):
+            x = x_all[:, lo:lo + chunk].to(device)
+            m = x.shape[1]
+            x = x.T.contiguous().reshape(-1)  # pixel-major, flat
+            base = torch.arange(m, device=device) * xt.shape[0]
+            acc = torch.zeros((m, self.n_classes), dtype=torch.float64, device=device)
+            for r, d in zip(roots, depth):
+                node = torch.full((m,), r, dtype=torch.int64, device=device)
+                for _ in range(d):
+                    node = child[node] + (x[base + feat[node]] > thr[node]).to(torch.int64)
+                acc += value[node]
+            out[lo:lo + m] = (acc / len(roots)).cpu().numpy()
+        return out
+
+    def predict_proba(self, xt: np.ndarray, *, threads: int | None = None,
+                      device: str | None = None) -> np.ndarray:
         """Class probabilities for samples given feature-first.
 
         Parameters
@@ -407,6 +474,9 @@ class Forest:
             Finite values (the feature engine rejects NaN input).
         threads : int, optional
             Worker threads; default ``os.cpu_count()``. Results do not depend on it.
+        device : str, optional
+            A torch device (``"cuda"``) to evaluate on instead of the CPU
+            kernels; needs torch. Results are the same.
 
         Returns
         -------
@@ -421,6 +491,8 @@ class Forest:
         out = np.zeros((n, self.n_classes), np.float64)
         if not n:
             return out
+        if device is not None:
+            return self._proba_torch(xt, device)
         if not _HAVE_NUMBA:  # pragma: no cover
             _predict_kernel_py(xt, self.feature, self.threshold, self.left, self.right,
                                self.value, self.roots, out)
