@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from active_annotator._cli_args import guess_channel_axis
+from active_annotator.cli._args import guess_channel_axis
 from active_annotator.cli import build_parser, main
 
 

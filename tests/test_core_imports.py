@@ -17,7 +17,8 @@ def core_modules() -> list[str]:
     """Every module of the core package, found on disk so new ones are covered too."""
     names = ["active_annotator"]
     for info in pkgutil.walk_packages(active_annotator.__path__, "active_annotator."):
-        names.append(info.name)
+        if info.name.rsplit(".", 1)[-1] != "__main__":  # runs the command when imported
+            names.append(info.name)
     return sorted(names)
 
 

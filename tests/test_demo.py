@@ -59,7 +59,7 @@ def test_headless_demo_model_file_reloads_and_predicts_the_same(tmp_path):
 
 
 def test_gui_demo_without_napari_explains_how_to_install(capsys, monkeypatch):
-    from active_annotator import demo
+    from active_annotator.cli import demo
 
     monkeypatch.setitem(sys.modules, "napari", None)  # import napari -> ImportError
     assert demo.run_gui(quit_after=0) == 1
@@ -111,7 +111,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
 
 def test_gui_demo_without_a_display_points_to_headless(capsys, monkeypatch):
     pytest.importorskip("napari")
-    from active_annotator import demo
+    from active_annotator.cli import demo
 
     for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         monkeypatch.delenv(var, raising=False)
@@ -122,7 +122,7 @@ def test_gui_demo_without_a_display_points_to_headless(capsys, monkeypatch):
 
 def _copy_of_qt_xcb_plugin(tmp_path):
     """The installed Qt xcb plugin copied away from the Qt libraries its RPATH points to."""
-    from active_annotator import demo
+    from active_annotator.cli import demo
 
     plugin = demo._qt_xcb_plugin()
     if plugin is None or not sys.platform.startswith("linux"):
@@ -134,7 +134,7 @@ def _copy_of_qt_xcb_plugin(tmp_path):
 
 
 def test_missing_libraries_names_what_the_loader_cannot_find(tmp_path):
-    from active_annotator import demo
+    from active_annotator.cli import demo
 
     plugin, copy = _copy_of_qt_xcb_plugin(tmp_path)
     assert demo.missing_libraries(plugin) == []
@@ -145,7 +145,7 @@ def test_missing_libraries_names_what_the_loader_cannot_find(tmp_path):
 def test_gui_demo_with_missing_system_libraries_prints_the_apt_line(tmp_path, capsys,
                                                                     monkeypatch):
     pytest.importorskip("napari")
-    from active_annotator import demo
+    from active_annotator.cli import demo
 
     _plugin, copy = _copy_of_qt_xcb_plugin(tmp_path)
     monkeypatch.setenv("DISPLAY", ":99")
@@ -159,7 +159,7 @@ def test_gui_demo_with_missing_system_libraries_prints_the_apt_line(tmp_path, ca
 
 
 def test_readme_and_test_command_list_the_gui_system_packages():
-    from active_annotator import demo
+    from active_annotator.cli import demo
 
     repo = Path(__file__).resolve().parents[1]
     assert f"```bash\n{demo.GUI_APT_LINE}\n```" in (repo / "README.md").read_text()

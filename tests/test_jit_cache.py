@@ -60,12 +60,12 @@ def test_kernels_are_cached_in_the_user_cache_dir_not_in_the_package(tmp_path):
     start = time.time() - 1
     got = _probe(tmp_path)
     user_dir = tmp_path / "cache" / "active-annotator" / "numba"
-    assert {"active_annotator.features._conv_mid", "active_annotator.forest._predict_index_packed"} \
+    assert {"active_annotator._feature_kernels._conv_mid", "active_annotator.forest._predict_index_packed"} \
         <= set(got["paths"]), got["paths"]
     for kernel, path in got["paths"].items():
         assert Path(path).is_relative_to(user_dir), (kernel, path)
     written = _new_cache_files(user_dir, start)
-    assert any(p.name.startswith("features.") for p in written), written
+    assert any(p.name.startswith("_feature_kernels.") for p in written), written
     assert any(p.name.startswith("forest.") for p in written), written
     assert _new_cache_files(PACKAGE_DIR, start) == []
 

@@ -209,7 +209,7 @@ def _summary_row(**kw):
 
 
 def test_protocol1_summary_says_in_words_when_the_target_was_not_reached():
-    from active_annotator.simulate import _to_target_text
+    from active_annotator.cli.simulate import _to_target_text
 
     assert _to_target_text(_summary_row()) == "480 px to target (5/5 seeds)"
     never = _to_target_text(_summary_row(reached=0, pixels_to_target_mean=None))

@@ -319,7 +319,7 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, cl
     if channel_axis is None and ome_channel_axis is not None:
         channel_axis = ome_channel_axis  # OME-Zarr names its channel axis
     elif channel_axis is None:  # per image, as the one-image command guesses it (RGB(A): last axis)
-        from ._cli_args import guess_channel_axis
+        from .cli._args import guess_channel_axis
 
         channel_axis = guess_channel_axis(np.shape(image))
     nbytes = limits.nbytes(np.shape(image), np.dtype(image.dtype).itemsize)

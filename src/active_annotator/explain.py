@@ -625,7 +625,7 @@ def correlation_figure(groups: FeatureGroups, feature_names, fig=None):
     return fig
 
 
-# -- command line ----------------------------------------------------------------
+# -- report files ----------------------------------------------------------------
 def write_report(explanation: Explanation, output_dir, *, groups: FeatureGroups | None = None,
                  max_features: int = 15) -> list:
     """Save the plots (PNG) and mean |SHAP| tables (CSV) into ``output_dir``; returns the paths.
@@ -674,50 +674,3 @@ def write_report(explanation: Explanation, output_dir, *, groups: FeatureGroups 
         put("correlation.png", fig_writer(correlation_figure(groups, e.feature_names)))
         put("shap_groups_mean_abs.csv", lambda p: p.write_text(group_shap(e, groups).to_csv()))
     return written
-
-
-def add_parser(subparsers) -> None:
-    from pathlib import Path
-
-    p = subparsers.add_parser(
-        "explain", help="SHAP values of a pixel model on labelled pixels: plots and tables",
-        description="Explain a trained pixel classifier: exact TreeSHAP values (shap library) on a "
-                    "stratified sample of the labelled pixels, a beeswarm plot per class, a bar plot "
-                    "of mean |SHAP|, the clustered feature correlation and SHAP per correlated group.")
-    p.add_argument("--model", required=True, type=Path, help="model file (.aamodel) from train/save")
-    p.add_argument("--image", required=True, type=Path, help=".tif, .npy or .zarr image")
-    p.add_argument("--labels", required=True, type=Path, help="integer labels; 0 = unlabelled")
-    p.add_argument("--output", required=True, type=Path, help="directory for the PNG and CSV files")
-    p.add_argument("--channel-axis", type=int, default=None,
-                   help="axis of the image's channels, as when training (default: no channel axis)")
-    p.add_argument("--max-samples", type=int, default=MAX_SAMPLES,
-                   help=f"labelled pixels explained, a stratified sample (default {MAX_SAMPLES})")
-    p.add_argument("--correlation", type=float, default=0.9,
-                   help="|correlation| at which features form a group (default 0.9)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the stratified sample (default 0)")
-    p.set_defaults(func=_run)
-
-
-def _run(args) -> int:
-    from .classifier import PixelClassifier
-    from .scale import open_array
-
-    if args.max_samples < 1:
-        raise InputError(f"--max-samples must be at least 1, got {args.max_samples}.")
-    model = PixelClassifier.load(args.model)
-    image = np.asarray(open_array(args.image, lazy=False))
-    labels = np.asarray(open_array(args.labels, lazy=False))
-    X, y = pixel_samples(model, image, labels, args.channel_axis, args.max_samples, args.seed)
-    e = shap_values(model, X, y=y, max_samples=args.max_samples, seed=args.seed)
-    groups = correlated_groups(X, e.feature_names, args.correlation)
-    paths = write_report(e, args.output, groups=groups)
-    print(f"explained {X.shape[0]} labelled pixels, {X.shape[1]} features, classes {e.classes}")
-    for note in e.notes:
-        print(f"note: {note}")
-    print("top features by mean |SHAP|:")
-    for name, v in e.ranking()[:5]:
-        print(f"  {name:40s} {v:.4f}")
-    print(groups.sentence(e.feature_names))
-    for path in paths:
-        print(f"wrote {path}")
-    return 0

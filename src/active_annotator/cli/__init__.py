@@ -1,9 +1,12 @@
 """The ``active-annotator`` command.
 
-Each subcommand lives in the module of its concept; this file only parses
-arguments and dispatches, so the core stays importable without any GUI.
-Subcommands register themselves through ``add_parser(subparsers)`` functions
-listed in :data:`SUBCOMMANDS` (module path, function name).
+One module per subcommand group in this package (``cli/scale.py`` holds
+``train`` and ``predict``, ``cli/cnn.py`` ``finetune`` and ``cnn-predict``, ...);
+each parses arguments, calls the library functions of its concept module
+(``active_annotator.scale``, ``active_annotator.cnn``, ...) and prints. The
+concept modules hold no argparse code. Subcommands register themselves through
+``add_parser(subparsers)`` functions listed in :data:`SUBCOMMANDS` (module
+path, function name). Shared options live in :mod:`._args`.
 """
 
 from __future__ import annotations
@@ -12,18 +15,18 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .errors import AnnotatorError
+from .. import __version__
+from ..errors import AnnotatorError
 
 # (module, function that adds the subparser); each subparser sets ``func``
 SUBCOMMANDS = [
-    ("active_annotator.demo", "add_parser"),
-    ("active_annotator.scale", "add_parser"),
-    ("active_annotator.simulate", "add_parser"),
-    ("active_annotator.cnn", "add_parser"),
-    ("active_annotator.signals", "add_parser"),
-    ("active_annotator.feature_suggestion", "add_parser"),
-    ("active_annotator.explain", "add_parser"),
+    ("active_annotator.cli.demo", "add_parser"),
+    ("active_annotator.cli.scale", "add_parser"),
+    ("active_annotator.cli.simulate", "add_parser"),
+    ("active_annotator.cli.cnn", "add_parser"),
+    ("active_annotator.cli.signals", "add_parser"),
+    ("active_annotator.cli.suggest_features", "add_parser"),
+    ("active_annotator.cli.explain", "add_parser"),
     ("active_annotator.bioimage", "add_parser"),
     ("active_annotator.io.quakeml", "add_parser"),
 ]
@@ -37,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module, func in SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:  # not written yet in this version
-                continue
-            raise
-        getattr(mod, func)(sub)
+        getattr(importlib.import_module(module), func)(sub)
     return parser
 
 
@@ -63,5 +60,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
