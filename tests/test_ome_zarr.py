@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("ome_zarr")
 
-from active_annotator.errors import InputError, OutputError  # noqa: E402
-from active_annotator.io import ome_zarr as oz  # noqa: E402
+from active_annotator.errors import InputError, OutputError
+from active_annotator.io import ome_zarr as oz
 
 VERSIONS = ["0.4", "0.5"]
 CLASS_NAMES = {1: "background", 2: "nucleus"}
@@ -140,10 +140,11 @@ def test_3d_time_lapse_axes(tmp_path):
 
 
 def test_batch_prediction_reads_ome_zarr_inputs(tmp_path):
+    import tifffile
+
     from active_annotator.batch import predict_batch
     from active_annotator.classifier import PixelClassifier
     from active_annotator.features import FeatureSet
-    import tifffile
 
     img = np.zeros((40, 40), np.float32)
     img[:20] = 1.0
