@@ -281,3 +281,11 @@ def test_dock_uses_the_pixel_classifier_docks_current_model(viewer, qtbot, model
     with qtbot.waitSignal(w.finished, timeout=60_000) as blocker:
         w.run_button.click()  # saved again, same bytes: all skipped
     assert blocker.args[0].count("skipped") == 5
+
+
+@pytest.mark.slow
+def test_an_unreachable_scheduler_gets_the_packages_error(model, folder, tmp_path):
+    pytest.importorskip("distributed")
+    _, path = model
+    with pytest.raises(InputError, match="Cannot reach the dask scheduler"):
+        predict_batch(path, [folder / "img_000.tif"], tmp_path / "out", scheduler="tcp://127.0.0.1:9")

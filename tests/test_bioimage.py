@@ -11,9 +11,9 @@ pytest.importorskip("torch")
 pytest.importorskip("bioimageio.spec")
 pytest.importorskip("bioimageio.core")
 
-from active_annotator.bioimage import export_cnn, validate  # noqa: E402
-from active_annotator.cnn import CNNClassifier, CNNConfig  # noqa: E402
-from active_annotator.errors import InputError  # noqa: E402
+from active_annotator.bioimage import export_cnn, validate
+from active_annotator.cnn import CNNClassifier, CNNConfig
+from active_annotator.errors import InputError
 
 DEAD = "http://127.0.0.1:9"  # discard port: any download attempt fails at once
 

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("ome_zarr")
 
-from active_annotator.errors import InputError, OutputError  # noqa: E402
-from active_annotator.io import ome_zarr as oz  # noqa: E402
+from active_annotator.errors import InputError, OutputError
+from active_annotator.io import ome_zarr as oz
 
 VERSIONS = ["0.4", "0.5"]
 CLASS_NAMES = {1: "background", 2: "nucleus"}
@@ -140,10 +140,11 @@ def test_3d_time_lapse_axes(tmp_path):
 
 
 def test_batch_prediction_reads_ome_zarr_inputs(tmp_path):
+    import tifffile
+
     from active_annotator.batch import predict_batch
     from active_annotator.classifier import PixelClassifier
     from active_annotator.features import FeatureSet
-    import tifffile
 
     img = np.zeros((40, 40), np.float32)
     img[:20] = 1.0
@@ -245,3 +246,16 @@ def test_batch_writes_predictions_into_each_images_labels_group(tmp_path, capsys
 
     report = predict_batch(model, [d / "plain.tif"], tmp_path / "runs", output_format="labels")
     assert report.files[0].status == "failed" and "not an OME-Zarr image" in report.files[0].message
+
+
+def test_reader_gives_a_multiscale_layer_when_level_0_is_large(tmp_path, monkeypatch):
+    from active_annotator_napari import _ome_zarr_reader
+
+    path = oz.write_image(tmp_path / "big.zarr", _image(), axes="cyx", version="0.5", levels=3)
+    (image, meta, kind), = _ome_zarr_reader.get_reader(str(path))(str(path))
+    assert kind == "image" and not meta["multiscale"] and image.shape == (2, 120, 160)
+    monkeypatch.setattr(oz, "PREVIEW_BYTES", 2 * 120 * 160 - 1)  # level 0 now counts as large
+    (levels, meta, _), = _ome_zarr_reader.read_ome_zarr(str(path))
+    assert meta["multiscale"] and [lv.shape for lv in levels] == [(2, 120, 160), (2, 60, 80), (2, 30, 40)]
+    assert meta["channel_axis"] == 0
+    assert _ome_zarr_reader.get_reader(str(tmp_path)) is None  # not OME-Zarr: left to other readers

@@ -10,8 +10,8 @@ import pytest
 
 obspy = pytest.importorskip("obspy")
 
-from active_annotator.errors import InputError  # noqa: E402
-from active_annotator.io.quakeml import (  # noqa: E402
+from active_annotator.errors import InputError
+from active_annotator.io.quakeml import (
     CSV_COLUMNS,
     catalog_from_prediction,
     catalog_from_predictions,
@@ -19,7 +19,7 @@ from active_annotator.io.quakeml import (  # noqa: E402
     write_csv,
     write_quakeml,
 )
-from active_annotator.signals import SignalRecord  # noqa: E402
+from active_annotator.signals import SignalRecord
 
 START = dt.datetime(2024, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 NAMES = {1: "noise", 2: "earthquake", 3: "tremor"}

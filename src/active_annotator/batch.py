@@ -32,8 +32,8 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -244,42 +244,36 @@ def _is_finished(entry, key: dict, inp: Path, out: Path) -> bool:
 # -- one image ----------------------------------------------------------------------------
 
 
-def _cancel_callback(should_stop, on_task=None):
-    """A dask callback that stops a local computation as soon as ``should_stop()`` is true."""
+def _cancel_callback(should_stop):
+    """A dask callback that stops a local computation as soon as ``should_stop()`` is true
+    (checked before and after every task, i.e. chunk)."""
     from dask.callbacks import Callback
 
     def check(*_):
         if should_stop is not None and should_stop():
             raise Cancelled("Batch prediction was cancelled.")
 
-    def post(key, result, dsk, state, worker_id):
-        check()
-        if on_task is not None:
-            on_task(len(state["finished"]), len(state["finished"]) + len(state["waiting"])
-                    + len(state["ready"]) + len(state["running"]))
-
-    return Callback(pretask=check, posttask=post)
+    return Callback(pretask=check, posttask=check)
 
 
-def _compute(target, scheduler, should_stop, on_task=None):
-    """Compute a dask collection locally (threads) or on a cluster, stopping when asked."""
+def _compute(target, client, should_stop):
+    """Compute a dask collection locally (threads) or on a cluster's ``client``, stopping when asked."""
     import dask
 
-    if scheduler:
-        from distributed import Client, wait
+    if client is not None:
+        from distributed import wait
 
-        with Client(scheduler) as client:
-            fut = client.compute(target)
-            while True:
-                try:
-                    wait(fut, timeout=0.2)
-                    break
-                except TimeoutError:
-                    if should_stop is not None and should_stop():
-                        fut.cancel()
-                        raise Cancelled("Batch prediction was cancelled.") from None
-            return fut.result()
-    with _cancel_callback(should_stop, on_task):
+        fut = client.compute(target)
+        while True:
+            try:
+                wait(fut, timeout=0.2)
+                break
+            except TimeoutError:
+                if should_stop is not None and should_stop():
+                    fut.cancel()
+                    raise Cancelled("Batch prediction was cancelled.") from None
+        return fut.result()
+    with _cancel_callback(should_stop):
         return dask.compute(target, scheduler="threads")[0]
 
 
@@ -302,8 +296,8 @@ def _forest(path):
     return _load_model(str(p), st.st_mtime_ns, st.st_size)  # loaded once per batch (cached)
 
 
-def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, scheduler,
-                 should_stop, on_task) -> None:
+def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, client,
+                 should_stop) -> None:
     import dask.array as da
 
     from .cnn import CNNClassifier
@@ -329,7 +323,7 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, sc
 
         channel_axis = guess_channel_axis(np.shape(image))
     nbytes = limits.nbytes(np.shape(image), np.dtype(image.dtype).itemsize)
-    small = chunks is None and not scheduler and nbytes <= IN_MEMORY_BYTES
+    small = chunks is None and client is None and nbytes <= IN_MEMORY_BYTES
     if into_labels:
         if small:
             image = image.compute() if isinstance(image, da.Array) else image
@@ -339,7 +333,7 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, sc
                 image = da.from_array(image, chunks=-1)
             classes = (cnn_predict_dask if isinstance(model, CNNClassifier) else predict_dask)(
                 model, image, channel_axis=channel_axis, proba=False, chunks=chunks)
-            classes = _compute(classes, scheduler, should_stop, on_task)
+            classes = _compute(classes, client, should_stop)
         ome_zarr.write_labels(inp, classes, name=out.name)
         return
     if out.suffix != ".zarr" and small:
@@ -361,13 +355,12 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, sc
             result = result.rechunk(regular)
 
         def write(tmp):
-            _compute(result.to_zarr(str(tmp), overwrite=True, compute=False), scheduler,
-                     should_stop, on_task)
+            _compute(result.to_zarr(str(tmp), overwrite=True, compute=False), client, should_stop)
     else:
         import tifffile
 
         def write(tmp):
-            tifffile.imwrite(tmp, _compute(result, scheduler, should_stop, on_task))
+            tifffile.imwrite(tmp, _compute(result, client, should_stop))
     _write_atomically(out, write)
 
 
@@ -481,102 +474,64 @@ def predict_batch(model, inputs, output_dir, *, output_format: str = ".tif", lab
         if on_file is not None:
             on_file(i, report.files[i])
 
-    for i, fr in enumerate(report.files):
-        if should_stop is not None and should_stop():
-            report.cancelled = True
-        if report.cancelled:
-            fr.status = "cancelled"
-            tell(i)
-            continue
-        entry = _entry_name(fr.output, out_dir)
-        if _is_finished(done.get(entry), key, fr.input, fr.output):
-            fr.status = "skipped"
-        else:
-            fr.status = "running"
-            tell(i)
-            t0 = time.perf_counter()
-            try:
-                _predict_one(loaded, fr.input, fr.output, channel_axis=channel_axis,
-                             chunks=chunks, proba=proba, scheduler=scheduler,
-                             should_stop=should_stop, on_task=None)
-            except Cancelled:
-                fr.status, fr.message = "cancelled", "cancelled while running; nothing written"
+    client = None
+    if scheduler:
+        from distributed import Client
+
+        try:
+            client = Client(scheduler, timeout=10)  # one connection for the whole batch
+        except OSError as e:
+            raise InputError(f"Cannot reach the dask scheduler at {scheduler!r} ({e}). Check the "
+                             "address (tcp://HOST:8786) and that the scheduler runs.") from None
+    try:
+        for i, fr in enumerate(report.files):
+            if should_stop is not None and should_stop():
                 report.cancelled = True
+            if report.cancelled:
+                fr.status = "cancelled"
                 tell(i)
                 continue
-            except (AnnotatorError, OSError, ValueError) as e:
-                # one unreadable image does not stop the other 99; the report names it
-                fr.status, fr.message = "failed", str(e) if isinstance(e, AnnotatorError) else \
-                    f"{fr.input}: {type(e).__name__}: {e}"
-
+            entry = _entry_name(fr.output, out_dir)
+            if _is_finished(done.get(entry), key, fr.input, fr.output):
+                fr.status = "skipped"
             else:
-                fr.status = "done"
-                done[entry] = {"key": key, "input": _input_signature(fr.input),
-                                        "output_size": _output_size(fr.output)}
-                _write_manifest(out_dir, done)
-            fr.seconds = time.perf_counter() - t0
-        n_finished += 1
-        tell(i)
-        if on_progress is not None:
-            on_progress(n_finished, total)
+                fr.status = "running"
+                tell(i)
+                t0 = time.perf_counter()
+                try:
+                    _predict_one(loaded, fr.input, fr.output, channel_axis=channel_axis,
+                                 chunks=chunks, proba=proba, client=client, should_stop=should_stop)
+                except Cancelled:
+                    fr.status, fr.message = "cancelled", "cancelled while running; nothing written"
+                    report.cancelled = True
+                    tell(i)
+                    continue
+                except (AnnotatorError, OSError, ValueError) as e:
+                    # one unreadable image does not stop the other 99; the report names it
+                    fr.status, fr.message = "failed", str(e) if isinstance(e, AnnotatorError) else \
+                        f"{fr.input}: {type(e).__name__}: {e}"
+                else:
+                    fr.status = "done"
+                    done[entry] = {"key": key, "input": _input_signature(fr.input),
+                                   "output_size": _output_size(fr.output)}
+                    _write_manifest(out_dir, done)
+                fr.seconds = time.perf_counter() - t0
+            n_finished += 1
+            tell(i)
+            if on_progress is not None:
+                on_progress(n_finished, total)
+    finally:
+        if client is not None:
+            client.close()
     return report
 
 
-__all__ = ["predict_batch", "find_inputs", "output_paths", "load_model", "BatchReport",
-           "FileResult", "MANIFEST"]
-
-
-# -- command line (the batch part of ``active-annotator predict``) -----------------------
-
-
-def is_batch(input_spec, output) -> bool:
-    """A batch: a folder (not a zarr store) or a glob as input, or an OME-Zarr image with an
-    output folder (a path without a suffix)."""
-    text = str(input_spec)
-    p = Path(text)
-    if any(c in text for c in "*?["):
-        return True
-    if p.is_dir():
-        from .io.ome_zarr import is_ome_zarr
-
-        if is_ome_zarr(p):
-            return Path(output).suffix == ""
-        return p.suffix.lower() != ".zarr"
-    return False
-
-
-def add_batch_arguments(parser) -> None:
-    """Options of ``active-annotator predict`` that only a folder or glob input uses."""
-    parser.add_argument("--output-format", choices=("tif", "zarr", "labels"), default="tif",
-                        help="batch: file type of each output (default tif; zarr is written "
-                             "chunk by chunk; labels: into each OME-Zarr input as its "
-                             "labels/<--labels-name> group, --output then holds the manifest)")
-    parser.add_argument("--labels-name", default="prediction",
-                        help="batch with --output-format labels: the label group's name "
-                             "(default prediction)")
-    parser.add_argument("--redo", action="store_true",
-                        help="batch: predict every image again (default: skip those a previous "
-                             "run finished with the same model and settings)")
-
-
-def run_batch(args) -> int:
-    """``active-annotator predict --input FOLDER_OR_GLOB --output DIR``."""
-    import sys
-
-    out_dir = Path(args.output)
-    inputs = find_inputs(str(args.input), exclude=out_dir)
-
-    def show(i, fr):
-        if fr.status == "done":
-            print(f"[{i + 1}/{len(inputs)}] {fr.input.name}: done ({fr.seconds:.2f} s)", file=sys.stderr)
-        elif fr.status in ("failed", "skipped"):
-            why = f": {fr.message}" if fr.message else ""
-            print(f"[{i + 1}/{len(inputs)}] {fr.input.name}: {fr.status}{why}", file=sys.stderr)
-
-    fmt = args.output_format if args.output_format == "labels" else "." + args.output_format
-    report = predict_batch(args.model, inputs, out_dir, output_format=fmt, labels_name=args.labels_name,
-                           channel_axis=args.channel_axis, chunks=args.chunks,
-                           proba=args.probabilities, scheduler=args.scheduler, redo=args.redo,
-                           on_file=show)
-    print(f"{report.summary()}; outputs in {out_dir}")
-    return 1 if report.count("failed") else 0
+__all__ = [
+    "MANIFEST",
+    "BatchReport",
+    "FileResult",
+    "find_inputs",
+    "load_model",
+    "output_paths",
+    "predict_batch",
+]

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnnotatorError, InputError, OutputError
+from .errors import AnnotatorError, InputError
 
 BIOIMAGEIO_HINT = ('Install the export extra: pip install "napari-active-annotator[bioimageio]" '
                    "(it adds bioimageio.spec and bioimageio.core).")
@@ -92,17 +92,17 @@ def _exported_module(clf):
             for i in range(self.dims):
                 x = self._pad(x, 2 + i, sizes[i])
             skips = []
-            i = 0
+            i = 0  # counters, not enumerate(): kept to what TorchScript compiles on every version
             for blk in self.down:
                 x = blk(x)
                 if i < self.depth:
                     skips.append(x)
                     x = self.pool(x)
-                i += 1
+                i += 1  # noqa: SIM113
             j = 0
             for up, dec in zip(self.up, self.dec):
                 x = dec(torch.cat([up(x), skips[len(skips) - 1 - j]], 1))
-                j += 1
+                j += 1  # noqa: SIM113
             y = self.head(x).softmax(1)
             for i in range(self.dims):
                 y = y.narrow(2 + i, self.halo, sizes[i])
@@ -215,10 +215,7 @@ def export_cnn(clf, path, *, name: str = "napari-active-annotator CNN", descript
     out = Path(path)
     if out.suffix != ".zip":
         out = out.with_name(out.name + ".zip")
-    try:
-        _write_atomically(out, write)
-    except OutputError:
-        raise
+    _write_atomically(out, write)
     return out
 
 
@@ -240,33 +237,4 @@ def validate(path) -> str:
     return str(summary.status)
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "export-bioimageio", help="export a fine-tuned CNN (.aacnn) as a bioimage.io model package",
-        description="Write a bioimage.io model zoo package (.zip: rdf.yaml, TorchScript weights, "
-                    "test input and output) of a CNN trained with cnn-train or the CNN dock, and "
-                    "validate it with bioimageio.spec.")
-    p.add_argument("--model", required=True, type=Path, help=".aacnn file")
-    p.add_argument("--output", required=True, type=Path, help="package .zip")
-    p.add_argument("--name", default="napari-active-annotator CNN", help="model name in rdf.yaml")
-    p.add_argument("--author", action="append", default=None, help="author name (repeatable)")
-    p.add_argument("--test-input", type=Path, default=None,
-                   help="image for the package's test (.tif or .npy, (channels, y, x) or (y, x)); "
-                        "default: random with the training statistics")
-    p.set_defaults(func=run_export)
-
-
-def run_export(args) -> int:
-    test_input = None
-    if args.test_input is not None:
-        from .cnn import read_array
-
-        test_input = read_array(args.test_input)
-    out = export_cnn(args.model, args.output, name=args.name,
-                     authors=tuple(args.author or ("napari-active-annotator user",)), test_input=test_input)
-    status = validate(out)
-    print(f"wrote {out} (bioimageio.spec: {status})")
-    return 0
-
-
-__all__ = ["export_cnn", "validate", "add_parser"]
+__all__ = ["export_cnn", "validate"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batch import add_batch_arguments, is_batch, run_batch
+from .batch import add_batch_arguments, is_batch, run_batch
 from ..classifier import PixelClassifier
 from ..features import FeatureSet
 from ..scale import is_signal_file, open_array, predict_file

@@ -48,7 +48,7 @@ def _lib():
     try:
         import ome_zarr.io
         import ome_zarr.reader
-        import ome_zarr.writer  # noqa: F401
+        import ome_zarr.writer
     except ImportError:
         raise MissingDependencyError(f"Reading OME-Zarr needs the ome-zarr library. {OME_ZARR_HINT}") from None
     return ome_zarr
@@ -267,7 +267,7 @@ def write_labels(path, labels, name: str = "annotations", class_names=None, colo
     # one level per image level, downsampled like the image (nearest: classes stay classes)
     sp_axes = img.spatial_axes
     lvl_shapes = [tuple(s for i, s in enumerate(lv.shape) if i != img.channel_axis) for lv in img.levels]
-    factors = [{a: max(1, int(round(lvl_shapes[0][j] / s[j]))) for j, a in enumerate(sp_axes)}
+    factors = [{a: max(1, round(lvl_shapes[0][j] / s[j])) for j, a in enumerate(sp_axes)}
                for s in lvl_shapes[1:]]
     pyramid = [lab]
     for s, f in zip(lvl_shapes[1:], factors):
@@ -285,7 +285,7 @@ def write_labels(path, labels, name: str = "annotations", class_names=None, colo
         items = class_names.items() if isinstance(class_names, dict) else enumerate(class_names, 1)
         meta["properties"] = [{"label-value": int(k), "class": str(v)} for k, v in items]
     if colors:
-        meta["colors"] = [{"label-value": int(k), "rgba": [int(round(255 * float(c))) for c in v]}
+        meta["colors"] = [{"label-value": int(k), "rgba": [round(255 * float(c)) for c in v]}
                           for k, v in sorted(colors.items())]
     types = {"t": "time", "c": "channel"}
     axes = [{"name": a, "type": types.get(a, "space")} for a in sp_axes]
@@ -350,5 +350,13 @@ def write_image(path, image, axes: str, version: str = "0.5", levels: int = 3) -
     return out
 
 
-__all__ = ["OmeImage", "OmeLabels", "is_ome_zarr", "read_image", "read_labels", "write_labels",
-           "write_image", "choose_level"]
+__all__ = [
+    "OmeImage",
+    "OmeLabels",
+    "choose_level",
+    "is_ome_zarr",
+    "read_image",
+    "read_labels",
+    "write_image",
+    "write_labels",
+]
