@@ -274,16 +274,17 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, sc
 
     from .cnn import CNNClassifier
     from .cnn import predict_dask as cnn_predict_dask
-    from .scale import _check_output, _write_atomically, predict_dask
+    from .io.arrays import check_output, write_atomically
+    from .scale import predict_dask
 
-    _check_output(inp, out)
+    check_output(inp, out)
     if inp.suffix.lower() in (".tif", ".tiff"):
         _check_tiff_size(inp)
     image = _open_image(inp)
     if not isinstance(image, da.Array):
         image = da.from_array(image, chunks=-1)
     if channel_axis is None:  # per image, as the one-image command guesses it (RGB(A): last axis)
-        from .cli._args import guess_channel_axis
+        from .io.arrays import guess_channel_axis
 
         channel_axis = guess_channel_axis(image.shape)
     if isinstance(model, CNNClassifier):
@@ -303,12 +304,12 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, sc
 
         def write(tmp):
             tifffile.imwrite(tmp, _compute(result, scheduler, should_stop, on_task))
-    _write_atomically(out, write)
+    write_atomically(out, write)
 
 
 def _open_image(path: Path):
     """The image of ``path`` as a (lazy) array: OME-Zarr images at their full resolution."""
-    from .scale import open_array
+    from .io.arrays import open_array
 
     if path.suffix.lower() == ".zarr" and path.is_dir():
         from .io import ome_zarr
