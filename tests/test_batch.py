@@ -229,3 +229,55 @@ def test_dock_shows_the_core_message_for_a_missing_model(viewer, qtbot, folder, 
         w.run_button.click()
     assert isinstance(blocker.args[0], str)
     assert "does not exist" in w.status.text() and "nope.aamodel" in w.status.text()
+
+
+def test_a_cnn_model_file_predicts_a_folder_too(folder, tmp_path):
+    pytest.importorskip("torch")
+    from active_annotator.cnn import CNNClassifier, CNNConfig
+
+    img = _image(0, (48, 48))
+    labels = np.zeros(img.shape, np.uint8)
+    labels[2:10, ::3] = 2
+    labels[30:45, ::3] = 1
+    cnn = CNNClassifier(CNNConfig(epochs=1, batches_per_epoch=1, batch_size=2, warm_start_epochs=0),
+                        device="cpu", n_threads=1).fit(img, labels)
+    model = cnn.save(tmp_path / "m.aacnn")
+    inputs = sorted(folder.glob("img_00[0-2].tif"))
+    report = predict_batch(model, inputs, tmp_path / "out", proba=True)
+    assert report.count("done") == 3
+    got = tifffile.imread(tmp_path / "out" / "img_001.tif")
+    np.testing.assert_allclose(got, cnn.predict_proba(_image(1)), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_batch_on_a_dask_distributed_cluster_over_loopback(model, folder, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    clf, path = model
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        report = predict_batch(path, sorted(folder.glob("img_00[0-2].tif")), tmp_path / "out",
+                               scheduler=cluster.scheduler_address)
+    assert report.count("done") == 3, report.files
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "img_002.tif"), clf.predict(_image(2)))
+
+
+@pytest.mark.gui
+def test_dock_uses_the_pixel_classifier_docks_current_model(viewer, qtbot, model, folder, tmp_path):
+    from active_annotator_napari._widget import PixelClassifierWidget
+
+    clf, _ = model
+    w = _dock(viewer, "", folder / "img_00[0-4].tif", tmp_path / "out")
+    w.pixel_check.setChecked(True)
+    w.run_button.click()  # no Pixel classifier dock yet: the dock says so, nothing runs
+    assert "not open or has no trained model" in w.status.text() and not w.busy
+    pixel = PixelClassifierWidget(viewer)
+    viewer.window.add_dock_widget(pixel, name="Pixel classifier")
+    pixel.classifier = clf  # what Train leaves there
+    with qtbot.waitSignal(w.finished, timeout=60_000) as blocker:
+        w.run_button.click()
+    assert blocker.args[0].count("done") == 5
+    assert (tmp_path / "out" / "pixel-classifier.aamodel").is_file()
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "img_004.tif"), clf.predict(_image(4)))
+    with qtbot.waitSignal(w.finished, timeout=60_000) as blocker:
+        w.run_button.click()  # saved again, same bytes: all skipped
+    assert blocker.args[0].count("skipped") == 5

@@ -202,3 +202,46 @@ def test_napari_ome_zarr_reader_opens_what_we_wrote(make_napari_viewer_proxy, tm
     np.testing.assert_array_equal(np.asarray(labels[0].data[0]), _labels())
     assert list(labels[0].properties["class"]) == ["background", "nucleus"]
     np.testing.assert_array_equal(labels[0].colormap.map(np.array([1]))[0], COLORS[1])
+
+
+def test_batch_writes_predictions_into_each_images_labels_group(tmp_path, capsys):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    from active_annotator.classifier import PixelClassifier
+    from active_annotator.cli import main
+    from active_annotator.features import FeatureSet
+
+    rng = np.random.default_rng(3)
+    d = tmp_path / "plate"
+    d.mkdir()
+    images = {}
+    for i, version in enumerate(VERSIONS):
+        img = rng.normal(0, 0.2, (2, 48, 40)).astype(np.float32)
+        img[:, :24] += 2.0
+        images[f"w{i}"] = img
+        oz.write_image(d / f"w{i}.ome.zarr", img, axes="cyx", version=version, levels=2)
+    lab = np.zeros((48, 40), np.uint8)
+    lab[2:8] = 2
+    lab[40:46] = 1
+    clf = PixelClassifier(FeatureSet(sigmas=(1.0,), ndim=2), n_estimators=4).fit(images["w0"], lab, channel_axis=0)
+    model = clf.save(tmp_path / "m.aamodel")
+    args = ["predict", "--model", str(model), "--input", str(d / "*.ome.zarr"), "--output",
+            str(tmp_path / "runs"), "--output-format", "labels"]
+    assert main(args) == 0
+    assert "2 images: 2 done" in capsys.readouterr().out
+    for name, img in images.items():
+        nodes = list(Reader(parse_url(str(d / f"{name}.ome.zarr")))())
+        (pred,) = [n for n in nodes if any(isinstance(s, Label) for s in n.specs)]
+        assert pred.zarr.path.rstrip("/").endswith("labels/prediction")
+        np.testing.assert_array_equal(np.asarray(pred.data[0]), clf.predict(img, channel_axis=0))
+    assert main(args) == 0
+    assert "2 images: 2 skipped" in capsys.readouterr().out
+    # a plain TIFF among them fails alone with the reason
+    import tifffile
+
+    tifffile.imwrite(d / "plain.tif", images["w0"])
+    from active_annotator.batch import predict_batch
+
+    report = predict_batch(model, [d / "plain.tif"], tmp_path / "runs", output_format="labels")
+    assert report.files[0].status == "failed" and "not an OME-Zarr image" in report.files[0].message

@@ -6,9 +6,12 @@ thread: the dock gathers the paths, starts the worker, and shows its progress
 at its next chunk; nothing of it is written. Rerunning skips the images a
 previous run finished with the same model and settings.
 
-The model is a file: save the Pixel classifier's (or the CNN dock's) model
-first with that dock's Save button. (The other docks are not reachable
-through napari's public plugin API, so "the current model" is not offered.)
+The model is a file (``.aamodel`` forest or ``.aacnn`` CNN), or the open
+*Pixel classifier* dock's current forest (found through napari's public
+``viewer.window.dock_widgets``): that one is saved as
+``pixel-classifier.aamodel`` in the output folder (in the worker) and
+predicted from there, so the run can be repeated; saving is deterministic, so
+a rerun with an unchanged forest still skips the finished images.
 """
 
 import threading
@@ -39,16 +42,22 @@ _STATUS_TEXT = {"pending": "waiting", "running": "running…", "done": "done", "
                 "failed": "failed", "cancelled": "cancelled"}
 
 
+PIXEL_MODEL_FILE = "pixel-classifier.aamodel"
+
+
 def _run(job, on_progress, on_file):
     """Worker body: the whole batch; expected failures come back as a message."""
     from active_annotator.batch import predict_batch
 
     try:
+        if job.get("classifier") is not None:
+            job["output"].mkdir(parents=True, exist_ok=True)
+            job["model"] = job["classifier"].save(job["output"] / PIXEL_MODEL_FILE)
         return predict_batch(job["model"], job["inputs"], job["output"],
                              output_format=job["format"], proba=job["proba"], redo=job["redo"],
                              on_progress=on_progress, should_stop=job["stop"].is_set,
                              on_file=on_file)
-    except AnnotatorError as e:
+    except (AnnotatorError, OSError) as e:
         return str(e)
 
 
@@ -74,6 +83,9 @@ class BatchPredictionWidget(QWidget):
         self.format_combo = QComboBox()
         self.format_combo.addItems([".tif", ".zarr"])
         self.format_combo.setToolTip(".zarr is written chunk by chunk (images larger than memory)")
+        self.pixel_check = QCheckBox("Use the Pixel classifier dock's current model")
+        self.pixel_check.setToolTip(f"saved as {PIXEL_MODEL_FILE} in the output folder, then predicted")
+        self.pixel_check.toggled.connect(lambda on: self.model_edit.setEnabled(not on))
         self.proba_check = QCheckBox("Probabilities instead of classes")
         self.redo_check = QCheckBox("Redo finished images")
         self.run_button = QPushButton("Run")
@@ -93,6 +105,7 @@ class BatchPredictionWidget(QWidget):
         form.addRow("Output folder", self._with_button(self.output_edit, "…", self._pick_output))
         form.addRow("Output type", self.format_combo)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.pixel_check)
         layout.addLayout(form)
         layout.addWidget(self.proba_check)
         layout.addWidget(self.redo_check)
@@ -136,6 +149,15 @@ class BatchPredictionWidget(QWidget):
         if path:
             self.output_edit.setText(path)
 
+    def pixel_classifier_model(self):
+        """The trained forest of an open Pixel classifier dock, or None."""
+        from active_annotator_napari._widget import PixelClassifierWidget
+
+        for widget in self.viewer.window.dock_widgets.values():
+            if isinstance(widget, PixelClassifierWidget) and getattr(widget, "classifier", None) is not None:
+                return widget.classifier
+        return None
+
     @property
     def busy(self) -> bool:
         return self._worker is not None
@@ -145,13 +167,21 @@ class BatchPredictionWidget(QWidget):
         if self.busy:
             return
         model, inputs, output = (e.text().strip() for e in (self.model_edit, self.input_edit, self.output_edit))
+        classifier = None
+        if self.pixel_check.isChecked():
+            classifier = self.pixel_classifier_model()
+            if classifier is None:
+                self._set_status("The Pixel classifier dock is not open or has no trained model: open it "
+                                 "and press Train, or untick the box and choose a model file.", error=True)
+                return
+            model = "(Pixel classifier)"
         missing = [n for n, v in (("a model file", model), ("the images", inputs), ("an output folder", output))
                    if not v]
         if missing:
             self._set_status("Give " + " and ".join(missing) + ".", error=True)
             return
         self.table.setRowCount(0)
-        self._job = {"model": Path(model), "inputs": inputs, "output": Path(output),
+        self._job = {"model": Path(model), "classifier": classifier, "inputs": inputs, "output": Path(output),
                      "format": self.format_combo.currentText(), "proba": self.proba_check.isChecked(),
                      "redo": self.redo_check.isChecked(), "stop": threading.Event()}
         worker = create_worker(_run, self._job, self._progress.emit, self._file.emit)

@@ -48,7 +48,11 @@ MANIFEST_FORMAT = "napari-active-annotator.batch"
 MANIFEST_VERSION = 1
 #: input files a folder is searched for (OME-Zarr and other zarr stores are folders ending .zarr)
 INPUT_SUFFIXES = (".tif", ".tiff", ".npy", ".zarr")
-OUTPUT_FORMATS = (".tif", ".zarr")
+#: ``"labels"``: into each OME-Zarr input, as its ``labels/<labels_name>`` group
+OUTPUT_FORMATS = (".tif", ".zarr", "labels")
+#: images up to this size (and TIFF outputs, no --chunks, no cluster) are predicted in one call,
+#: without a dask graph; larger ones chunk by chunk with dask (as ``active-annotator predict``)
+IN_MEMORY_BYTES = 64 << 20
 
 
 @dataclasses.dataclass
@@ -128,11 +132,17 @@ def _stem(p: Path) -> str:
     return p.stem
 
 
-def output_paths(inputs, output_dir, output_format: str = ".tif") -> list[Path]:
-    """``output_dir/<input stem><output_format>`` for every input; clashing names are refused."""
+def output_paths(inputs, output_dir, output_format: str = ".tif",
+                 labels_name: str = "prediction") -> list[Path]:
+    """``output_dir/<input stem><output_format>`` for every input; clashing names are refused.
+
+    With ``output_format="labels"``: ``<input>/labels/<labels_name>`` (OME-Zarr inputs).
+    """
     if output_format not in OUTPUT_FORMATS:
         raise InputError(f"Unsupported output format {output_format!r}: use "
                          f"{' or '.join(OUTPUT_FORMATS)}.")
+    if output_format == "labels":
+        return [Path(p) / "labels" / labels_name for p in inputs]
     out_dir = Path(output_dir)
     outs, seen = [], {}
     for p in inputs:
@@ -215,6 +225,11 @@ def _write_manifest(out_dir: Path, done: dict) -> None:
             os.unlink(tmp)
 
 
+def _entry_name(out: Path, out_dir: Path) -> str:
+    """The manifest's key for an output: its name in the output folder, else its absolute path."""
+    return out.name if out.parent == out_dir else str(out.resolve())
+
+
 def _is_finished(entry, key: dict, inp: Path, out: Path) -> bool:
     if not isinstance(entry, dict) or entry.get("key") != key:
         return False
@@ -268,6 +283,25 @@ def _compute(target, scheduler, should_stop, on_task=None):
         return dask.compute(target, scheduler="threads")[0]
 
 
+def _predict_in_memory(model, image, channel_axis, proba, should_stop):
+    """A small image in one call (no dask graph): the classifier's own tiling and cancel checks."""
+    from .cnn import CNNClassifier
+
+    clf = model if isinstance(model, CNNClassifier) else _forest(model)
+    image = np.asarray(image)
+    if proba:
+        return clf.predict_proba(image, channel_axis=channel_axis, should_stop=should_stop)
+    return clf.predict(image, channel_axis=channel_axis, should_stop=should_stop)
+
+
+def _forest(path):
+    from .scale import _load_model
+
+    p = Path(path).resolve()
+    st = p.stat()
+    return _load_model(str(p), st.st_mtime_ns, st.st_size)  # loaded once per batch (cached)
+
+
 def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, scheduler,
                  should_stop, on_task) -> None:
     import dask.array as da
@@ -277,16 +311,47 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, sc
     from .io.arrays import check_output, write_atomically
     from .scale import predict_dask
 
-    check_output(inp, out)
+    into_labels = out.parent.name == "labels" and out.parent.parent == inp
+    if into_labels:
+        from .io import ome_zarr
+
+        if not (inp.is_dir() and ome_zarr.is_ome_zarr(inp)):
+            raise InputError(f"{inp} is not an OME-Zarr image: predictions go into an image's labels/ "
+                             "group only for OME-Zarr inputs; choose .tif or .zarr outputs for the others.")
+    else:
+        check_output(inp, out)
     if inp.suffix.lower() in (".tif", ".tiff"):
         _check_tiff_size(inp)
-    image = _open_image(inp)
-    if not isinstance(image, da.Array):
-        image = da.from_array(image, chunks=-1)
-    if channel_axis is None:  # per image, as the one-image command guesses it (RGB(A): last axis)
+    image, ome_channel_axis = _open_image(inp)
+    if channel_axis is None and ome_channel_axis is not None:
+        channel_axis = ome_channel_axis  # OME-Zarr names its channel axis
+    elif channel_axis is None:  # per image, as the one-image command guesses it (RGB(A): last axis)
         from .io.arrays import guess_channel_axis
 
-        channel_axis = guess_channel_axis(image.shape)
+        channel_axis = guess_channel_axis(np.shape(image))
+    nbytes = limits.nbytes(np.shape(image), np.dtype(image.dtype).itemsize)
+    small = chunks is None and not scheduler and nbytes <= IN_MEMORY_BYTES
+    if into_labels:
+        if small:
+            image = image.compute() if isinstance(image, da.Array) else image
+            classes = _predict_in_memory(model, image, channel_axis, False, should_stop)
+        else:
+            if not isinstance(image, da.Array):
+                image = da.from_array(image, chunks=-1)
+            classes = (cnn_predict_dask if isinstance(model, CNNClassifier) else predict_dask)(
+                model, image, channel_axis=channel_axis, proba=False, chunks=chunks)
+            classes = _compute(classes, scheduler, should_stop, on_task)
+        ome_zarr.write_labels(inp, classes, name=out.name)
+        return
+    if out.suffix != ".zarr" and small:
+        import tifffile
+
+        image = image.compute() if isinstance(image, da.Array) else image
+        write_atomically(out, lambda tmp: tifffile.imwrite(
+            tmp, _predict_in_memory(model, image, channel_axis, proba, should_stop)))
+        return
+    if not isinstance(image, da.Array):
+        image = da.from_array(image, chunks=-1)
     if isinstance(model, CNNClassifier):
         result = cnn_predict_dask(model, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
     else:
@@ -308,15 +373,17 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, sc
 
 
 def _open_image(path: Path):
-    """The image of ``path`` as a (lazy) array: OME-Zarr images at their full resolution."""
+    """``(array, channel_axis or None)``: the image (lazy where possible); OME-Zarr at level 0
+    with the channel axis its metadata names."""
     from .io.arrays import open_array
 
     if path.suffix.lower() == ".zarr" and path.is_dir():
         from .io import ome_zarr
 
         if ome_zarr.is_ome_zarr(path):
-            return ome_zarr.read_image(path, level=0).data
-    return open_array(path, lazy=True)
+            img = ome_zarr.read_image(path, level=0)
+            return img.data, img.channel_axis
+    return open_array(path, lazy=True), None
 
 
 def load_model(path):
@@ -340,7 +407,7 @@ def load_model(path):
 # -- the batch ------------------------------------------------------------------------------
 
 
-def predict_batch(model, inputs, output_dir, *, output_format: str = ".tif",
+def predict_batch(model, inputs, output_dir, *, output_format: str = ".tif", labels_name: str = "prediction",
                   channel_axis: int | None = None, chunks=None, proba: bool = False,
                   scheduler: str | None = None, redo: bool = False,
                   on_progress: ProgressCallback | None = None,
@@ -356,8 +423,12 @@ def predict_batch(model, inputs, output_dir, *, output_format: str = ".tif",
         See :func:`find_inputs`. ``.tif``/``.tiff``/``.npy``/``.zarr`` (OME-Zarr at level 0).
     output_dir : path
         Created if missing; gets ``<stem>.tif`` (or ``.zarr``) per input and the manifest.
-    output_format : ".tif" or ".zarr"
+    output_format : ".tif", ".zarr" or "labels"
         ``.zarr`` is written chunk by chunk (for images larger than memory).
+        ``"labels"``: the classes go into each (OME-Zarr) input as its
+        ``labels/<labels_name>`` group (see
+        :func:`active_annotator.io.ome_zarr.write_labels`); ``output_dir``
+        then holds only the manifest.
     channel_axis, chunks, proba, scheduler
         As :func:`active_annotator.scale.predict_file`.
     redo : bool
@@ -390,14 +461,18 @@ def predict_batch(model, inputs, output_dir, *, output_format: str = ".tif",
             raise InputError("No images to predict.")
     else:
         paths = find_inputs(inputs, exclude=out_dir)
-    outs = output_paths(paths, out_dir, output_format)
+    if output_format == "labels" and proba:
+        raise InputError("Probabilities cannot be a labels group (labels are classes): drop "
+                         "probabilities, or write .tif/.zarr outputs.")
+    outs = output_paths(paths, out_dir, output_format, labels_name)
     loaded = load_model(model)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"Cannot create the output folder {str(out_dir)!r}: {e}.") from None
     key = {"model_sha256": _sha256(Path(model)), "proba": bool(proba),
-           "channel_axis": channel_axis, "format": output_format}
+           "channel_axis": channel_axis, "format": output_format,
+           **({"labels_name": labels_name} if output_format == "labels" else {})}
     done = {} if redo else _read_manifest(out_dir)
     report = BatchReport([FileResult(p, o) for p, o in zip(paths, outs)])
     total = len(paths)
@@ -414,7 +489,8 @@ def predict_batch(model, inputs, output_dir, *, output_format: str = ".tif",
             fr.status = "cancelled"
             tell(i)
             continue
-        if _is_finished(done.get(fr.output.name), key, fr.input, fr.output):
+        entry = _entry_name(fr.output, out_dir)
+        if _is_finished(done.get(entry), key, fr.input, fr.output):
             fr.status = "skipped"
         else:
             fr.status = "running"
@@ -436,7 +512,7 @@ def predict_batch(model, inputs, output_dir, *, output_format: str = ".tif",
 
             else:
                 fr.status = "done"
-                done[fr.output.name] = {"key": key, "input": _input_signature(fr.input),
+                done[entry] = {"key": key, "input": _input_signature(fr.input),
                                         "output_size": _output_size(fr.output)}
                 _write_manifest(out_dir, done)
             fr.seconds = time.perf_counter() - t0
@@ -455,23 +531,30 @@ __all__ = ["predict_batch", "find_inputs", "output_paths", "load_model", "BatchR
 
 
 def is_batch(input_spec, output) -> bool:
-    """A folder (not a zarr store) or a glob as input, or an output without a suffix: a batch."""
+    """A batch: a folder (not a zarr store) or a glob as input, or an OME-Zarr image with an
+    output folder (a path without a suffix)."""
     text = str(input_spec)
     p = Path(text)
     if any(c in text for c in "*?["):
         return True
-    if p.is_dir() and p.suffix.lower() != ".zarr":
+    if p.is_dir():
         from .io.ome_zarr import is_ome_zarr
 
-        return not is_ome_zarr(p)
+        if is_ome_zarr(p):
+            return Path(output).suffix == ""
+        return p.suffix.lower() != ".zarr"
     return False
 
 
 def add_batch_arguments(parser) -> None:
     """Options of ``active-annotator predict`` that only a folder or glob input uses."""
-    parser.add_argument("--output-format", choices=("tif", "zarr"), default="tif",
+    parser.add_argument("--output-format", choices=("tif", "zarr", "labels"), default="tif",
                         help="batch: file type of each output (default tif; zarr is written "
-                             "chunk by chunk)")
+                             "chunk by chunk; labels: into each OME-Zarr input as its "
+                             "labels/<--labels-name> group, --output then holds the manifest)")
+    parser.add_argument("--labels-name", default="prediction",
+                        help="batch with --output-format labels: the label group's name "
+                             "(default prediction)")
     parser.add_argument("--redo", action="store_true",
                         help="batch: predict every image again (default: skip those a previous "
                              "run finished with the same model and settings)")
@@ -491,7 +574,8 @@ def run_batch(args) -> int:
             why = f": {fr.message}" if fr.message else ""
             print(f"[{i + 1}/{len(inputs)}] {fr.input.name}: {fr.status}{why}", file=sys.stderr)
 
-    report = predict_batch(args.model, inputs, out_dir, output_format="." + args.output_format,
+    fmt = args.output_format if args.output_format == "labels" else "." + args.output_format
+    report = predict_batch(args.model, inputs, out_dir, output_format=fmt, labels_name=args.labels_name,
                            channel_axis=args.channel_axis, chunks=args.chunks,
                            proba=args.probabilities, scheduler=args.scheduler, redo=args.redo,
                            on_file=show)
