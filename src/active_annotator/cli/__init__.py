@@ -27,8 +27,8 @@ SUBCOMMANDS = [
     ("active_annotator.cli.signals", "add_parser"),
     ("active_annotator.cli.suggest_features", "add_parser"),
     ("active_annotator.cli.explain", "add_parser"),
-    ("active_annotator.bioimage", "add_parser"),
-    ("active_annotator.io.quakeml", "add_parser"),
+    ("active_annotator.cli.bioimage", "add_parser"),
+    ("active_annotator.cli.quakeml", "add_parser"),
 ]
 
 
