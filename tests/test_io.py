@@ -161,3 +161,63 @@ def test_napari_saves_and_reopens_a_labels_layer_through_the_plugin(tmp_path):
     np.testing.assert_array_equal(layer.data, labels)
     assert tuple(layer.scale) == (1.5, 1.5)
     assert layer.metadata["class_names"] == {2: "nucleus"}
+
+
+# -- array files (active_annotator.io.arrays) ----------------------------------------------
+def test_read_array_reads_tif_npy_zarr_and_a_one_array_zarr_group_the_same(tmp_path):
+    import tifffile
+    import zarr
+
+    from active_annotator.io.arrays import open_array, read_array
+
+    a = np.arange(6 * 7, dtype=np.uint16).reshape(6, 7)
+    tifffile.imwrite(tmp_path / "a.tif", a)
+    np.save(tmp_path / "a.npy", a)
+    zarr.save_array(str(tmp_path / "a.zarr"), a)
+    g = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    g.create_array("only", shape=a.shape, dtype=a.dtype)[...] = a
+    for name in ("a.tif", "a.npy", "a.zarr", "g.zarr"):
+        got = read_array(tmp_path / name)
+        assert isinstance(got, np.ndarray) and got.dtype == a.dtype, name
+        np.testing.assert_array_equal(got, a)
+    lazy = open_array(tmp_path / "a.zarr", lazy=True)
+    assert type(lazy).__module__.startswith("dask")
+    np.testing.assert_array_equal(lazy.compute(), a)
+
+
+def test_read_array_refuses_pickles_missing_files_and_ambiguous_groups(tmp_path):
+    import zarr
+
+    from active_annotator.errors import InputError
+    from active_annotator.io.arrays import read_array
+
+    np.save(tmp_path / "obj.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="obj.npy"):
+        read_array(tmp_path / "obj.npy")
+    with pytest.raises(InputError, match="does not exist"):
+        read_array(tmp_path / "nope.tif")
+    g = zarr.open_group(str(tmp_path / "two.zarr"), mode="w")
+    g.create_array("a", shape=(2,), dtype="u1")
+    g.create_array("b", shape=(2,), dtype="u1")
+    with pytest.raises(InputError, match="point at one array"):
+        read_array(tmp_path / "two.zarr")
+    (tmp_path / "x.png").write_bytes(b"\x89PNG")
+    with pytest.raises(InputError, match="Unsupported file type"):
+        read_array(tmp_path / "x.png")
+
+
+def test_write_array_is_atomic_and_refuses_unknown_suffixes(tmp_path):
+    import tifffile
+
+    from active_annotator.errors import InputError
+    from active_annotator.io.arrays import read_array, write_array
+
+    a = np.eye(5, dtype=np.float32)
+    write_array(tmp_path / "p.tif", a)
+    write_array(tmp_path / "p.npy", a)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "p.tif"), a)
+    np.testing.assert_array_equal(read_array(tmp_path / "p.npy"), a)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npy", "p.tif"]  # no temporaries left
+    with pytest.raises(InputError, match="use .tif, .tiff or .npy"):
+        write_array(tmp_path / "p.png", a)
+    assert not (tmp_path / "p.png").exists()

@@ -302,7 +302,8 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, cl
 
     from .cnn import CNNClassifier
     from .cnn import predict_dask as cnn_predict_dask
-    from .scale import _check_output, _write_atomically, predict_dask
+    from .io.arrays import check_output, write_atomically
+    from .scale import predict_dask
 
     into_labels = out.parent.name == "labels" and out.parent.parent == inp
     if into_labels:
@@ -312,14 +313,14 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, cl
             raise InputError(f"{inp} is not an OME-Zarr image: predictions go into an image's labels/ "
                              "group only for OME-Zarr inputs; choose .tif or .zarr outputs for the others.")
     else:
-        _check_output(inp, out)
+        check_output(inp, out)
     if inp.suffix.lower() in (".tif", ".tiff"):
         _check_tiff_size(inp)
     image, ome_channel_axis = _open_image(inp)
     if channel_axis is None and ome_channel_axis is not None:
         channel_axis = ome_channel_axis  # OME-Zarr names its channel axis
     elif channel_axis is None:  # per image, as the one-image command guesses it (RGB(A): last axis)
-        from .cli._args import guess_channel_axis
+        from .io.arrays import guess_channel_axis
 
         channel_axis = guess_channel_axis(np.shape(image))
     nbytes = limits.nbytes(np.shape(image), np.dtype(image.dtype).itemsize)
@@ -340,7 +341,7 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, cl
         import tifffile
 
         image = image.compute() if isinstance(image, da.Array) else image
-        _write_atomically(out, lambda tmp: tifffile.imwrite(
+        write_atomically(out, lambda tmp: tifffile.imwrite(
             tmp, _predict_in_memory(model, image, channel_axis, proba, should_stop)))
         return
     if not isinstance(image, da.Array):
@@ -361,13 +362,13 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, cl
 
         def write(tmp):
             tifffile.imwrite(tmp, _compute(result, client, should_stop))
-    _write_atomically(out, write)
+    write_atomically(out, write)
 
 
 def _open_image(path: Path):
     """``(array, channel_axis or None)``: the image (lazy where possible); OME-Zarr at level 0
     with the channel axis its metadata names."""
-    from .scale import open_array
+    from .io.arrays import open_array
 
     if path.suffix.lower() == ".zarr" and path.is_dir():
         from .io import ome_zarr

@@ -144,7 +144,7 @@ def export_cnn(clf, path, *, name: str = "napari-active-annotator CNN", descript
     from bioimageio.spec import save_bioimageio_package
 
     from .cnn import CNNClassifier, load_cnn
-    from .scale import _write_atomically
+    from .io.arrays import write_atomically
 
     if not isinstance(clf, CNNClassifier):
         clf = load_cnn(clf, device="cpu")
@@ -215,7 +215,7 @@ def export_cnn(clf, path, *, name: str = "napari-active-annotator CNN", descript
     out = Path(path)
     if out.suffix != ".zip":
         out = out.with_name(out.name + ".zip")
-    _write_atomically(out, write)
+    write_atomically(out, write)
     return out
 
 

@@ -64,8 +64,8 @@ class MissingDependencyError(AnnotatorError, ImportError):
 
 def _require_torch():
     try:
-        import torch  # noqa: F401
         import safetensors  # noqa: F401
+        import torch  # noqa: F401
     except ImportError as e:
         raise MissingDependencyError(
             f"The CNN needs PyTorch and safetensors ({e.name} is missing). Install them with: "
@@ -1070,48 +1070,6 @@ def predict_dask(clf: CNNClassifier, image, channel_axis: int | None = None, pro
     return da.map_overlap(_predict_block, x, depth=depth, boundary="none", trim=False,
                           chunks=x.chunks[:-1], drop_axis=nd - 1, dtype=dtype,
                           meta=np.empty((0,) * (nd - 1), dtype), **kwargs)
-
-
-# -- array files (read and written by the command line) ------------------------
-
-
-def read_array(path) -> np.ndarray:
-    """Read an image or label array from .tif/.tiff, .npy (no pickle) or .zarr."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if not path.exists():
-        raise InputError(f"No such file: {path}")
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    if suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise InputError(f"{path}: {e}") from None
-    if suffix == ".zarr":
-        import zarr
-
-        return np.asarray(zarr.open(str(path), mode="r"))
-    raise InputError(f"Cannot read {path}: use .tif, .tiff, .npy or .zarr.")
-
-
-def write_array(path, array: np.ndarray) -> Path:
-    """Write ``.tif``/``.npy`` atomically (a hidden temporary renamed onto ``path``)."""
-    from .scale import _write_atomically
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        _write_atomically(path, lambda tmp: tifffile.imwrite(tmp, array))
-    elif suffix == ".npy":
-        _write_atomically(path, lambda tmp: np.save(tmp, array))
-    else:
-        raise InputError(f"Cannot write {path}: use .tif, .tiff or .npy.")
-    return path
 
 
 __all__ = [

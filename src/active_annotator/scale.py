@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .io.arrays import check_output, open_array, write_atomically
 
 _DEFAULT_CHUNK = {1: 1 << 20, 2: 1024, 3: 128}
 
@@ -193,54 +194,6 @@ def predict_dask(clf, image, channel_axis: int | None = None, proba: bool = Fals
 # -- files -------------------------------------------------------------------------
 
 
-def _is_zarr(path: Path) -> bool:
-    return path.suffix == ".zarr" or (path / "zarr.json").exists() or (path / ".zarray").exists()
-
-
-def is_signal_file(path) -> bool:
-    """miniSEED, SAC and other seismic formats: read as ``(channels, time)`` signals."""
-    from .signals import SEISMIC_SUFFIXES
-
-    return Path(path).suffix.lower() in SEISMIC_SUFFIXES
-
-
-def open_array(path, lazy: bool = True):
-    """Open a ``.zarr`` (lazily, as dask), ``.tif``/``.tiff`` or ``.npy`` file, or a
-    seismic record (miniSEED, SAC: ``(channels, time)``, needs the ``[signals]`` extra)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path} does not exist.")
-    if _is_zarr(path):
-        import zarr
-
-        node = zarr.open(str(path), mode="r")
-        if isinstance(node, zarr.Group):
-            arrays = list(node.array_keys())
-            if len(arrays) != 1:
-                raise InputError(
-                    f"{path} is a zarr group with arrays {arrays}; point at one array, "
-                    f"e.g. {path / arrays[0]}" if arrays else f"{path} holds no zarr array."
-                )
-            node = node[arrays[0]]
-        if lazy:
-            import dask.array as da
-
-            return da.from_zarr(node)
-        return node[...]
-    suffix = path.suffix.lower()
-    if is_signal_file(path):
-        from .signals import read_signal
-
-        return read_signal(path).data  # (channels, time)
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    if suffix == ".npy":
-        return np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
-    raise InputError(f"Unsupported file type {path.suffix!r}: use .zarr, .tif/.tiff or .npy.")
-
-
 def _progress_compute(target, scheduler: str | None):
     """Compute ``target`` (a dask collection or delayed) with a terminal progress bar."""
     import dask
@@ -272,14 +225,15 @@ def predict_file(model, input_path, output_path, *, channel_axis=None, chunks=No
     """
     import dask.array as da
 
-    _check_output(input_path, output_path)
+    check_output(input_path, output_path)
     image = open_array(input_path, lazy=True)
     if not isinstance(image, da.Array):
         image = da.from_array(image, chunks=-1)
     from .cnn import is_cnn_file
 
     if isinstance(model, (str, Path)) and is_cnn_file(model):
-        from .cnn import load_cnn, predict_dask as cnn_predict_dask
+        from .cnn import load_cnn
+        from .cnn import predict_dask as cnn_predict_dask
 
         result = cnn_predict_dask(load_cnn(model), image, channel_axis=channel_axis, proba=proba,
                                   chunks=chunks)
@@ -300,107 +254,8 @@ def predict_file(model, input_path, output_path, *, channel_axis=None, chunks=No
 
         def write(tmp):
             tifffile.imwrite(tmp, _progress_compute(result, scheduler))
-    _write_atomically(out, write)
+    write_atomically(out, write)
     return out
 
 
-# -- atomic outputs ---------------------------------------------------------------
-
-_PARTIAL = ".partial-"
-
-
-def _check_output(input_path, output_path, suffixes=(".zarr", ".tif", ".tiff")) -> None:
-    """Refuse outputs that are, contain or lie inside the input, and unknown suffixes."""
-    from .errors import OutputError
-
-    out = Path(output_path)
-    src, dst = Path(input_path).resolve(), out.resolve()
-    if src == dst or dst in src.parents or src in dst.parents:
-        raise OutputError(
-            f"The output {str(out)!r} is the input {str(input_path)!r} (or contains it, or lies "
-            "inside it): writing it would destroy the input. Choose another output path."
-        )
-    if suffixes is not None and out.suffix.lower() not in suffixes:
-        raise InputError(f"Unsupported output {out.suffix!r}: use {' or '.join(suffixes)}.")
-
-
-def _partial_path(out: Path) -> Path:
-    """The hidden temporary output next to ``out``; its name marks it as incomplete."""
-    import os
-
-    return out.with_name(f".{out.name}{_PARTIAL}{os.getpid()}{out.suffix}")
-
-
-def _remove_stale_partials(out: Path) -> None:
-    """Remove temporary outputs of runs of this target that were killed (their process is gone)."""
-    import os
-    import shutil
-
-    for p in out.parent.glob(f".{out.name}{_PARTIAL}*"):
-        pid = p.name[len(f".{out.name}{_PARTIAL}"):].split(".")[0]
-        try:
-            os.kill(int(pid), 0)
-            continue  # still running
-        except (ValueError, ProcessLookupError):
-            pass
-        except PermissionError:
-            continue
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
-
-
-def _write_atomically(out: Path, write) -> None:
-    """Run ``write(tmp)`` into a temporary next to ``out``, then rename it onto ``out``.
-
-    Until the rename the old output (if any) is untouched; a killed run leaves
-    only a hidden ``.NAME.partial-PID`` that never looks like a result (and is
-    removed by the next run). Full disks and read-only places raise
-    :class:`~active_annotator.errors.OutputError` and leave nothing behind.
-    """
-    import errno
-    import os
-    import shutil
-    import uuid
-
-    from .errors import OutputError
-
-    def remove(p):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        elif os.path.lexists(p):
-            p.unlink()
-
-    out = Path(os.path.abspath(out))  # dask.distributed workers may run elsewhere
-    tmp = _partial_path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_partials(out)
-        remove(tmp)
-        write(tmp)
-        if out.is_dir() and not out.is_symlink():
-            # a folder cannot replace a folder in one rename: move the old one aside first
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except OSError as e:
-        remove(tmp)
-        # tifffile and numpy report short writes without an errno
-        if e.errno == errno.ENOSPC or (e.errno is None and (" written" in str(e) or "free space" in str(e))):
-            why = "the disk is full"
-        elif isinstance(e, PermissionError) or e.errno in (errno.EACCES, errno.EROFS):
-            why = "the location is read-only"
-        else:
-            why = f"{type(e).__name__}: {e}"
-        raise OutputError(
-            f"Could not write the prediction {str(out)!r}: {why}. Nothing was written"
-            + (" and the previous output there is unchanged." if os.path.lexists(out) else ".")
-            + " Free space or choose another output path."
-        ) from None
-    except BaseException:
-        remove(tmp)
-        raise
-
-
-__all__ = ["predict_dask", "predict_file", "open_array"]
+__all__ = ["predict_dask", "predict_file"]

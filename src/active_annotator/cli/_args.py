@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-#: napari's rule (``napari.layers.image._image_utils.guess_rgb``): the last axis has
-#: 3 or 4 entries and the two axes before it are longer than this.
-RGB_MIN_SIDE = 30
+from ..io.arrays import guess_channel_axis
 
 
 def add_trees(parser: argparse.ArgumentParser, default: int) -> None:
@@ -29,18 +27,6 @@ def add_channel_axis(parser: argparse.ArgumentParser) -> None:
                         help="axis of the image that holds its channels, e.g. -1 for RGB "
                              "(y, x, 3) or 0 for (channels, y, x); default: guessed, -1 for "
                              "an RGB(A) image, otherwise no channel axis")
-
-
-def guess_channel_axis(shape) -> int | None:
-    """``-1`` when an image of ``shape`` looks like RGB(A), else None.
-
-    RGB(A) means: at least 3 axes, the last of length 3 or 4, the two before it
-    longer than :data:`RGB_MIN_SIDE` (napari's ``guess_rgb``).
-    """
-    shape = tuple(int(n) for n in shape)
-    if len(shape) >= 3 and shape[-1] in (3, 4) and all(n > RGB_MIN_SIDE for n in shape[-3:-1]):
-        return -1
-    return None
 
 
 def resolve_channel_axis(given: int | None, shape, labels_shape=None, command: str = "") -> int | None:

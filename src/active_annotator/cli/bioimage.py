@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..bioimage import export_cnn, validate
+from ..io.arrays import read_array
 
 
 def add_parser(subparsers) -> None:
@@ -26,8 +27,6 @@ def add_parser(subparsers) -> None:
 def run_export(args) -> int:
     test_input = None
     if args.test_input is not None:
-        from ..cnn import read_array
-
         test_input = read_array(args.test_input)
     out = export_cnn(args.model, args.output, name=args.name,
                      authors=tuple(args.author or ("napari-active-annotator user",)), test_input=test_input)

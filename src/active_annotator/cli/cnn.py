@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 
-from ..cnn import CNNClassifier, CNNConfig, load_cnn, read_array, write_array
-from ..scale import _check_output
+from ..cnn import CNNClassifier, CNNConfig, load_cnn
+from ..io.arrays import check_output, read_array, write_array
 from ..uncertainty import entropy
 from ._args import add_channel_axis, resolve_channel_axis
 
@@ -113,7 +113,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
 def _run_predict(args: argparse.Namespace) -> int:
     for out in (args.output, args.proba, args.uncertainty):
         if out:
-            _check_output(args.image, out, suffixes=(".tif", ".tiff", ".npy"))
+            check_output(args.image, out, suffixes=(".tif", ".tiff", ".npy"))
     clf = load_cnn(args.model, device=args.device, n_threads=args.threads)
     image = read_array(args.image)
     args.channel_axis = resolve_channel_axis(args.channel_axis, np.shape(image), command="cnn-predict")

@@ -15,7 +15,7 @@ from ..explain import (
     shap_values,
     write_report,
 )
-from ..scale import open_array
+from ..io.arrays import open_array
 
 
 def add_parser(subparsers) -> None:

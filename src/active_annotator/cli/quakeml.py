@@ -1,4 +1,4 @@
-"""``active-annotator export-quakeml``: predicted seismic event windows as QuakeML and CSV."""
+"""``active-annotator export-quakeml``: event windows of seismic records as QuakeML and CSV."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.quakeml import catalog_from_predictions, write_csv, write_quakeml
+from ..io.signals import read_signal
+from ..signals import SignalClassifier
 
 
 def add_parser(subparsers) -> None:
@@ -28,8 +30,6 @@ def add_parser(subparsers) -> None:
 
 
 def run_export(args) -> int:
-    from ..signals import SignalClassifier, read_signal
-
     names = {}
     for text in args.class_name:
         value, _, name = text.partition("=")

@@ -15,7 +15,8 @@ import numpy as np
 from .batch import add_batch_arguments, is_batch, run_batch
 from ..classifier import PixelClassifier
 from ..features import FeatureSet
-from ..scale import is_signal_file, open_array, predict_file
+from ..io.arrays import is_signal_file, open_array
+from ..scale import predict_file
 from ._args import add_channel_axis, add_trees, resolve_channel_axis
 
 # -- command line -------------------------------------------------------------------

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OutputError
+from ..io.arrays import check_output, write_atomically
 from ..sampling import DEFAULT_STRATEGY
-from ..scale import _check_output, _write_atomically
 from ..signals import (
     SignalClassifier,
     SignalFeatures,
@@ -81,7 +81,7 @@ def _run_train(args) -> int:
 
 
 def _run_predict(args) -> int:
-    _check_output(args.signal, args.output, suffixes=None)
+    check_output(args.signal, args.output, suffixes=None)
     out = Path(args.output)
     others = sorted(p.name for p in out.iterdir() if p.name not in _PREDICTION_FILES) if out.is_dir() else []
     if others or (out.exists() and not out.is_dir()):
@@ -95,7 +95,7 @@ def _run_predict(args) -> int:
     pred = clf.classes_[np.argmax(proba, axis=0)].astype(clf.labels_dtype_)
     unc = entropy(proba)
     # the folder is written as a hidden temporary and renamed when complete
-    _write_atomically(out, lambda tmp: _write_prediction_folder(args, tmp, rec, pred, proba, unc))
+    write_atomically(out, lambda tmp: _write_prediction_folder(args, tmp, rec, pred, proba, unc))
     counts = {int(c): int((pred == c).sum()) for c in clf.classes_}
     print(f"classified {rec.n_samples} samples of {rec.name}: {counts}; "
           f"mean uncertainty {float(unc.mean()):.3f}\nwrote {out}/prediction.npy, probabilities.npy, "

@@ -14,24 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io.arrays import read_array
 from ..sampling import DEFAULT_STRATEGY, STRATEGIES
 from ..simulate import ORACLE_MODES, SimulationResult, simulate
 from ._args import add_channel_axis, add_trees, resolve_channel_axis
 
 # -- command line ----------------------------------------------------------------
-
-
-def _read_array(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"File not found: {path}.")
-    if p.suffix.lower() == ".npy":
-        return np.load(p, allow_pickle=False)
-    if p.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(p)
-    raise InputError(f"Cannot read {path}: use a .tif/.tiff or .npy file.")
 
 
 def _write_outputs(result: SimulationResult, out: Path, name: str) -> dict:
@@ -86,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         if not (args.image and args.truth):
             raise InputError("Give --image and --truth files, or --sample nuclei2d|micronuclei2d|nuclei3d.")
-        image, truth = _read_array(args.image), _read_array(args.truth)
+        image, truth = read_array(args.image), read_array(args.truth)
         name = Path(args.image).stem
     args.channel_axis = resolve_channel_axis(args.channel_axis, np.shape(image), np.shape(truth),
                                              "simulate")

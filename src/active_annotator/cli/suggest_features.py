@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import InputError
 from ..feature_suggestion import suggest_features
 from ..features import DEFAULT_FAMILIES, DEFAULT_SIGMAS, FeatureSet
-from ..scale import open_array
+from ..io.arrays import open_array
 from ._args import add_channel_axis, add_trees, resolve_channel_axis
 
 # -- command line ----------------------------------------------------------------------

@@ -332,7 +332,7 @@ def write_image(path, image, axes: str, version: str = "0.5", levels: int = 3) -
     """
     import zarr
 
-    from ..scale import _write_atomically
+    from .arrays import write_atomically
 
     lib = _lib()
     if version not in ("0.4", "0.5"):
@@ -346,7 +346,7 @@ def write_image(path, image, axes: str, version: str = "0.5", levels: int = 3) -
                                scale_factors=tuple(2 ** i for i in range(1, levels)))
 
     out = Path(path)
-    _write_atomically(out, write)
+    write_atomically(out, write)
     return out
 
 

@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..signals import SignalRecord, runs
+from .labels import runs
+from .signals import SignalRecord
 
 METHOD_ID = "smi:local/napari-active-annotator/signal-classifier"
 CSV_COLUMNS = ("event_id", "seed_id", "class", "class_name", "onset_utc", "end_utc", "duration_s",
@@ -45,7 +46,7 @@ CSV_COLUMNS = ("event_id", "seed_id", "class", "class_name", "onset_utc", "end_u
 
 
 def _obspy():
-    from ..signals import (
+    from .signals import (
         _obspy as require_obspy,  # raises the package's error with the install hint
     )
 
@@ -176,16 +177,16 @@ def catalog_from_predictions(items, **kwargs):
 
 def write_quakeml(catalog, path) -> Path:
     """Write ``catalog`` as QuakeML 1.2 (atomically; a link at ``path`` is replaced, never followed)."""
-    from ..scale import _write_atomically
+    from .arrays import write_atomically
 
     out = Path(path)
-    _write_atomically(out, lambda tmp: catalog.write(str(tmp), format="QUAKEML"))
+    write_atomically(out, lambda tmp: catalog.write(str(tmp), format="QUAKEML"))
     return out
 
 
 def write_csv(catalog, path) -> Path:
     """One row per event: :data:`CSV_COLUMNS` (times ISO UTC), written atomically."""
-    from ..scale import _write_atomically
+    from .arrays import write_atomically
 
     def write(tmp):
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -199,18 +200,9 @@ def write_csv(catalog, path) -> Path:
                             "" if d["mean_probability"] is None else f"{d['mean_probability']:.4f}"])
 
     out = Path(path)
-    _write_atomically(out, write)
+    write_atomically(out, write)
     return out
 
 
-__all__ = [
-    "CSV_COLUMNS",
-    "METHOD_ID",
-    "EventWindow",
-    "catalog_from_prediction",
-    "catalog_from_predictions",
-    "catalog_from_windows",
-    "event_windows",
-    "write_csv",
-    "write_quakeml",
-]
+__all__ = ["EventWindow", "event_windows", "catalog_from_windows", "catalog_from_prediction",
+           "catalog_from_predictions", "write_quakeml", "write_csv", "CSV_COLUMNS", "METHOD_ID"]
