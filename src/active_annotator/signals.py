@@ -26,8 +26,7 @@ What lives here:
   time so a day at 100 Hz fits in memory.
 * :func:`suggest_windows`: windows of the record ranked by the active-learning
   strategies of :mod:`active_annotator.sampling`.
-* (the min/max drawing pyramid moved to the plugin: active_annotator_napari._drawing)
-  drawing millions of samples as a few thousand vertices.
+* the min/max drawing pyramid lives in the plugin (active_annotator_napari._drawing).
 """
 
 from __future__ import annotations
@@ -730,55 +729,6 @@ def suggest_windows(uncertainty, labels=None, width: int = 1000, step: int | Non
             raise InputError(f"proba must be (n_classes, time) with {u.shape[0]} samples, got {p.shape}.")
         return suggest(cands, None, lab, strategy=strategy, n=n, seed=seed, proba=p, **kwargs)
     return suggest(cands, u, lab, strategy=strategy, n=n, seed=seed, **kwargs)
-
-
-def runs(values) -> list[tuple[int, int, int]]:
-    """Constant runs of a 1-D integer array as ``(start, stop, value)``, zeros skipped."""
-    v = np.asarray(values).ravel()
-    if v.size == 0:
-        return []
-    edges = np.flatnonzero(np.diff(v)) + 1
-    starts = np.concatenate([[0], edges])
-    stops = np.concatenate([edges, [v.size]])
-    return [(int(a), int(b), int(v[a])) for a, b in zip(starts, stops) if v[a] != 0]
-
-
-# -- label files ---------------------------------------------------------------------
-def read_labels(path, record: SignalRecord) -> np.ndarray:
-    """Per-sample labels ``(time,)`` for ``record`` from a file.
-
-    ``.npy``: an integer array ``(time,)`` (0 = unlabelled). ``.csv``: spans,
-    one per row, ``start_s,end_s,class`` in seconds since the first sample (an
-    optional header row is skipped), e.g. ``12.5,31.0,2``.
-    """
-    path = Path(path)
-    n = record.n_samples
-    if path.suffix.lower() == ".npy":
-        lab = np.load(path, allow_pickle=False)
-        lab = np.asarray(lab).reshape(-1) if lab.size == n else lab
-        if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer):
-            raise LabelError(f"{path.name}: labels must be integers of shape ({n},), got {lab.dtype} {lab.shape}.")
-        return lab
-    labels = np.zeros(n, np.uint8)
-    with open(path, newline="") as f:
-        for i, row in enumerate(csv.reader(f)):
-            if not row or not "".join(row).strip():
-                continue
-            try:
-                t0, t1, cls = float(row[0]), float(row[1]), int(row[2])
-            except (ValueError, IndexError):
-                if i == 0:
-                    continue  # header
-                raise LabelError(f"{path.name} line {i + 1}: expected start_s,end_s,class, got {row}.") from None
-            a = max(0, int(round(t0 * record.sampling_rate)))
-            b = min(n, int(round(t1 * record.sampling_rate)))
-            labels[a:b] = cls
-    return labels
-
-
-def spans_table(values, sampling_rate: float) -> list[tuple[float, float, int]]:
-    """Constant runs of per-sample classes as ``(start_s, end_s, class)``."""
-    return [(a / sampling_rate, b / sampling_rate, v) for a, b, v in runs(values)]
 
 
 __all__ = [
