@@ -5,7 +5,7 @@
   and for its workers to finish, never a fixed wait;
 * ``nuclei2d``: the bundled 2-D sample (image, starter labels, truth, objects);
 * ``two_class_image``: a small synthetic image with a bright disc on noise, strokes and truth;
-* ``bursts``: a 3-channel signal record of noise with two loud bursts.
+* ``bursts``: makes a 3-channel signal record of noise with two loud bursts.
 
 Core tests do not need napari: the fixtures that do import it only when used.
 """
@@ -68,13 +68,16 @@ def two_class_image():
 
 @pytest.fixture
 def bursts():
-    """A :class:`SignalRecord` "bursts": 3 channels at 50 Hz, noise with loud 8 Hz bursts at 20-30 s and 80-90 s."""
+    """``bursts(n=6000)``: a :class:`SignalRecord` "bursts", 3 channels at 50 Hz, noise with loud
+    8 Hz bursts at 20-30 s and 80-90 s."""
     from active_annotator.signals import SignalRecord
 
-    sr, n = 50.0, 6000
-    rng = np.random.default_rng(0)
-    t = np.arange(n) / sr
-    x = rng.normal(size=(3, n))
-    for a in (1000, 4000):
-        x[:, a:a + 500] += 6 * np.sin(2 * np.pi * 8 * t[a:a + 500])
-    return SignalRecord(x, sr, channels=("XX.STA..HHZ", "XX.STA..HHN", "XX.STA..HHE"), name="bursts")
+    def make(n=6000, sr=50.0):
+        rng = np.random.default_rng(0)
+        t = np.arange(n) / sr
+        x = rng.normal(size=(3, n))
+        for a in (1000, 4000):
+            x[:, a:a + 500] += 6 * np.sin(2 * np.pi * 8 * t[a:a + 500])
+        return SignalRecord(x, sr, channels=("XX.STA..HHZ", "XX.STA..HHN", "XX.STA..HHE"), name="bursts")
+
+    return make

@@ -68,3 +68,80 @@ def test_explain_without_a_model_says_what_to_do(make_napari_viewer_proxy):
     widget = PixelClassifierWidget(viewer)
     widget.explain_panel.explain_button.click()
     assert "press Train" in widget.explain_panel.status.text()
+
+
+def test_bar_plot_uses_the_class_colours_and_fits_its_canvas(trained, qtbot):
+    panel = trained.explain_panel
+    panel.explain_button.click()
+    qtbot.waitUntil(lambda: panel.result is not None, timeout=TIMEOUT_MS)
+    panel.plot_choice.setCurrentIndex(0)
+    ax = panel.figure.axes[0]
+    layer = trained.annotations_layer
+    for container, c in zip(ax.containers, (1, 2)):
+        np.testing.assert_allclose(container[0].get_facecolor(), np.ravel(layer.colormap.map(np.array([c]))),
+                                   atol=1e-6)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["1: class 1", "2: class 2"]
+    panel.canvas.draw()
+    renderer = panel.canvas.get_renderer()
+    box = ax.xaxis.label.get_window_extent(renderer)
+    assert box.y0 >= 0  # the axis label at the bottom is inside the figure, not cut off
+
+
+def test_suggest_features_shows_its_proposal(trained, qtbot):
+    panel = trained.explain_panel
+    assert panel.suggest_button is not None
+    panel.suggest_button.click()
+    qtbot.waitUntil(lambda: "proposed:" in panel.suggest_text.text(), timeout=TIMEOUT_MS)
+    assert "importance by family" in panel.suggest_text.text()
+
+
+def test_signal_dock_explain_tab_names_features_in_seconds(viewer, qtbot, bursts):
+    from active_annotator_napari._signal_reader import layer_data
+    from active_annotator_napari._signal_widget import SignalClassifierWidget
+
+    for data, kwargs, kind in layer_data(bursts()):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    w = SignalClassifierWidget(viewer)
+    qtbot.addWidget(w)
+    w.trees_spin.setValue(10)
+    w.label_span(0.0, 15.0, 1)
+    w.label_span(20.0, 30.0, 2)
+    with qtbot.waitSignal(w.trained, timeout=TIMEOUT_MS):
+        w.train()
+    panel = w.explain_panel
+    assert w.tabs.tabText(w.tabs.indexOf(panel)) == "Explain"
+    panel.explain_button.click()
+    assert panel.cancel_button.isEnabled()  # runs in a worker: the GUI is free
+    qtbot.waitUntil(lambda: panel.result is not None, timeout=TIMEOUT_MS)
+    e = panel.result[0]
+    assert e.values.shape[1] == len(w.classifier.feature_names_in_)
+    import re
+
+    assert any(re.search(r"\d s\b", name) for name in e.feature_names), e.feature_names[:5]
+    assert not any(" px" in n for n in e.feature_names)
+
+
+def test_object_dock_explain_tab_and_cancel(viewer, qtbot, nuclei2d):
+    from active_annotator_napari._objects_widget import ObjectClassifierWidget
+
+    viewer.add_image(nuclei2d["image"], name="nuclei")
+    viewer.add_labels(nuclei2d["objects"], name="objects")
+    w = ObjectClassifierWidget(viewer)
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(w.measured, timeout=TIMEOUT_MS):
+        w.measure_button.click()
+    order = np.argsort(w.table["area"])
+    w.annotate_objects(w.table["label"][order[:5]], 1)
+    w.annotate_objects(w.table["label"][order[-5:]], 2)
+    with qtbot.waitSignal(w.trained, timeout=TIMEOUT_MS):
+        w.train_button.click()
+    panel = w.explain_panel
+    panel.explain_button.click()
+    panel.cancel_button.click()
+    qtbot.waitUntil(lambda: not panel.cancel_button.isEnabled(), timeout=TIMEOUT_MS)
+    assert panel.result is None and "cancelled" in panel.status.text()
+    panel.explain_button.click()
+    qtbot.waitUntil(lambda: panel.result is not None, timeout=TIMEOUT_MS)
+    e = panel.result[0]
+    assert "area" in e.feature_names and e.values.shape[0] == 10
+    assert "Learning curve" not in panel.status.text()  # no rounds history for objects

@@ -9,27 +9,23 @@ import pytest
 napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from active_annotator.signals import SignalRecord  # noqa: E402
 from active_annotator_napari._signal_reader import get_reader, layer_data, seismogram  # noqa: E402
 from active_annotator_napari._signal_widget import SignalClassifierWidget  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
 
-def _bursts(sr=50.0, n=6000):
-    """Noise with two loud 8 Hz bursts (20-30 s and 80-90 s), 3 channels."""
-    rng = np.random.default_rng(0)
-    t = np.arange(n) / sr
-    x = rng.normal(size=(3, n))
-    for a in (1000, 4000):
-        x[:, a:a + 500] += 6 * np.sin(2 * np.pi * 8 * t[a:a + 500])
-    return SignalRecord(x, sr, channels=("XX.STA..HHZ", "XX.STA..HHN", "XX.STA..HHE"), name="bursts")
+def label_and_train(widget, qtbot):
+    """Mark noise (0-15 s) and the first burst (20-30 s), train, wait for ``trained``."""
+    widget.label_span(0.0, 15.0, 1)
+    widget.label_span(20.0, 30.0, 2)
+    with qtbot.waitSignal(widget.trained, timeout=120_000):
+        widget.train()
 
 
 @pytest.fixture
-def widget(make_napari_viewer_proxy, qtbot):
-    viewer = make_napari_viewer_proxy()
-    for data, kwargs, kind in layer_data(_bursts()):
+def widget(viewer, qtbot, bursts):
+    for data, kwargs, kind in layer_data(bursts()):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     w = SignalClassifierWidget(viewer)
     qtbot.addWidget(w)
@@ -72,10 +68,7 @@ def test_spans_painted_on_a_signal_train_and_fill_the_prediction_layer(widget, q
 
 
 def test_suggest_and_next_jump_the_view_to_ranked_windows(widget, qtbot):
-    widget.label_span(0.0, 15.0, 1)
-    widget.label_span(20.0, 30.0, 2)
-    with qtbot.waitSignal(widget.trained, timeout=120_000):
-        widget.train()
+    label_and_train(widget, qtbot)
     widget.window_spin.setValue(5.0)
     with qtbot.waitSignal(widget.suggested, timeout=10_000):
         widget.suggest_button.click()
@@ -132,9 +125,8 @@ def test_reader_claims_signal_files_only(tmp_path):
     assert get_reader(str(tmp_path / "points.csv")) is None
 
 
-def test_sample_seismogram_opens_with_station_metadata(make_napari_viewer_proxy, qtbot):
+def test_sample_seismogram_opens_with_station_metadata(viewer, qtbot):
     pytest.importorskip("obspy")
-    viewer = make_napari_viewer_proxy()
     for data, kwargs, kind in seismogram():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     meta = viewer.layers["seismogram_BW_RJOB"].metadata["signal"]
@@ -145,10 +137,9 @@ def test_sample_seismogram_opens_with_station_metadata(make_napari_viewer_proxy,
     assert w.record.n_samples == 3000 and w.plot.record is not None
 
 
-def test_long_record_opens_multiscale_and_trains(make_napari_viewer_proxy, qtbot):
+def test_long_record_opens_multiscale_and_trains(viewer, qtbot, bursts):
     # wider than one GPU texture: napari gets a multiscale strip, the widget the full record
-    rec = _bursts(n=60_000)
-    viewer = make_napari_viewer_proxy()
+    rec = bursts(n=60_000)
     for data, kwargs, kind in layer_data(rec):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     assert viewer.layers["bursts"].multiscale
@@ -262,10 +253,7 @@ def test_unparseable_scales_give_a_clear_error_in_the_dock(widget, qtbot):
 
 
 def test_suggestion_numbers_are_readable_and_do_not_overlap(widget, qtbot):
-    widget.label_span(0.0, 15.0, 1)
-    widget.label_span(20.0, 30.0, 2)
-    with qtbot.waitSignal(widget.trained, timeout=120_000):
-        widget.train()
+    label_and_train(widget, qtbot)
     widget.window_spin.setValue(2.0)
     with qtbot.waitSignal(widget.suggested, timeout=60_000):
         widget.suggest_button.click()

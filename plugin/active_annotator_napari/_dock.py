@@ -211,7 +211,7 @@ class _FullHeightScroll(QScrollArea):
     """A scroll area that asks for its content's whole height when there is room
     (QScrollArea caps its size hint) and scrolls when there is not."""
 
-    MIN_HEIGHT = 90  # four docks stacked on an 800-px screen still fit
+    MIN_HEIGHT = 60  # four docks stacked on an 800-px screen still fit
 
     def __init__(self):
         super().__init__()
@@ -298,6 +298,7 @@ class Dock(QWidget):
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(2, 2, 2, 2)
+        outer.setSpacing(2)
         self.scroll = _FullHeightScroll()
         page = QWidget()
         self.body = QVBoxLayout(page)
@@ -308,7 +309,9 @@ class Dock(QWidget):
         self.status = QLabel(idle_text)
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # at least two lines, more when there is room; the whole text is also the tooltip
+        self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing())
         outer.addWidget(self.status)
         row = QHBoxLayout()
         self.progress_bar = QProgressBar()
@@ -363,6 +366,7 @@ class Dock(QWidget):
     # -- messages ------------------------------------------------------------------
     def set_status(self, text: str) -> None:
         self.status.setText(text)
+        self.status.setToolTip(text)
 
     def fail(self, message: str, notify: bool = True) -> None:
         """Show ``message`` (the core's text with GUI remedies) in the dock, notify, emit ``failed``."""

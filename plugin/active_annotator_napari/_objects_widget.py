@@ -35,10 +35,11 @@ from qtpy.QtWidgets import (
 )
 
 from active_annotator import objects as core
-from active_annotator.errors import AnnotatorError
+from active_annotator.errors import AnnotatorError, InputError
 from active_annotator.persistence import load_object_classifier, save_object_classifier
 
 from ._dock import Dock
+from ._explain_panel import Explained, ExplainPanel
 from ._layers import is_probability_layer
 
 SELECTION = "selected objects"
@@ -170,6 +171,8 @@ class ObjectClassifierWidget(Dock):
         self.tabs.addTab(self.scatter_canvas, "Embedding")
         self.tabs.addTab(self.correlation_canvas, "Correlation")
         self.tabs.addTab(self.importance_canvas, "Importance")
+        self.explain_panel = ExplainPanel(self, source=self._explained)
+        self.tabs.addTab(self.explain_panel, "Explain")
         outer.addWidget(self.tabs)
         row = QHBoxLayout()
         row.addWidget(QLabel("Colour points by"))
@@ -536,6 +539,18 @@ class ObjectClassifierWidget(Dock):
         ax.legend(fontsize="x-small")
         ax.set_title("Feature importance", fontsize="small")
         self.importance_canvas.draw_idle()
+
+    def _explained(self):
+        """The classifier and the labelled objects' measurements for the Explain tab."""
+        clf = self.classifier
+        if clf is None or self.table is None:
+            raise InputError("There is no object classifier yet: label objects of two classes and press Train.")
+        y = self.object_labels()
+        x, _ = core.feature_matrix(self.table, clf.feature_names_in_)
+        x = np.where(np.isnan(x), clf.fill_values_, x)[y > 0]  # the values the forest was trained with
+        colours = {k + 1: c for k, c in enumerate(CLASS_COLOURS)}
+        return Explained(clf, lambda: (x, y[y > 0]), "labelled objects", class_colours=colours,
+                         class_names=self.class_names)
 
     def save_classifier(self, path):
         if self.classifier is None:

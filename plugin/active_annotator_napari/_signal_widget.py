@@ -40,6 +40,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -57,6 +58,7 @@ from active_annotator.uncertainty import entropy
 
 from ._dock import Dock
 from ._drawing import MinMaxPyramid
+from ._explain_panel import Explained, ExplainPanel
 from ._messages import for_signal_gui
 from ._signal_reader import (
     CLASS_NAMES,
@@ -447,7 +449,11 @@ class SignalClassifierWidget(Dock):
         self.plot = SignalPlot(self)
         self.plot.span_selected.connect(self.label_span)
         self.plot.view_changed.connect(self._follow_view)
-        lay.addWidget(self.plot, stretch=1)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.plot, "Waveforms")
+        self.explain_panel = ExplainPanel(self, source=self._explained)
+        self.tabs.addTab(self.explain_panel, "Explain")
+        lay.addWidget(self.tabs, stretch=1)
 
     # -- layers -----------------------------------------------------------------------------
     @property
@@ -629,6 +635,16 @@ class SignalClassifierWidget(Dock):
                          f"({len(clf.feature_names_in_)} features; most used: {top}) and classified "
                          f"{rec.n_samples} samples in {out['seconds']:.1f} s. Press Suggest for where to label next.")
         self.trained.emit()
+
+    def _explained(self):
+        """The model and the labelled samples for the Explain tab (features computed in its worker)."""
+        rec, labels, clf = self.record, self.labels_layer, self.classifier
+        if clf is None or rec is None:
+            raise InputError("There is no model yet: mark spans of two classes and press Train && predict.")
+        strokes = np.array(labels.data[0])
+        names = self._class_names(labels)
+        return Explained(clf, lambda: clf.training_data(rec, strokes)[:2], "labelled samples",
+                         class_colours=dict(self.plot.colors), class_names=names)
 
     # -- suggestions ------------------------------------------------------------------------
     def suggest(self, *_):
