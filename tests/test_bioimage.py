@@ -124,3 +124,28 @@ def test_cli_export_bioimageio(cnn, tmp_path, capsys):
     assert main(["export-bioimageio", "--model", str(tmp_path / "missing.aacnn"),
                  "--output", str(tmp_path / "o.zip")]) == 1
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_3d_cnn_exports_with_zyx_axes_and_runs(tmp_path):
+    """About a minute on 2 cores: the smallest 3-D input with a core left is 68^3 (halo 32)."""
+    from bioimageio.core import Tensor, load_model_description, predict
+
+    rng = np.random.default_rng(0)
+    vol = rng.normal(0, 1, (24, 32, 32)).astype(np.float32)
+    vol[:12] += 3.0
+    lab = np.zeros(vol.shape, np.uint8)
+    lab[2:6, ::4, ::4] = 2
+    lab[18:22, ::4, ::4] = 1
+    cfg = CNNConfig(dims=3, widths=[4, 8, 16], epochs=1, batches_per_epoch=1, batch_size=2,
+                    warm_start_epochs=0, patch_size=16)
+    clf = CNNClassifier(cfg, device="cpu", n_threads=1).fit(vol, lab)
+    pkg = export_cnn(clf, tmp_path / "c3.zip")
+    with zipfile.ZipFile(pkg) as z:
+        rdf = yaml.safe_load(z.read("rdf.yaml"))
+    assert [a.get("id") for a in rdf["inputs"][0]["axes"][2:]] == ["z", "y", "x"]
+    img = rng.normal(1.0, 2.0, (70, 68, 69)).astype(np.float32)
+    out = predict(model=load_model_description(str(pkg)),
+                  inputs={"raw": Tensor(img[None, None], dims=("batch", "channel", "z", "y", "x"))})
+    np.testing.assert_allclose(np.asarray(out.members["probabilities"].data)[0], clf.predict_proba(img),
+                               atol=1e-5)

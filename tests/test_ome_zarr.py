@@ -259,3 +259,27 @@ def test_reader_gives_a_multiscale_layer_when_level_0_is_large(tmp_path, monkeyp
     assert meta["multiscale"] and [lv.shape for lv in levels] == [(2, 120, 160), (2, 60, 80), (2, 30, 40)]
     assert meta["channel_axis"] == 0
     assert _ome_zarr_reader.get_reader(str(tmp_path)) is None  # not OME-Zarr: left to other readers
+
+
+def test_batch_over_plate_wells_names_outputs_by_well(tmp_path):
+    import tifffile
+
+    from active_annotator.batch import predict_batch
+    from active_annotator.classifier import PixelClassifier
+    from active_annotator.features import FeatureSet
+
+    img = np.zeros((32, 32), np.float32)
+    img[:16] = 1.0
+    lab = np.zeros((32, 32), np.uint8)
+    lab[1:5] = 2
+    lab[25:30] = 1
+    clf = PixelClassifier(FeatureSet(sigmas=(1.0,), ndim=2), n_estimators=4).fit(img, lab)
+    model = clf.save(tmp_path / "m.aamodel")
+    plate = tmp_path / "plate.zarr"
+    for well in ("A/1", "B/2"):
+        (plate / well).mkdir(parents=True)
+        oz.write_image(plate / well / "0", img, axes="yx", version="0.5", levels=1)
+    report = predict_batch(model, str(plate / "*" / "*" / "0"), tmp_path / "out")
+    assert report.count("done") == 2, report.files
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tif")) == ["A_1_0.tif", "B_2_0.tif"]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "B_2_0.tif"), clf.predict(img))

@@ -144,9 +144,16 @@ def output_paths(inputs, output_dir, output_format: str = ".tif",
     if output_format == "labels":
         return [Path(p) / "labels" / labels_name for p in inputs]
     out_dir = Path(output_dir)
+    inputs = [Path(p) for p in inputs]
+    names = [_stem(p) for p in inputs]
+    if len(set(names)) < len(names):
+        # same names in different folders (plate wells "A/1/0", "B/2/0"): name by the path below
+        # the inputs' common folder instead, e.g. "A_1_0"
+        common = Path(os.path.commonpath([str(p.resolve()) for p in inputs]))
+        names = ["_".join(p.resolve().relative_to(common).parent.parts + (_stem(p),)) for p in inputs]
     outs, seen = [], {}
-    for p in inputs:
-        o = out_dir / (_stem(p) + output_format)
+    for p, name in zip(inputs, names):
+        o = out_dir / (name + output_format)
         if o.name in seen:
             raise InputError(f"{seen[o.name]} and {p} would both be written to {o}: rename one, "
                              "or predict them into different output folders.")
@@ -370,10 +377,10 @@ def _open_image(path: Path):
     with the channel axis its metadata names."""
     from .io.arrays import open_array
 
-    if path.suffix.lower() == ".zarr" and path.is_dir():
+    if path.is_dir():
         from .io import ome_zarr
 
-        if ome_zarr.is_ome_zarr(path):
+        if ome_zarr.is_ome_zarr(path):  # also plate wells' images, e.g. plate.zarr/A/1/0
             img = ome_zarr.read_image(path, level=0)
             return img.data, img.channel_axis
     return open_array(path, lazy=True), None
