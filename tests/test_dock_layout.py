@@ -28,14 +28,14 @@ def open_all_docks(viewer):
 CHROME_PX = 60 + 25 * len(DOCKS)
 
 
-@pytest.mark.xfail(strict=True, reason="the Pixel classifier dock (_widget.py) asks for 820 px until it "
-                   "adopts the Dock base's scrolling body (session helper's part of issue 14)")
 def test_all_four_docks_fit_a_1280x800_window(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window  # the real viewer, not the plugin proxy: the test measures Qt
     window.resize(*SCREEN)
     docks = open_all_docks(viewer)
-    qtbot.wait(0)  # one pass of the event loop: layouts settle (no fixed wait for a result)
+    # the docks are shown by the event loop: wait until each is on screen or tabified
+    qtbot.waitUntil(lambda: all(d.isVisible() or window.tabifiedDockWidgets(d) for d, _ in docks.values()),
+                    timeout=5000)
     window.resize(*SCREEN)
     qtbot.waitUntil(lambda: window.width() <= SCREEN[0] and window.height() <= SCREEN[1], timeout=5000)
     hint = window.minimumSizeHint()

@@ -480,7 +480,14 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
 
     # -- layout ------------------------------------------------------------------
     def _build(self):
-        root = QVBoxLayout(self)
+        # the whole dock scrolls on a short screen (issue 16.7): four docks fit 1280x800
+        body = QWidget()
+        root = QVBoxLayout(body)
+        frame = QVBoxLayout(self)
+        frame.setContentsMargins(0, 0, 0, 0)
+        self._body_scroll = _FullHeightScroll()
+        self._body_scroll.setWidget(body)
+        frame.addWidget(self._body_scroll)
         train_page = QWidget()  # the training controls: first tab (see _add_active_learning_panels)
         outer = QVBoxLayout(train_page)
 
