@@ -237,3 +237,17 @@ def test_cli_trains_two_stages(tmp_path):
     assert np.array_equal(tifffile.imread(tmp_path / "seg.tif"), clf.predict(img))
     assert main(["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
                  "--stages", "0", "--output", str(tmp_path / "x.aamodel")]) == 1
+
+
+def test_cli_class_weight_balanced_is_saved(tmp_path):
+    img, lab = _scene(n=48)
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "lab.npy", lab)
+    assert main(["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
+                 "--sigmas", "1,2", "--trees", "5", "--stages", "2", "--class-weight", "balanced",
+                 "--output", str(tmp_path / "m.aamodel")]) == 0
+    clf = load_model(tmp_path / "m.aamodel")
+    assert clf.class_weight == "balanced" and clf.stages == 2
+    assert main(["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
+                 "--sigmas", "1,2", "--trees", "5", "--output", str(tmp_path / "n.aamodel")]) == 0
+    assert load_model(tmp_path / "n.aamodel").class_weight is None

@@ -46,6 +46,10 @@ def add_parser(subparsers) -> None:
     t.add_argument("--stages", type=int, default=1,
                    help="autocontext stages: each later forest also sees the previous one's "
                         "smoothed probabilities (default 1)")
+    t.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+                   help="'balanced' weights each class by the inverse of its labelled pixel count "
+                        "(helps a rare class painted densely, e.g. a lesion; see "
+                        "docs/classifier_strength.md; default none)")
     t.add_argument("--output", required=True, type=Path, help="model file (.aamodel)")
     t.set_defaults(func=run_train)
 
@@ -81,7 +85,8 @@ def run_train(args) -> int:
     n_axes = image.ndim - (args.channel_axis is not None)
     ndim = args.ndim or max(1, min(3, n_axes))
     fs = FeatureSet(ndim=ndim) if args.sigmas is None else FeatureSet(sigmas=args.sigmas, ndim=ndim)
-    clf = PixelClassifier(fs, n_estimators=args.trees, max_depth=args.max_depth, stages=args.stages)
+    clf = PixelClassifier(fs, n_estimators=args.trees, max_depth=args.max_depth, stages=args.stages,
+                          class_weight=None if args.class_weight == "none" else args.class_weight)
     clf.fit(image, labels, channel_axis=args.channel_axis)
     clf.save(args.output)
     print(f"trained on {clf.n_training_pixels_} labelled pixels, classes "
