@@ -212,3 +212,16 @@ def test_feature_cache_is_bounded_and_reads_lazily():
     assert len(cache._tiles) == 3               # least recently used tile dropped
     with pytest.raises(InputError, match="2 spatial axes"):
         FeatureCache(np.zeros((3, 10, 10)), fs)
+
+
+def test_thick_slices_rule():
+    from active_annotator.features import thick_slices
+
+    assert thick_slices((6.5, 0.78, 0.78))
+    assert thick_slices((3.0, 1.0, 1.0))
+    assert not thick_slices((2.9, 1.0, 1.0))
+    assert not thick_slices((1.0, 1.0, 1.0))
+    assert not thick_slices((0.8, 0.8))          # 2-D: nothing to say
+    assert not thick_slices((0.0, 1.0, 1.0))     # unknown spacing
+    assert not thick_slices((float("nan"), 1.0, 1.0))
+    assert thick_slices((2.0, 6.5, 0.5, 0.5))    # leading axes (time) are ignored

@@ -206,6 +206,19 @@ def test_volume_with_3d_features(viewer, qtbot):
     assert jaccard(prediction, truth) >= MIN_JACCARD_3D
 
 
+def test_volume_of_thick_slices_is_guessed_as_planes(viewer, qtbot):
+    # a CT/MRI-like volume whose slices are 8x thicker than its pixels (layer.scale in mm)
+    vol = np.random.default_rng(0).random((12, 40, 40)).astype(np.float32)
+    viewer.add_image(vol, name="thick", scale=(6.5, 0.8, 0.8))
+    widget = dock(viewer)
+    widget.image_combo.setCurrentText("thick")
+    assert (widget.channel_axis, widget.spatial_mode) == (None, "planes")
+    assert widget.feature_set().ndim == 2
+    viewer.add_image(vol, name="iso", scale=(1.0, 0.8, 0.8))
+    widget.image_combo.setCurrentText("iso")
+    assert (widget.channel_axis, widget.spatial_mode) == (None, "3d")
+
+
 def test_stack_processed_as_2d_planes(viewer, qtbot):
     viewer.open_sample(PLUGIN, "nuclei3d")
     widget = dock(viewer)

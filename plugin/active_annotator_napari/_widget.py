@@ -46,7 +46,7 @@ from active_annotator._jit_cache import start_warm_up
 from active_annotator.classifier import MAX_STAGES, check_size
 from active_annotator.errors import AnnotatorError, Cancelled, InputError, LabelError
 from active_annotator.evaluation import History, validate_fitted
-from active_annotator.features import FeatureCache
+from active_annotator.features import FeatureCache, thick_slices
 from ._layers import (
     FOREST_SOURCE,
     LayerChoiceMixin,
@@ -1391,8 +1391,10 @@ def _guess_axes(layer):
     if ndim <= 2:
         return None, "2d"
     few_channels = shape[0] <= 5 and shape[0] < min(shape[1:])
+    # a volume of thick slices (layer.scale, e.g. 6.5 x 0.8 x 0.8 mm) gets per-slice filters
+    volume = "planes" if thick_slices(tuple(layer.scale)[-3:]) else "3d"
     if ndim == 3:
-        return (0, "2d") if few_channels else (None, "3d")
+        return (0, "2d") if few_channels else (None, volume)
     if ndim == 4:
-        return (0, "3d") if few_channels else (None, "3d")
+        return (0, volume) if few_channels else (None, volume)
     return (0, "planes") if few_channels else (None, "planes")

@@ -250,6 +250,29 @@ class FeatureSet:
 # -- input handling ---------------------------------------------------------
 
 
+ANISOTROPY_LIMIT = 3.0
+"""Slices this many times thicker than the in-plane pixel spacing get per-slice 2-D filters."""
+
+
+def thick_slices(spacing: Sequence[float], limit: float = ANISOTROPY_LIMIT) -> bool:
+    """Whether a volume with voxel ``spacing`` ``(z, y, x)`` should be filtered slice by slice.
+
+    The filters use one sigma in pixels on every axis, so in a volume whose
+    slices are ``limit`` or more times thicker than its pixels are wide, a 3-D
+    Gaussian at sigma 8 averages 8 slices, i.e. far more tissue across than
+    within a slice. Measured on the pyradiomics brain MRI lesion (6.5 x 0.78 mm
+    voxels, dense labels, ``benchmarks/bench_quality.py``): 3-D features give a
+    held-out Jaccard of 0.089, per-slice 2-D features 0.146 (0.262 with two
+    autocontext stages). Spacings that are missing, non-positive or not finite
+    say nothing, so the answer is False.
+    """
+    sp = [float(v) for v in spacing]
+    if len(sp) < 3 or not all(np.isfinite(v) and v > 0 for v in sp[-3:]):
+        return False
+    z, y, x = sp[-3:]
+    return z >= limit * max(y, x)
+
+
 def as_channels_first(image, ndim: int, channel_axis: int | None) -> np.ndarray:
     """Return ``image`` as ``(C, *spatial)`` with exactly ``ndim`` spatial axes.
 
