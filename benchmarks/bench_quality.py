@@ -16,9 +16,11 @@ Configurations (same labels, same forest size and seed):
 * ``deep``: the default features plus the ``deep`` family, one stage;
 * ``strong``: the default features, two stages, ``class_weight="balanced"``
   (the configuration the dense-label table recommends; no deep family);
-* ``strongest``: default features + ``deep``, two stages. Signals: the signal
-  classifier's default features at the record's sampling rate (the deep family
-  is 2-D/3-D only), two stages when the signal classifier supports them.
+* ``strongest``: default features + ``deep``, two stages.
+
+Signals: ``default`` is the signal classifier's default features at the
+record's sampling rate, ``strong`` :func:`signals.invariant_signal_features`
+(amplitude-free STA/LTA ratios, broadband and per band).
 
 Goal (issue 13), checked for ``strong``: strong >= default + 0.15 wherever default < 0.7, and never
 below default - 0.01 where default >= 0.7.
@@ -66,9 +68,9 @@ def run_case(case, trees, n_jobs, fraction, only=None):
         from active_annotator.signals import SignalClassifier, SignalRecord
 
         rec = SignalRecord(case["image"], case["sampling_rate"])
-        configs = {"default": {}}
-        if "stages" in getattr(SignalClassifier, "_param_names", ()):
-            configs["strongest"] = {"stages": 2}
+        from active_annotator.signals import invariant_signal_features
+
+        configs = {"default": {}, "strong": {"features": invariant_signal_features(case["sampling_rate"])}}
         for name, kw in configs.items():
             t0 = time.perf_counter()
             clf = SignalClassifier(n_estimators=trees, n_jobs=n_jobs, random_state=0, **kw).fit(rec, labels)

@@ -85,3 +85,57 @@ def test_bands_above_nyquist_and_bad_seconds_are_refused():
         seconds_to_samples((0.0, 1.0), 100.0)
     with pytest.raises(InputError, match="sampling rate"):
         seconds_to_samples((1.0,), 0)
+
+
+def test_invariant_features_do_not_depend_on_amplitude_and_reload(tmp_path):
+    from active_annotator.signals import invariant_signal_features, sta_lta
+
+    rate = 50.0
+    spec = invariant_signal_features(rate)
+    assert "bandstalta" in spec.families and "bands" not in spec.names(1)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1, 3000))
+    x[0, 1500:1650] += 8 * np.sin(2 * np.pi * 8.0 * np.arange(150) / rate)  # an 8 Hz burst
+    f1 = signal_features(x, spec)
+    f2 = signal_features(1000.0 * x, spec)
+    names = spec.names(1)
+    ratio = [i for i, n in enumerate(names) if "stalta" in n]
+    assert len(ratio) == 1 + len(default_bands(rate))
+    np.testing.assert_allclose(f1[ratio], f2[ratio], rtol=1e-4, atol=1e-5)
+    # the 8 Hz band's ratio is the STA/LTA of that band's amplitude, and peaks in the burst
+    k = names.index("band_8Hz_stalta_1s_10s_c0")
+    xc = x[0] - __import__("scipy.ndimage", fromlist=["x"]).uniform_filter1d(x[0], 1500, mode="reflect")
+    np.testing.assert_allclose(f1[k], sta_lta(band_amplitude(xc, 8.0, rate), 50, 500), rtol=1e-5, atol=1e-6)
+    assert 1500 <= int(np.argmax(f1[k])) <= 1700
+    labels = np.zeros(3000, np.int64)
+    labels[:1000], labels[1520:1640] = 1, 2
+    from active_annotator.signals import SignalRecord
+
+    rec = SignalRecord(x.astype(np.float32), rate)
+    clf = SignalClassifier(spec, n_estimators=10, random_state=0).fit(rec, labels)
+    path = clf.save(tmp_path / "m")
+    back = SignalClassifier.load(path)
+    assert back.features_ == spec
+    np.testing.assert_array_equal(back.predict_proba(rec), clf.predict_proba(rec))
+
+
+def test_band_sta_lta_needs_bands_and_windows():
+    with pytest.raises(InputError, match="band_sta_lta"):
+        SignalFeatures(FeatureSet(ndim=1), sta_lta=((1.0, 10.0),), sampling_rate=50.0, band_sta_lta=True)
+
+
+def test_cli_signal_train_invariant_features(tmp_path):
+    from active_annotator.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=3000).astype(np.float32)
+    x[1500:1650] += 8 * np.sin(2 * np.pi * 8.0 * np.arange(150) / 50.0).astype(np.float32)
+    np.save(tmp_path / "sig.npy", x[None])
+    lab = np.zeros(3000, np.int64)
+    lab[:1000], lab[1520:1640] = 1, 2
+    np.save(tmp_path / "lab.npy", lab)
+    assert main(["signal-train", str(tmp_path / "sig.npy"), str(tmp_path / "lab.npy"), "--sampling-rate", "50",
+                 "-o", str(tmp_path / "m"), "--n-estimators", "5", "--features", "invariant"]) == 0
+    from active_annotator.signals import invariant_signal_features
+
+    assert SignalClassifier.load(tmp_path / "m.aasignal").features_ == invariant_signal_features(50.0)

@@ -14,6 +14,7 @@ from ..signals import (
     SignalClassifier,
     SignalFeatures,
     default_bands,
+    invariant_signal_features,
     read_labels,
     read_signal,
     spans_table,
@@ -45,6 +46,11 @@ def add_parser(subparsers) -> None:
     t.add_argument("--bands", default="auto",
                    help="band centre frequencies in Hz, e.g. 1,2,4,8; 'auto' (octaves from 0.5 Hz "
                         "to 0.4 x the sampling rate) or 'none' (default: %(default)s)")
+    t.add_argument("--features", choices=("filters", "invariant"), default="filters",
+                   help="'filters': the options above (default); 'invariant': the sample plus STA/LTA "
+                        "ratios, broadband and per octave band, which do not depend on amplitude "
+                        "(better for detecting events of other sizes than the labelled ones; "
+                        "ignores --scales/--no-envelope/--bands)")
     add_trees(t, 100)
     t.set_defaults(func=_run_train)
     p = subparsers.add_parser(
@@ -69,8 +75,11 @@ def _run_train(args) -> int:
     sta = () if args.sta_lta.strip().lower() == "none" else (_seconds_list(args.sta_lta)[:2],)
     word = args.bands.strip().lower()
     bands = default_bands(rec.sampling_rate) if word == "auto" else () if word == "none" else _seconds_list(args.bands)
-    spec = SignalFeatures.from_seconds(rec.sampling_rate, _seconds_list(args.scales),
-                                       envelope=not args.no_envelope, sta_lta_s=sta, bands_hz=bands)
+    if args.features == "invariant":
+        spec = invariant_signal_features(rec.sampling_rate)
+    else:
+        spec = SignalFeatures.from_seconds(rec.sampling_rate, _seconds_list(args.scales),
+                                           envelope=not args.no_envelope, sta_lta_s=sta, bands_hz=bands)
     clf = SignalClassifier(spec, n_estimators=args.trees).fit(rec, labels)
     out = clf.save(args.output)
     top = ", ".join(list(clf.feature_importances())[:5])
