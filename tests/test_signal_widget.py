@@ -211,7 +211,7 @@ def test_mouse_drag_across_the_waveform_marks_a_span(widget, qtbot):
 def test_feature_controls_are_in_seconds_and_hertz_never_pixels(widget):
     from qtpy.QtWidgets import QAbstractSpinBox, QLabel
 
-    from active_annotator.signals import default_signal_features
+    from active_annotator.signals import default_signal_features, invariant_signal_features
 
     w = widget
     texts = [lbl.text() for lbl in w.findChildren(QLabel)]
@@ -224,6 +224,12 @@ def test_feature_controls_are_in_seconds_and_hertz_never_pixels(widget):
     assert w.feature_spec(100.0).bands == ()
     w.scales_edit.setEditText("0.1, 1")
     assert w.feature_spec(50.0).base.sigmas == (5.0, 50.0)
+    w.kind_combo.setCurrentIndex(1)  # amplitude-free: the core's preset with the dock's windows
+    w.sta_spin.setValue(0.5)
+    assert w.feature_spec(50.0) == invariant_signal_features(50.0, ((0.5, 10.0),))
+    assert not w.bands_box.isEnabled() and not w.scales_edit.isEnabled()
+    w.kind_combo.setCurrentIndex(0)
+    assert w.bands_box.isEnabled() and w.feature_spec(50.0).base.sigmas == (5.0, 50.0)
 
 
 def test_canvas_shows_waveforms_as_paths_not_a_colour_strip(widget):

@@ -52,6 +52,7 @@ from active_annotator.signals import (
     SignalFeatures,
     SignalRecord,
     default_bands,
+    invariant_signal_features,
     suggest_windows,
 )
 from active_annotator.uncertainty import entropy
@@ -420,6 +421,15 @@ class SignalClassifierWidget(Dock):
                   self.bands_box):
             feats.addWidget(w)
         form.addRow("Extra features", feats)
+        self.kind_combo = QComboBox()
+        self.kind_combo.addItems(["waveform filters (shape, amplitude)",
+                                  "amplitude-free (events of any size)"])
+        self.kind_combo.setToolTip(
+            "Waveform filters: Gaussian/DoG/LoG/Hessian at the scales, plus the extra features.\n"
+            "Amplitude-free: the sample plus STA/LTA ratios, broadband and per octave band; finds "
+            "events weaker or stronger than the ones you labelled (uses the STA/LTA windows).")
+        self.kind_combo.currentIndexChanged.connect(self._on_kind_changed)
+        form.addRow("Features", self.kind_combo)
         self.scales_edit = QComboBox()
         self.scales_edit.setEditable(True)
         self.scales_edit.addItems(["0.05, 0.2, 0.8, 3.2", "0.02, 0.1, 0.5, 2.5", "0.1, 0.5, 2, 8"])
@@ -576,8 +586,17 @@ class SignalClassifierWidget(Dock):
         labels.refresh()
         self._update_labels()
 
+    def _on_kind_changed(self, index):
+        filters = index == 0
+        for w in (self.envelope_box, self.bands_box, self.scales_edit):
+            w.setEnabled(filters)
+        if not filters:
+            self.stalta_box.setChecked(True)
+
     # -- training ---------------------------------------------------------------------------
     def feature_spec(self, sampling_rate: float) -> SignalFeatures:
+        if self.kind_combo.currentIndex() == 1:  # the STA/LTA box is kept on in this mode
+            return invariant_signal_features(sampling_rate, ((self.sta_spin.value(), self.lta_spin.value()),))
         text = self.scales_edit.currentText().replace(";", ",")
         try:
             secs = [float(s) for s in text.split(",") if s.strip()]

@@ -314,10 +314,11 @@ class SignalFeatures:
                    bool(d.get("band_sta_lta", False)), bool(d.get("band_amplitudes", True)))
 
 
-def invariant_signal_features(sampling_rate: float) -> SignalFeatures:
+def invariant_signal_features(sampling_rate: float, sta_lta_s=DEFAULT_STA_LTA_S) -> SignalFeatures:
     """Event-detection features that do not depend on the record's absolute amplitude.
 
-    The sample itself, the broadband STA/LTA (:data:`DEFAULT_STA_LTA_S`) and
+    The sample itself, the broadband STA/LTA (``sta_lta_s`` window pairs in
+    seconds, default :data:`DEFAULT_STA_LTA_S`) and
     the STA/LTA of each band's amplitude (octave bands of :func:`default_bands`):
     "sudden energy in a band", as a band-passed trigger. Earthquake amplitudes
     span orders of magnitude, so a forest trained on one event's amplitude
@@ -328,7 +329,7 @@ def invariant_signal_features(sampling_rate: float) -> SignalFeatures:
     """
     base = FeatureSet(sigmas=seconds_to_samples(DEFAULT_SCALES_S, sampling_rate),
                       families=("original",), ndim=1)
-    return SignalFeatures(base, envelope=False, sta_lta=tuple(DEFAULT_STA_LTA_S),
+    return SignalFeatures(base, envelope=False, sta_lta=tuple(tuple(p) for p in sta_lta_s),
                           sampling_rate=float(sampling_rate), bands=default_bands(sampling_rate),
                           band_sta_lta=True, band_amplitudes=False)
 
