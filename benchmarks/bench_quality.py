@@ -14,7 +14,9 @@ Configurations (same labels, same forest size and seed):
 * ``default``: ``FeatureSet.default(ndim)``, one stage (today's default);
 * ``stages=2``: the default features with two autocontext stages;
 * ``deep``: the default features plus the ``deep`` family, one stage;
-* ``strong``: the default features, two stages, ``class_weight="balanced"``
+* ``strong``: the default features (per-slice 2-D ones for a volume whose
+  spacing says its slices are thick, :func:`features.thick_slices`), two
+  stages, ``class_weight="balanced"``
   (the configuration the dense-label table recommends; no deep family);
 * ``strongest``: default features + ``deep``, two stages.
 
@@ -51,13 +53,15 @@ def _labels(case, fraction, seed=0):
     return labels.astype(np.uint16), test
 
 
-def _image_configs(ndim):
-    from active_annotator.features import DEFAULT_FAMILIES, FeatureSet
+def _image_configs(ndim, spacing=None):
+    from active_annotator.features import DEFAULT_FAMILIES, FeatureSet, thick_slices
 
     base = FeatureSet.default(ndim=ndim)
+    # strong: per-slice filters for thick slices, as the Pixel dock chooses from the layer scale
+    strong = FeatureSet.default(ndim=2) if ndim == 3 and spacing and thick_slices(spacing) else base
     deep = FeatureSet(families=DEFAULT_FAMILIES + ("deep",), ndim=ndim)
     return {"default": (base, 1, None), "stages=2": (base, 2, None), "deep": (deep, 1, None),
-            "strongest": (deep, 2, None), "strong": (base, 2, "balanced")}
+            "strongest": (deep, 2, None), "strong": (strong, 2, "balanced")}
 
 
 def run_case(case, trees, n_jobs, fraction, only=None):
@@ -80,7 +84,7 @@ def run_case(case, trees, n_jobs, fraction, only=None):
         return rows, labels
     from active_annotator.classifier import PixelClassifier
 
-    for name, (fs, stages, cw) in _image_configs(case["spatial_ndim"]).items():
+    for name, (fs, stages, cw) in _image_configs(case["spatial_ndim"], case.get("spacing")).items():
         if only and name not in only:
             continue
         t0 = time.perf_counter()

@@ -553,6 +553,8 @@ class Spec:
     loader: Callable
     notes: str = ""
     sampling_rate: float | None = None
+    #: voxel/pixel spacing of the spatial axes (physical units), where the files give it
+    spacing: tuple | None = None
 
 
 KINDS = ("2d-gray", "2d-colour", "3d", "multichannel", "ct-mri", "signal")
@@ -623,7 +625,7 @@ DATASETS["mri_brain_lesion"] = Spec(
     source=("pyradiomics 3.1.0 sdist, data/brain1_image.nrrd + brain1_label.nrrd (van "
             "Griethuysen et al., Cancer Research 77(21), 2017); the scan's original source is not "
             "recorded in the package"),
-    package="pyradiomics", loader=_load_mri_brain_lesion,
+    package="pyradiomics", loader=_load_mri_brain_lesion, spacing=(6.5, 0.78, 0.78),
     notes=("Kind '3d' (also MRI). Slices are 8x thicker than pixels are wide; the default "
            "isotropic 3-D features treat voxels as cubes. Lesion is 1 % of the crop."),
 )
@@ -725,6 +727,7 @@ def load(name: str) -> dict:
         "class_names": dict(spec.class_names),
         "classes_of_interest": list(spec.classes_of_interest),
         "sampling_rate": spec.sampling_rate,
+        "spacing": spec.spacing,
         "provenance": _provenance(name, spec, extra),
         "licence": spec.licence,
         "truth_method": spec.truth_method,
