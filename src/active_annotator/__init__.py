@@ -23,10 +23,12 @@ with _jit_cache.kernels_cached_in_user_dir():  # compiled kernels go to the user
     )
     from .features import FAMILIES, FeatureSet, compute
     from .persistence import load_model, save_model
+    from .session import AnnotationSession
     from .uncertainty import entropy, least_confidence, margin
 
 
 __all__ = [
+    "AnnotationSession",
     "AnnotatorError",
     "Cancelled",
     "FAMILIES",

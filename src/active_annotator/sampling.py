@@ -498,21 +498,30 @@ def image_patches(shape, size=32, spatial_ndim: int | None = None) -> list[Candi
     return out
 
 
-def _describe_by_plane(cands, image, features, channel_axis, should_stop):
-    """Mean features per candidate, one plane (or volume) of features in memory at a time."""
+def _describe_by_plane(cands, image, features, channel_axis, should_stop, feature_source=None):
+    """Mean features per candidate, one plane (or volume) of features in memory at a time.
+
+    ``feature_source(plane) -> cache`` (a session's feature caches): the features are
+    read from it (``cache.region``) instead of being computed again.
+    """
     from .features import compute
 
-    img = np.asarray(image)
-    if channel_axis is not None:
-        img = np.moveaxis(img, channel_axis, -1)
+    if feature_source is None:
+        img = np.asarray(image)
+        if channel_axis is not None:
+            img = np.moveaxis(img, channel_axis, -1)
     ca = -1 if channel_axis is not None else None
     planes = sorted({c.stack_index for c in cands}, key=lambda i: -1 if i is None else i)
     out = {}
     for p in planes:
         if should_stop is not None and should_stop():
             raise Cancelled("Ranking was cancelled.")
-        block = img if p is None else img[p]
-        feats = compute(block, features, channel_axis=ca)
+        if feature_source is not None:
+            cache = feature_source(() if p is None else (p,))
+            feats = cache.region(tuple(slice(0, n) for n in cache.shape))
+        else:
+            block = img if p is None else img[p]
+            feats = compute(block, features, channel_axis=ca)
         mine = [c for c in cands if c.stack_index == p]
         flat = cand.describe([replace(c, stack_index=None) for c in mine], feats)
         for c, d in zip(mine, flat):
@@ -533,6 +542,7 @@ def suggest_for_image(
     features=None,
     channel_axis: int | None = None,
     should_stop=None,
+    feature_source=None,
 ) -> list[Suggestion]:
     """Rank the patches of an image (or stack, or volume) from a classifier's probabilities.
 
@@ -564,6 +574,9 @@ def suggest_for_image(
         Channel axis of ``image``.
     should_stop : callable() -> bool, optional
         Checked between planes; True stops with ``Cancelled``.
+    feature_source : callable(plane index tuple) -> feature cache, optional
+        Cached features of ``features`` per plane (``AnnotationSession`` passes its
+        own): descriptor strategies read them instead of computing them again.
 
     Returns
     -------
@@ -584,7 +597,7 @@ def suggest_for_image(
         from .features import FeatureSet
 
         fs = features if features is not None else FeatureSet.default(ndim=nd)
-        cands = _describe_by_plane(cands, image, fs, channel_axis, should_stop)
+        cands = _describe_by_plane(cands, image, fs, channel_axis, should_stop, feature_source)
     return suggest(cands, labelled=labels, strategy=strategy, n=n, seed=seed, proba=p)
 
 
