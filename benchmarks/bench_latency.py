@@ -37,19 +37,21 @@ def _previous_run_job(job, report):
     from active_annotator import entropy
     from active_annotator.errors import AnnotatorError, Cancelled
     from active_annotator.evaluation import fit_and_validate
+    from active_annotator.session import Stage
     from active_annotator_napari._widget import _Outcome
 
     start = time.perf_counter()
     clf = job.classifier
+    image, channel_axis = job.session.image, job.session.channel_axis
     validation = None
     try:
         if job.kind == "train":
             validation = fit_and_validate(
-                clf, job.image, job.labels, channel_axis=job.channel_axis,
+                clf, image, job.labels, channel_axis=channel_axis,
                 on_progress=lambda d, t: report(job, "Training: features of labelled planes", d, t),
                 should_stop=job.stop.is_set)
         yield "predicting"
-        proba = clf.predict_proba(job.image, channel_axis=job.channel_axis,
+        proba = clf.predict_proba(image, channel_axis=channel_axis,
                                   on_progress=lambda d, t: report(job, "Predicting tiles", d, t),
                                   should_stop=job.stop.is_set)
         yield "uncertainty"
@@ -60,8 +62,10 @@ def _previous_run_job(job, report):
         return _Outcome(cancelled=True)
     except AnnotatorError as e:
         return _Outcome(error=str(e))
-    return _Outcome(classifier=clf, prediction=prediction, probabilities=proba,
-                    uncertainty=uncertainty, seconds=time.perf_counter() - start, validation=validation)
+    whole = tuple(slice(0, n) for n in prediction.shape)
+    seconds = time.perf_counter() - start
+    return _Outcome(stage=Stage(whole, proba, prediction, uncertainty, clf, True, seconds), classifier=clf,
+                    seconds=seconds, validation=validation)
 
 
 def main(argv=None):
@@ -197,7 +201,7 @@ def main(argv=None):
 
     # breakdown of one update on the final labels (the live preview forest)
     clf = widget.classifier
-    feats = widget._features.plane(())  # noqa: SLF001 - benchmark only
+    feats = widget.session.cached_features.plane(())
     lab = np.asarray(annotations.data)
     t = time.perf_counter()
     X = feats.at(lab > 0)
@@ -212,6 +216,20 @@ def main(argv=None):
     t = time.perf_counter()
     twin.predict_proba_features(feats.region(visible))
     t_pred = time.perf_counter() - t
+
+    # a script doing the widget's Live round with the core session (no GUI): same image, same
+    # final labels, same preview forest; the session's cache is warmed by one round first
+    from active_annotator import AnnotationSession
+
+    script = []
+    session = AnnotationSession(image)
+    for i in range(a.strokes + 1):
+        c = PixelClassifier(**clf.get_params())
+        t = time.perf_counter()
+        session.train(lab, c)
+        next(session.predict(visible, classifier=c))
+        if i:
+            script.append(time.perf_counter() - t)
 
     # the previous approach's core calls alone, same labels, same run
     old = []
@@ -243,6 +261,8 @@ def main(argv=None):
         print(f"| ours, Live mode with all {trees} trees: stroke -> visible region on screen | "
               f"{len(lat_full_forest)} | {q(lat_full_forest, 50):.2f} | {q(lat_full_forest, 90):.2f} | "
               f"{q(prev, 50) / q(lat_full_forest, 50):.1f}x |")
+    print(f"| script, AnnotationSession: train + visible stage (no live delay, no GUI) | {len(script)} | "
+          f"{q(script, 50):.2f} | {q(script, 90):.2f} | {q(prev, 50) / q(script, 50):.1f}x |")
     print(f"| previous widget: stroke -> whole image (= visible) updated | {len(prev)} | "
           f"{q(prev, 50):.2f} | {q(prev, 90):.2f} | 1.0x |")
     print(f"| previous core calls alone (fit_and_validate + predict_proba, no GUI) | {len(old)} | "

@@ -143,12 +143,12 @@ def test_features_are_recomputed_when_the_feature_set_or_image_changes(viewer, q
     widget.sigmas_edit.setText("1, 2, 4")
     train()
     assert widget.feature_tiles_computed == 1  # a new cache for the new feature set
-    first = widget._features
+    first = widget.session.cached_features
     train()
-    assert widget._features is first
+    assert widget.session.cached_features is first
     layer.data = image[::-1].copy()  # new pixels
     train()
-    assert widget._features is not first
+    assert widget.session.cached_features is not first
     np.testing.assert_array_equal(viewer.layers["prediction"].data,
                                   widget.classifier.predict(layer.data))
 
@@ -179,17 +179,15 @@ def test_live_stroke_updates_the_visible_region_first(viewer, qtbot):
 
 
 def test_zoomed_out_preview_predicts_one_pixel_per_screen_pixel_exactly():
-    from active_annotator import PixelClassifier
-    from active_annotator_napari._widget import _ImageFeatures, _Job, _predict_region
+    from active_annotator import AnnotationSession, PixelClassifier
 
     image, starter = tiled_sample()
-    clf = PixelClassifier(n_estimators=5)
-    job = _Job("predict", image, None, None, clf.fit(image[:512, :512], starter), (1, 1), (0, 0))
-    job.features = _ImageFeatures(image, None, clf.feature_set, (), image.shape)
+    clf = PixelClassifier(n_estimators=5).fit(image[:512, :512], starter)
+    session = AnnotationSession(image)
     region = (slice(96, 1000), slice(0, 1024))  # starts at multiples of the step
-    shape = (904, 1024)
-    out = np.empty((2,) + shape, np.float32)
-    _predict_region(job, region, out, (slice(0, shape[0]), slice(0, shape[1])), step=4)
+    (stage,) = list(session.predict(region, classifier=clf, step=4, full=False))
+    out = stage.probabilities
+    assert out.shape == (2, 904, 1024) and stage.region == region
     exact = clf.predict_proba(image)[:, region[0], region[1]]
     # the sampled pixels are exact, and each fills its 4 x 4 block
     np.testing.assert_allclose(out[:, ::4, ::4], exact[:, ::4, ::4], rtol=1e-6, atol=1e-6)

@@ -51,6 +51,7 @@ from qtpy.QtWidgets import (
 )
 
 from active_annotator.errors import AnnotatorError, Cancelled, InputError
+from active_annotator.features import thick_slices
 
 from ._messages import for_gui
 
@@ -87,7 +88,9 @@ def guess_axes(layer):
     """A first guess of ``(channel_axis, spatial mode)`` from an image layer; the user can change it.
 
     Spatial mode is ``"2d"``, ``"3d"`` or ``"planes"`` (2-D filters plane by plane).
-    A first axis of at most 5 that is shorter than the others is taken for channels.
+    A first axis of at most 5 that is shorter than the others is taken for channels;
+    a volume whose z spacing is at least 3x the in-plane one (:func:`features.thick_slices`)
+    is filtered slice by slice.
     """
     if layer.rgb:
         return -1, ("2d" if layer.data.ndim == 3 else "planes")
@@ -96,10 +99,12 @@ def guess_axes(layer):
     if ndim <= 2:
         return None, "2d"
     few_channels = shape[0] <= 5 and shape[0] < min(shape[1:])
+    # a volume of thick slices (layer.scale, e.g. 6.5 x 0.8 x 0.8 mm) gets per-slice filters
+    volume = "planes" if thick_slices(tuple(layer.scale)[-3:]) else "3d"
     if ndim == 3:
-        return (0, "2d") if few_channels else (None, "3d")
+        return (0, "2d") if few_channels else (None, volume)
     if ndim == 4:
-        return (0, "3d") if few_channels else (None, "3d")
+        return (0, volume) if few_channels else (None, volume)
     return (0, "planes") if few_channels else (None, "planes")
 
 

@@ -1,8 +1,8 @@
 """The "Suggestions" panel of the pixel-classifier widget: where to label next.
 
-Reads the classifier's per-class probability layers and the annotations, ranks the
-image's patches with one core call (:func:`active_annotator.sampling.suggest_for_image`)
-in a worker thread, lists the ranking, outlines it in a "suggestions" Shapes
+Reads the Pixel classifier dock's :class:`~active_annotator.AnnotationSession` (its
+probabilities and cached features, never the layers) and the annotations, ranks the
+image's patches with one core call (:meth:`AnnotationSession.suggest`) in a worker thread, lists the ranking, outlines it in a "suggestions" Shapes
 layer and walks the camera and the dims sliders from one suggestion to the
 next. A suggestion the user paints in is marked done
 (:func:`active_annotator.candidates.labelled_fraction`); the ranking refreshes
@@ -41,9 +41,8 @@ from qtpy.QtWidgets import (
 
 from active_annotator.candidates import default_patch_size, labelled_fraction
 from active_annotator.errors import AnnotatorError, Cancelled, InputError
-from active_annotator.sampling import DEFAULT_STRATEGY, suggest_for_image
+from active_annotator.sampling import DEFAULT_STRATEGY
 
-from ._layers import FOREST_SOURCE, read_probabilities
 from ._messages import for_gui
 
 SUGGESTIONS = "suggestions"
@@ -69,11 +68,11 @@ CONTEXT = 3.0
 COLOUR_TODO, COLOUR_CURRENT, COLOUR_DONE = "#00e5ff", "#ffd600", "#69f0ae"
 
 
-def _rank(proba, labels, strategy, n, size, spatial_ndim, image, features, channel_axis, should_stop):
-    """Worker body: the core's ranking, plus how much of each suggestion was labelled already."""
-    suggestions = suggest_for_image(proba, labels, strategy=strategy, n=n, size=size, seed=0,
-                                    spatial_ndim=spatial_ndim, image=image, features=features,
-                                    channel_axis=channel_axis, should_stop=should_stop)
+def _rank(session, proba, classifier, labels, strategy, n, size, should_stop):
+    """Worker body: the session's ranking (on its cached features), plus how much of each
+    suggestion was labelled already."""
+    suggestions = session.suggest(strategy, n, labels=labels, size=size, seed=0, should_stop=should_stop,
+                                  probabilities=proba, classifier=classifier)
     baseline = labelled_fraction([s.candidate for s in suggestions], labels)
     return suggestions, baseline
 
@@ -227,7 +226,8 @@ class SuggestionsPanel(QWidget):
             if owner.classifier is None:
                 raise InputError("Train first: suggestions rank patches by the model's uncertainty.")
             _, image, ca, shape, scale, translate = owner._image_and_geometry()
-            proba, _classes = read_probabilities(owner.viewer, FOREST_SOURCE)
+            session = owner.session
+            proba = None if session is None or session.image is not image else session.probabilities
             if proba is None or tuple(proba.shape[1:]) != shape:
                 raise InputError("There is no prediction of this image yet: press Train or Predict.")
             annotations = owner.annotations_layer
@@ -240,8 +240,8 @@ class SuggestionsPanel(QWidget):
         self._cancel()
         stop = self._stop = threading.Event()
         worker = create_worker(
-            _rank, proba, labels, self.strategy, self.n_spin.value(), self.patch_size(shape),
-            owner.classifier.feature_set.ndim, image, owner.classifier.feature_set, ca, stop.is_set,
+            _rank, session, proba, owner.classifier, labels, self.strategy, self.n_spin.value(),
+            self.patch_size(shape), stop.is_set,
             _progress={"desc": "Ranking suggestions"})
         geometry = (tuple(scale), tuple(translate))
         worker.returned.connect(lambda out, w=worker: self._on_ranked(w, out, geometry))

@@ -1,9 +1,12 @@
-"""The "Pixel classifier" dock widget.
+"""The "Pixel classifier" dock: paint strokes, train, see the prediction, decide where to label next.
 
-Reads the chosen image and annotations layers, runs one core call
-(:meth:`PixelClassifier.fit` then :meth:`~PixelClassifier.predict_proba`) in a
-napari ``thread_worker``, and writes the "prediction", "probabilities" and
-"uncertainty" layers back on the main thread. No numerical work lives here.
+A translator between napari layers and an :class:`active_annotator.AnnotationSession`
+(the loop itself lives in the core): it reads the chosen image and annotations
+layers, runs the session's ``train`` and ``predict`` stages in a napari worker
+(visible region first, then the rest), and writes the "prediction",
+"probabilities" and "uncertainty" layers back on the main thread. The
+Suggestions tab ranks on the same session's probabilities and cached features.
+No numerical work lives here.
 
 No ``from __future__ import annotations`` in this module: napari injects the
 viewer only when the constructor's annotation is the class itself.
@@ -18,20 +21,18 @@ import napari
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QTabWidget,
@@ -39,14 +40,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from active_annotator import FAMILIES, FeatureSet, PixelClassifier, entropy
+from active_annotator import FAMILIES, AnnotationSession, FeatureSet, PixelClassifier
 from active_annotator import load_model as _load_model_file
 from active_annotator import save_model as _save_model_file
 from active_annotator._jit_cache import start_warm_up
-from active_annotator.classifier import MAX_STAGES, check_size
-from active_annotator.errors import AnnotatorError, Cancelled, InputError, LabelError
-from active_annotator.evaluation import History, validate_fitted
-from active_annotator.features import FeatureCache, thick_slices
+from active_annotator.classifier import MAX_STAGES
+from active_annotator.errors import AnnotatorError, Cancelled, InputError
+from active_annotator.evaluation import History
+from active_annotator.session import Stage
+
+from ._dock import CHANNEL_CHOICES, _FullHeightScroll, guess_axes, image_and_geometry
 from ._layers import (
     FOREST_SOURCE,
     LayerChoiceMixin,
@@ -67,12 +70,6 @@ CNN_MODEL = "cnn.aacnn"
 OUTPUT_LAYERS = (PREDICTION, UNCERTAINTY)
 NEW_ANNOTATIONS = f"(new '{ANNOTATIONS}' layer)"
 
-# (text shown, channel_axis passed to the core)
-CHANNEL_CHOICES = (
-    ("none (single channel)", None),
-    ("last axis (RGB / channels last)", -1),
-    ("first axis (channels first)", 0),
-)
 # (text shown, key); "2d" and "planes" both use 2-D filters, "planes" says
 # that leading axes are independent planes rather than a mistake
 SPATIAL_CHOICES = (
@@ -96,154 +93,28 @@ LIVE_DELAY_MS = 50
 LIVE_TREES = 32  # Live mode: a fast preview forest; nuclei2d starter strokes: Jaccard 0.738 vs 0.734 with 100
 # Progress in the status line at most this often (each update repaints the window)
 REPORT_INTERVAL_S = 1.0
-
-
-# Features kept per image for interactive retraining (all planes together): beyond this
-# the least recently used planes are dropped. 2048x2048 with the default 20 features: 335 MB.
-FEATURE_CACHE_BYTES = 1 << 31
 # A zarr/dask image larger than this many pixels is predicted on screen only (visible region);
 # smaller ones get the whole image in a second stage like numpy images.
 LAZY_FULL_MAX_PIXELS = 1 << 26
 
 
-def _is_lazy(data):
-    return not isinstance(data, np.ndarray)
-
-
-class _PlaneView:
-    """One plane of an image ``(*stack, *spatial)`` (channel axis anywhere) as a lazy,
-    channels-last array: slicing reads only what is asked (zarr, dask, numpy).
-
-    Counts its reads: :class:`FeatureCache` reads the image once per feature tile it
-    computes, so ``reads`` is the number of tiles computed for this plane.
-    """
-
-    def __init__(self, data, plane, channel_axis, spatial_ndim):
-        self.data = data
-        self.plane = tuple(int(i) for i in plane)
-        nd = len(data.shape)
-        self.ca = None if channel_axis is None else channel_axis % nd
-        self.axes = [a for a in range(nd) if a != self.ca]  # non-channel axes in order
-        spatial = tuple(data.shape[a] for a in self.axes[len(self.plane):])
-        assert len(spatial) == spatial_ndim
-        self.shape = spatial + (() if self.ca is None else (data.shape[self.ca],))
-        self.ndim = len(self.shape)
-        self.dtype = data.dtype
-        self.reads = 0
-
-    def __getitem__(self, index):
-        index = tuple(index) if isinstance(index, tuple) else (index,)
-        n_sp = len(self.axes) - len(self.plane)
-        sp = index[:n_sp]
-        ch = index[n_sp] if len(index) > n_sp else slice(None)
-        full = [None] * len(self.data.shape)
-        for a, v in zip(self.axes, self.plane + tuple(sp)):
-            full[a] = v
-        if self.ca is not None:
-            full[self.ca] = ch
-        full = [slice(None) if v is None else v for v in full]
-        block = np.asarray(self.data[tuple(full)])
-        self.reads += 1
-        if self.ca is not None:
-            # the channel axis's place among the axes left after integer indexing
-            pos = sum(1 for a in range(self.ca) if not isinstance(full[a], (int, np.integer)))
-            block = np.moveaxis(block, pos, -1)
-        return block
-
-
-class _ImageFeatures:
-    """Feature caches of one image (one :class:`FeatureCache` per plane of a stack).
-
-    Valid while the image data, the axes and the feature set stay the same
-    (see :meth:`PixelClassifierWidget._features_for`). Used from worker threads.
-    """
-
-    def __init__(self, data, channel_axis, spec, stack, spatial, max_bytes=FEATURE_CACHE_BYTES):
-        self.data, self.channel_axis, self.spec = data, channel_axis, spec
-        self.requested = spec  # what the controls asked for; spec gains the deep basis
-        self.stack, self.spatial = tuple(stack), tuple(spatial)
-        self.max_bytes = max_bytes
-        self.tile = 512 if spec.ndim == 2 else 128
-        self._planes = {}  # plane -> (view, cache), least recently used first
-        self._lock = threading.Lock()
-
-    def prepared_spec(self):
-        """The feature set with the deep family's basis fitted on the first plane (worker thread)."""
-        with self._lock:
-            if "deep" in self.spec.families and self.spec.deep_basis is None:
-                view = _PlaneView(self.data, (0,) * len(self.stack), self.channel_axis, self.spec.ndim)
-                self.spec = self.spec.prepared(view, channel_axis=None if view.ca is None else -1)
-            return self.spec
-
-    def plane(self, p):
-        p = tuple(int(i) for i in p)
-        self.prepared_spec()
-        with self._lock:
-            entry = self._planes.pop(p, None)
-            if entry is None:
-                view = _PlaneView(self.data, p, self.channel_axis, self.spec.ndim)
-                cache = FeatureCache(view, self.spec, channel_axis=None if view.ca is None else -1,
-                                     tile=self.tile, max_bytes=self.max_bytes)
-                entry = (view, cache)
-            self._planes[p] = entry
-            # whole planes beyond the budget go, least recently used first
-            while len(self._planes) > 1 and sum(c.nbytes for _, c in self._planes.values()) > self.max_bytes:
-                self._planes.pop(next(iter(self._planes)))
-        return entry[1]
-
-    @property
-    def tiles_computed(self) -> int:
-        """Feature tiles computed so far (each reads the image once); a cache hit adds nothing."""
-        with self._lock:
-            return sum(v.reads for v, _ in self._planes.values())
-
-    @property
-    def nbytes(self) -> int:
-        with self._lock:
-            return sum(c.nbytes for _, c in self._planes.values())
-
-    def clear(self):
-        with self._lock:
-            self._planes.clear()
-
-
-class _FullHeightScroll(QScrollArea):
-    """A scroll area that asks for its content's whole height when there is room
-    (QScrollArea caps its size hint) and scrolls when there is not."""
-
-    def __init__(self):
-        super().__init__()
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
-    def sizeHint(self):  # noqa: N802 - Qt's name
-        hint = super().sizeHint()
-        if self.widget() is not None:
-            hint.setHeight(self.widget().sizeHint().height() + 2 * self.frameWidth())
-        return hint
-
-    def minimumSizeHint(self):  # noqa: N802 - Qt's name
-        hint = super().minimumSizeHint()
-        hint.setHeight(min(hint.height(), 150))
-        return hint
+class _Scroll(_FullHeightScroll):
+    MIN_HEIGHT = 150
 
 
 @dataclass
 class _Job:
-    """One train-and-predict (or predict-only) request and its inputs, frozen at request time."""
+    """One train-and-predict (or predict-only) request, frozen at request time."""
 
     kind: str  # "train" or "predict"
-    image: object
+    session: AnnotationSession
     labels: object  # a private copy of the annotations (None for predict-only)
-    channel_axis: object
     classifier: PixelClassifier
     scale: tuple
     translate: tuple
     notify: bool = True
     stop: threading.Event = field(default_factory=threading.Event)
     worker: object = None
-    features: _ImageFeatures = None
     visible: tuple = None  # slices over (*stack, *spatial): what is on screen
     full: bool = True  # predict the rest of the image after the visible region
     reported: float = field(default_factory=time.perf_counter)  # last status update (throttle)
@@ -253,178 +124,57 @@ class _Job:
 
 @dataclass
 class _Outcome:
+    stage: object = None  # the session's Stage (None: nothing to show)
     classifier: PixelClassifier = None
-    prediction: np.ndarray = None
-    probabilities: np.ndarray = None
-    uncertainty: np.ndarray = None
     error: str = ""
     cancelled: bool = False
     seconds: float = 0.0
     validation: object = None  # evaluation.Validation of a training round
-    region: tuple = None  # for a visible-region result: where it goes (slices over *stack, *spatial)
     complete: bool = True  # False when only the visible region was predicted
-
-
-def _check_stop(job):
-    if job.stop.is_set():
-        raise Cancelled("Cancelled.")
-
-
-def _training_data(job, report):
-    """Features at the labelled pixels from the job's feature cache (only tiles with labels)."""
-    clf, feats = job.classifier, job.features
-    lab = job.labels
-    check_size(feats.spatial, clf.feature_set)
-    if not np.any(lab):
-        raise LabelError("There are no labels yet: paint at least two classes (values 1, 2, ...) "
-                         "before training.")
-    planes = list(np.ndindex(*feats.stack)) if feats.stack else [()]
-    planes = [p for p in planes if np.any(lab[p])]
-    Xs, ys = [], []
-    for i, p in enumerate(planes):
-        _check_stop(job)
-        mask = lab[p] > 0
-        Xs.append(feats.plane(p).at(mask))
-        ys.append(lab[p][mask])
-        report(job, "Training: features of labelled planes", i + 1, len(planes))
-    n_ch = 1 if job.channel_axis is None else int(job.image.shape[job.channel_axis])
-    return np.concatenate(Xs), np.concatenate(ys), n_ch
-
-
-def _tiles(region, tile):
-    """Tile-aligned pieces (slices) of a spatial region."""
-    ranges = [range(s.start // tile * tile, s.stop, tile) for s in region]
-    for starts in np.ndindex(*[len(r) for r in ranges]):
-        yield tuple(slice(max(s.start, r[k]), min(s.stop, r[k] + tile))
-                    for s, r, k in zip(region, ranges, starts))
-
-
-def _predict_region(job, region, out, out_region, skip=None, progress=None, step=1):
-    """Probabilities of ``region`` (slices over *stack, *spatial) into ``out[:, out_region]``.
-
-    Features come from the cache, tile by tile (stop checked between tiles). Tiles fully
-    inside ``skip`` (same kind of slices) are left alone: they were predicted already.
-    ``step`` > 1 (a preview when zoomed out): only pixels at multiples of ``step`` are
-    predicted and each fills its ``step`` x ``step`` block (the region's spatial starts
-    must be multiples of ``step``; the tile size is).
-    """
-    clf, feats = job.classifier, job.features
-    nst = len(feats.stack)
-    planes = list(np.ndindex(*[s.stop - s.start for s in region[:nst]])) if nst else [()]
-    work = []
-    for q in planes:
-        p = tuple(i + s.start for i, s in zip(q, region[:nst]))
-        for t in _tiles(region[nst:], feats.tile):
-            if skip is not None and all(s.start <= i < s.stop for i, s in zip(p, skip[:nst])) and all(
-                    k.start <= s.start and s.stop <= k.stop for s, k in zip(t, skip[nst:])):
-                continue
-            work.append((p, t))
-    for n, (p, t) in enumerate(work):
-        _check_stop(job)
-        if clf.n_stages > 1:  # later stages read context around the tile from the cache
-            proba = clf.predict_proba_source(feats.plane(p), t)
-            if step > 1:
-                proba = proba[(slice(None),) + (slice(None, None, step),) * len(t)]
-                for ax in range(1, proba.ndim):
-                    proba = np.repeat(proba, step, axis=ax)
-                proba = proba[(slice(None),) + tuple(slice(0, a.stop - a.start) for a in t)]
-        elif step > 1:
-            f = feats.plane(p).region(t)
-            sub = (slice(None),) + (slice(None, None, step),) * len(t)
-            proba = clf.predict_proba_features(np.ascontiguousarray(f[sub]))
-            for ax in range(1, proba.ndim):
-                proba = np.repeat(proba, step, axis=ax)
-            proba = proba[(slice(None),) + tuple(slice(0, a.stop - a.start) for a in t)]
-        else:
-            proba = clf.predict_proba_features(feats.plane(p).region(t))
-        o = tuple(slice(i - s.start + r.start, i - s.start + r.start + 1)
-                  for i, s, r in zip(p, region[:nst], out_region[:nst]))
-        o += tuple(slice(a.start - s.start + r.start, a.stop - s.start + r.start)
-                   for a, s, r in zip(t, region[nst:], out_region[nst:]))
-        out[(slice(None),) + o] = proba.reshape(proba.shape[:1] + (1,) * nst + proba.shape[1:])
-        if progress is not None:
-            progress(n + 1, len(work))
-
-
-def _derive(clf, proba):
-    uncertainty = entropy(proba)
-    # the most likely class, in the user's label values (as predict() would give)
-    prediction = clf.classes_[np.argmax(proba, axis=0)].astype(clf.labels_dtype_)
-    return prediction, uncertainty
 
 
 def _wait_shown(job):
     # the visible result is drawn on the main thread first: the full stage would compete
     # with it for the two cores (and the GIL) and delay what the user is looking at
     while not job.shown.wait(0.02):
-        _check_stop(job)
+        if job.stop.is_set():
+            raise Cancelled("Cancelled.")
 
 
 def _run_job(job: _Job, report):
-    """Worker body: fit on cached features (train jobs), predict the visible region and
-    yield it (the widget shows it), then score the round and predict the whole image.
+    """Worker body: the session's train (train jobs), the visible stage (yielded: the dock
+    shows it), the round's validation, then the whole image.
 
-    Yields once per stage (the progress bar has four steps); the visible result is
-    yielded as an :class:`_Outcome` with ``region`` set. Expected failures come back
-    as an :class:`_Outcome` with a message rather than as exceptions, so the widget can
-    show the core's own words.
+    Yields a stage name at each of the progress bar's four steps. Expected failures come
+    back as an :class:`_Outcome` with the core's message rather than as exceptions.
     """
     start = time.perf_counter()
-    clf = job.classifier
-    feats = job.features
+    session, clf, stop = job.session, job.classifier, job.stop.is_set
+    progress = lambda text, done, total: report(job, text, done, total)
     validation = None
     try:
-        X = y = None
-        if "deep" in feats.spec.families:  # the classifier keeps the cache's deep basis
-            clf.features = feats.prepared_spec()
-        if job.kind == "train" and clf.n_stages > 1:
-            n_ch = 1 if job.channel_axis is None else int(job.image.shape[job.channel_axis])
-            check_size(feats.spatial, clf.feature_set)
-            clf.fit_sources(job.labels, feats.plane, n_ch, should_stop=job.stop.is_set,
-                            on_progress=lambda d, t: report(job, "Training the stages", d, t))
-        elif job.kind == "train":
-            X, y, n_ch = _training_data(job, report)
-            clf.fit_features(X, y, n_channels=n_ch, labels_dtype=job.labels.dtype,
-                             should_stop=job.stop.is_set)
+        if job.kind == "train":
+            session.train(job.labels, clf, should_stop=stop, on_progress=progress)
         yield "predicting"
-        full_shape = feats.stack + feats.spatial
-        n_cls = len(clf.classes_)
-        vis = job.visible
-        if vis is None:
-            vis = tuple(slice(0, 1) for _ in feats.stack) + tuple(slice(0, n) for n in feats.spatial)
-        step = job.step if feats.spec.ndim == 2 else 1
-        if step > 1:  # align the preview's blocks to multiples of step
-            nst = len(feats.stack)
-            vis = vis[:nst] + tuple(slice(s.start // step * step, s.stop) for s in vis[nst:])
-        vshape = tuple(s.stop - s.start for s in vis)
-        vproba = np.empty((n_cls,) + vshape, np.float32)
-        _predict_region(job, vis, vproba, tuple(slice(0, n) for n in vshape), step=step,
-                        progress=lambda d, t: report(job, "Predicting the visible region", d, t))
-        vpred, vunc = _derive(clf, vproba)
-        yield _Outcome(classifier=clf, prediction=vpred, probabilities=vproba, uncertainty=vunc,
-                       seconds=time.perf_counter() - start, region=vis, complete=False)
+        stages = session.predict(job.visible, classifier=clf, step=job.step, full=job.full,
+                                 should_stop=stop, on_progress=progress)
+        last = next(stages)
+        yield _Outcome(stage=last, classifier=clf, seconds=time.perf_counter() - start, complete=False)
         _wait_shown(job)
-        if job.kind == "train" and clf.n_stages == 1:  # autocontext: no quick twin on cached rows
-            validation = validate_fitted(clf, X, y, job.labels, n_ch, should_stop=job.stop.is_set)
-        _check_stop(job)
+        if job.kind == "train":
+            validation = session.validate(record=False, should_stop=stop)
         yield "full"
-        if not job.full:
-            return _Outcome(classifier=clf, seconds=time.perf_counter() - start, validation=validation,
-                            complete=False)
-        proba = np.empty((n_cls,) + full_shape, np.float32)
-        if step == 1:  # an exact visible result is reused; a preview is not
-            proba[(slice(None),) + vis] = vproba
-        whole = tuple(slice(0, n) for n in full_shape)
-        _predict_region(job, whole, proba, whole, skip=vis if step == 1 else None,
-                        progress=lambda d, t: report(job, "Predicting the rest", d, t))
-        prediction, uncertainty = _derive(clf, proba)
+        for last in stages:
+            pass
         yield "done"
     except Cancelled:
         return _Outcome(cancelled=True)
     except AnnotatorError as e:
         return _Outcome(error=str(e))
-    return _Outcome(classifier=clf, prediction=prediction, probabilities=proba,
-                    uncertainty=uncertainty, seconds=time.perf_counter() - start, validation=validation)
+    seconds = time.perf_counter() - start
+    if not last.complete:  # a huge lazy image: the visible region only
+        return _Outcome(classifier=clf, seconds=seconds, validation=validation, complete=False)
+    return _Outcome(stage=last, classifier=clf, seconds=seconds, validation=validation)
 
 
 class PixelClassifierWidget(LayerChoiceMixin, QWidget):
@@ -458,7 +208,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self.history = History()  # one row per training round, for the learning curve
         self._history_image = None  # the image layer the history belongs to
         self.project_session = None
-        self._features = None  # _ImageFeatures of the image last used (see _features_for)
+        self.session = None  # the AnnotationSession of the image last used (see _session_for)
         self.timings = {}  # seconds of the last visible-region update: worker, layer writes
         # on a fresh install the kernels compile while the person paints, not at Train
         start_warm_up()
@@ -485,7 +235,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         root = QVBoxLayout(body)
         frame = QVBoxLayout(self)
         frame.setContentsMargins(0, 0, 0, 0)
-        self._body_scroll = _FullHeightScroll()
+        self._body_scroll = _Scroll()
         self._body_scroll.setWidget(body)
         frame.addWidget(self._body_scroll)
         train_page = QWidget()  # the training controls: first tab (see _add_active_learning_panels)
@@ -651,7 +401,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self.validation_panel = ValidationPanel()
         self.panels = QTabWidget()
         # on a short screen the controls scroll instead of being squashed (clipped text)
-        scroll = _FullHeightScroll()
+        scroll = _Scroll()
         scroll.setWidget(train_page)
         self.panels.addTab(scroll, "Train")
         self.panels.addTab(self.suggestions_panel, "Suggestions")
@@ -671,8 +421,8 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         if event is not None and getattr(event, "type", "") == "inserted":
             event.value.events.name.connect(self._refresh_layer_choices)
             event.value.events.data.connect(self._on_layer_data)
-        if self._features is not None and not any(ly.data is self._features.data for ly in self.viewer.layers):
-            self._features = None  # its image was removed: free the cached features
+        if self.session is not None and not any(ly.data is self.session.image for ly in self.viewer.layers):
+            self.session = None  # its image was removed: free the cached features
         self._refresh_layer_choices()
 
     def _refresh_layer_choices(self, event=None):
@@ -698,7 +448,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
     def _on_image_changed(self, name):
         layer = self._layer(name, napari.layers.Image)
         if layer is not None:
-            channel_axis, spatial = _guess_axes(layer)
+            channel_axis, spatial = guess_axes(layer)
             self.set_axes(channel_axis, spatial)
         # the learning curve belongs to one image: start a new one for another image
         if name and name != self._history_image:
@@ -737,25 +487,8 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
 
     def _image_and_geometry(self):
         layer = self.image_layer
-        if layer is None:
-            raise InputError("There is no image layer: open an image (or File > Open Sample) first.")
-        if layer.multiscale:
-            raise InputError(f"'{layer.name}' is a multiscale image; open its full-resolution level "
-                             "as a plain image to classify it.")
-        image = layer.data
+        image, shape, scale, translate = image_and_geometry(layer, self.channel_axis)
         ca = self.channel_axis
-        if layer.rgb and ca != -1:
-            raise InputError(f"'{layer.name}' is an RGB image: choose channel axis "
-                             "'last axis (RGB / channels last)'.")
-        shape = list(image.shape)
-        scale, translate = list(layer.scale), list(layer.translate)
-        if ca is not None:
-            if len(shape) < 2:
-                raise InputError(f"'{layer.name}' has shape {tuple(shape)}: no axis left after the channels.")
-            del shape[ca]
-            if not layer.rgb:  # napari already leaves the RGB axis out of scale/translate
-                del scale[ca]
-                del translate[ca]
         n = len(shape)
         mode = self.spatial_mode
         if mode == "2d" and n != 2:
@@ -770,29 +503,29 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
 
     def _on_layer_data(self, event=None):
         # an image's pixels were replaced: features of the old pixels are void
-        feats = self._features
-        if feats is not None and event is not None and getattr(event, "source", None) is not None:
-            src = event.source
-            if (isinstance(src, napari.layers.Image) and src.name not in OUTPUT_LAYERS
-                    and not is_probability_layer(src)):
-                self._features = None
+        src = getattr(event, "source", None)
+        if (self.session is not None and isinstance(src, napari.layers.Image)
+                and src.name not in OUTPUT_LAYERS and not is_probability_layer(src)):
+            self.session.image_changed()
 
-    def _features_for(self, image, ca, fs, shape) -> "_ImageFeatures":
-        """The feature cache of this image; a new one when the data, axes or features changed."""
-        stack, spatial = shape[:len(shape) - fs.ndim], shape[len(shape) - fs.ndim:]
-        f = self._features
-        # a classifier that carries this cache's deep basis (trained here) still fits the cache
-        same_spec = f is not None and f.requested.without_basis() == fs.without_basis() and (
-            fs.deep_basis is None or fs.deep_basis == f.spec.deep_basis)
-        if (f is None or f.data is not image or f.channel_axis != ca or not same_spec
-                or f.stack != tuple(stack) or f.spatial != tuple(spatial)):
-            f = self._features = _ImageFeatures(image, ca, fs, stack, spatial)
-        return f
+    def _session_for(self, image, ca, shape) -> AnnotationSession:
+        """The session of this image; a new one when the data or its axes changed.
+
+        The session keeps the features of the classifier's feature set (a new set, a new
+        cache); the learning curve (``history``) belongs to the image layer's name.
+        """
+        nd = 3 if self.spatial_mode == "3d" else 2
+        s = self.session
+        if (s is None or s.image is not image or s.channel_axis != ca or s.spatial_ndim != nd
+                or s.shape != tuple(shape)):
+            s = self.session = AnnotationSession(image, ca, nd, history=self.history)
+        s.history = self.history
+        return s
 
     @property
     def feature_tiles_computed(self) -> int:
         """Feature tiles computed for the current image so far (a cache hit adds none)."""
-        return 0 if self._features is None else self._features.tiles_computed
+        return 0 if self.session is None else self.session.tiles_computed
 
     def visible_region(self, layer, shape, ca, spatial_ndim):
         """Slices over the image's non-channel axes ``(*stack, *spatial)`` of what is on screen.
@@ -843,11 +576,10 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
             return tuple([slice(0, 1)] * nst + [slice(0, n) for n in shape[nst:]])
 
     def _prepare(self, job, layer, shape):
-        """Attach the feature cache and the visible region to a job (main thread)."""
-        fs = job.classifier.feature_set
-        job.features = self._features_for(job.image, job.channel_axis, fs, shape)
-        job.visible = self.visible_region(layer, shape, job.channel_axis, fs.ndim)
-        job.full = not (_is_lazy(job.image) and int(np.prod(shape)) > LAZY_FULL_MAX_PIXELS)
+        """Attach the visible region and the preview step to a job (main thread)."""
+        image = job.session.image
+        job.visible = self.visible_region(layer, shape, job.session.channel_axis, job.session.spatial_ndim)
+        job.full = isinstance(image, np.ndarray) or int(np.prod(shape)) <= LAZY_FULL_MAX_PIXELS
         job.step = self._screen_step(layer) if job.full else 1  # lazy visible-only: exact
         return job
 
@@ -912,7 +644,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         except AnnotatorError as e:
             self._fail(str(e), notify=notify)
             return
-        job = _Job("train", image, labels, ca, clf, scale, translate, notify=notify)
+        job = _Job("train", self._session_for(image, ca, shape), labels, clf, scale, translate, notify=notify)
         self._start(self._prepare(job, layer, shape))
 
     def predict(self, *_):
@@ -926,7 +658,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         except AnnotatorError as e:
             self._fail(str(e))
             return
-        job = _Job("predict", image, None, ca, self.classifier, scale, translate)
+        job = _Job("predict", self._session_for(image, ca, shape), None, self.classifier, scale, translate)
         self._start(self._prepare(job, layer, shape))
 
     def cancel(self, *_):
@@ -1228,10 +960,11 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         if outcome.error:
             self._fail(outcome.error, notify=job.notify)
             return
-        self.classifier = outcome.classifier
-        if outcome.prediction is not None:
+        self.classifier = job.session.classifier = outcome.classifier
+        if outcome.stage is not None:
+            job.session.probabilities = outcome.stage.probabilities
             t = time.perf_counter()
-            self._write_outputs(job, outcome)
+            self._write_outputs(job, outcome.classifier, outcome.stage)
             self.timings["full_write_s"] = time.perf_counter() - t
             self.timings["full_worker_s"] = outcome.seconds
         if outcome.validation is not None:
@@ -1260,7 +993,7 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
                 return  # stale: cancelled or replaced
             self.classifier = value.classifier
             t = time.perf_counter()
-            self._write_region(job, value)
+            self._write_region(job, value.classifier, value.stage)
             self.timings = {"worker_s": value.seconds, "write_s": time.perf_counter() - t}
             classes = ", ".join(str(c) for c in value.classifier.classes_)
             self._set_status(f"Classes {classes}: visible region predicted in {value.seconds:.1f} s; "
@@ -1286,17 +1019,17 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         self._workers.discard(worker)
 
     # -- output layers ---------------------------------------------------------------------
-    def _write_outputs(self, job, outcome):
+    def _write_outputs(self, job, classifier, stage):
         scale, translate = job.scale, job.translate
         keep_active = self.viewer.layers.selection.active
-        classes = [int(c) for c in outcome.classifier.classes_]
-        self._put_layer(PREDICTION, "labels", outcome.prediction, scale, translate,
+        classes = [int(c) for c in classifier.classes_]
+        self._put_layer(PREDICTION, "labels", stage.prediction, scale, translate,
                         opacity=0.35)
         annotations = self.annotations_layer
         names = {} if annotations is None else annotations.metadata.get("class_names", {})
-        put_probability_layers(self.viewer, outcome.probabilities, classes, prefix=PROBABILITY, source=SOURCE,
+        put_probability_layers(self.viewer, stage.probabilities, classes, prefix=PROBABILITY, source=SOURCE,
                                scale=scale, translate=translate, class_names=names)
-        uncertainty = self._put_layer(UNCERTAINTY, "image", outcome.uncertainty, scale, translate,
+        uncertainty = self._put_layer(UNCERTAINTY, "image", stage.uncertainty, scale, translate,
                                       colormap="magma", contrast_limits=(0.0, 1.0),
                                       blending="additive", opacity=0.7,
                                       visible=self.uncertainty_check.isChecked())
@@ -1322,13 +1055,11 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
         if layer is not None and layer.visible != self.uncertainty_check.isChecked():
             self.uncertainty_check.setChecked(layer.visible)
 
-    def _write_region(self, job, part):
-        """Write a visible-region result into the output layers, in place when their shapes
+    def _write_region(self, job, classifier, part):
+        """Write a visible-region stage into the output layers, in place when their shapes
         fit (the rest keeps the previous prediction until the full stage replaces it)."""
-        feats = job.features
-        shape = feats.stack + feats.spatial
-        n_cls = len(part.classifier.classes_)
-        classes = [int(c) for c in part.classifier.classes_]
+        shape = job.session.shape
+        classes = [int(c) for c in classifier.classes_]
         pred, unc = (self._layer(PREDICTION, napari.layers.Labels),
                      self._layer(UNCERTAINTY, napari.layers.Image))
         prob = probability_layers(self.viewer, SOURCE)
@@ -1338,22 +1069,19 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
                 and pred.data.dtype == part.prediction.dtype
                 and all(isinstance(ly.data, np.ndarray) and ly.data.shape == shape for ly in prob.values())
                 and isinstance(unc.data, np.ndarray) and unc.data.shape == shape)
-        if fits:
-            pred.data[region] = part.prediction
-            for k, c in enumerate(classes):
-                prob[c].data[region] = part.probabilities[k]
-            unc.data[region] = part.uncertainty
-            for layer in (pred, unc, *prob.values()):
-                layer.refresh()
-            return
-        full = _Outcome(classifier=part.classifier,
-                        prediction=np.zeros(shape, part.prediction.dtype),
-                        probabilities=np.zeros((n_cls,) + shape, np.float32),
-                        uncertainty=np.zeros(shape, np.float32))
-        full.prediction[region] = part.prediction
-        full.probabilities[(slice(None),) + region] = part.probabilities
-        full.uncertainty[region] = part.uncertainty
-        self._write_outputs(job, full)
+        if not fits:  # first result, or another shape: layers of the whole image, zero outside
+            self._write_outputs(job, classifier, Stage(
+                region, np.zeros((len(classes),) + shape, np.float32), np.zeros(shape, part.prediction.dtype),
+                np.zeros(shape, np.float32), classifier, False, part.seconds))
+            pred, unc = (self._layer(PREDICTION, napari.layers.Labels),
+                         self._layer(UNCERTAINTY, napari.layers.Image))
+            prob = probability_layers(self.viewer, SOURCE)
+        pred.data[region] = part.prediction
+        for k, c in enumerate(classes):
+            prob[c].data[region] = part.probabilities[k]
+        unc.data[region] = part.uncertainty
+        for layer in (pred, unc, *prob.values()):
+            layer.refresh()
 
     def _put_layer(self, name, kind, data, scale, translate, **kwargs):
         """Update the output layer's data in place, or add it the first time."""
@@ -1381,20 +1109,3 @@ class PixelClassifierWidget(LayerChoiceMixin, QWidget):
             show_error(message)
         self.failed.emit(message)
 
-
-def _guess_axes(layer):
-    """A first guess of (channel_axis, spatial mode) from a layer; the user can change it."""
-    if layer.rgb:
-        return -1, ("2d" if layer.data.ndim == 3 else "planes")
-    shape = layer.data.shape
-    ndim = len(shape)
-    if ndim <= 2:
-        return None, "2d"
-    few_channels = shape[0] <= 5 and shape[0] < min(shape[1:])
-    # a volume of thick slices (layer.scale, e.g. 6.5 x 0.8 x 0.8 mm) gets per-slice filters
-    volume = "planes" if thick_slices(tuple(layer.scale)[-3:]) else "3d"
-    if ndim == 3:
-        return (0, "2d") if few_channels else (None, volume)
-    if ndim == 4:
-        return (0, volume) if few_channels else (None, volume)
-    return (0, "planes") if few_channels else (None, "planes")

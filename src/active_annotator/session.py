@@ -470,28 +470,32 @@ class AnnotationSession:
         return self.probabilities
 
     def suggest(self, strategy: str | None = None, n: int = 10, *, labels=None, size=None,
-                seed: int | None = 0, should_stop: Callable[[], bool] | None = None):
+                seed: int | None = 0, should_stop: Callable[[], bool] | None = None,
+                probabilities: np.ndarray | None = None, classifier: PixelClassifier | None = None):
         """Rank the image's patches by what a label there would teach (best first).
 
         Uses the session's own probabilities and, for descriptor strategies
         (``diversity``, ``cluster``, ...), the cached features of the classifier's
         feature set: nothing is recomputed or read back from a display.
         ``size`` is the patch edge (default :func:`candidates.default_patch_size`).
+        ``probabilities`` and ``classifier`` (default the session's): a snapshot taken when
+        the request was made, for a caller that may retrain meanwhile.
         """
         from .candidates import default_patch_size
         from .sampling import DEFAULT_STRATEGY, suggest_for_image
 
-        proba = self._require_probabilities()
+        proba = self._require_probabilities() if probabilities is None else probabilities
+        clf = classifier if classifier is not None else self.classifier
         if labels is not None and np.shape(labels) != self.shape:
             raise InputError(f"The labels have shape {np.shape(labels)} but the image's non-channel "
                              f"shape is {self.shape}.")
         if size is None:
             size = default_patch_size(self.spatial)
-        feats = self.features(self.classifier.feature_set)
+        feats = self.features(clf.feature_set)
         return suggest_for_image(proba, labels, strategy=strategy or DEFAULT_STRATEGY, n=n, size=size,
                                  seed=seed, spatial_ndim=self.spatial_ndim, image=self.image,
-                                 features=self.classifier.feature_set, channel_axis=self.channel_axis,
+                                 features=clf.feature_set, channel_axis=self.channel_axis,
                                  feature_source=feats.plane, should_stop=should_stop)
 
 
-__all__ = ["AnnotationSession", "ImageFeatures", "Stage", "FEATURE_CACHE_BYTES"]
+__all__ = ["FEATURE_CACHE_BYTES", "AnnotationSession", "ImageFeatures", "Stage"]
