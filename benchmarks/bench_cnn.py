@@ -80,7 +80,7 @@ def run(threads: int, png: Path | None, epochs: int, warm_epochs: int) -> list[d
             rf.classes_[rf_proba.argmax(0)], truth), fit_s=t_rf, note="fit + predict"))
         print(_row(rows[-1]), flush=True)
         for warm in (False, True):
-            clf = CNNClassifier(cfg, device="auto", n_threads=threads)
+            clf = CNNClassifier.from_config(cfg, device="auto", n_threads=threads)
             clf.fit(image, labels, warm_start_proba=rf_proba if warm else None,
                     warm_start_classes=rf.classes_ if warm else None)
             t = time.perf_counter()

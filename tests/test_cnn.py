@@ -48,7 +48,7 @@ def two_textures(size=64, seed=0):
 def trained():
     img, labels, truth = two_textures()
     seen = []
-    clf = CNNClassifier(CNNConfig(epochs=12, learning_rate=1e-2, patience=0, seed=1, **SMALL), device="cpu", n_threads=1)
+    clf = CNNClassifier.from_config(CNNConfig(epochs=12, learning_rate=1e-2, patience=0, seed=1, **SMALL), device="cpu", n_threads=1)
     clf.fit(img, labels, on_progress=seen.append)
     return clf, img, labels, truth, seen
 
@@ -197,7 +197,7 @@ def test_should_stop_cancels_within_one_batch():
             if state["batches"] == 3:
                 state["stop"] = True
 
-    clf = CNNClassifier(CNNConfig(epochs=50, **SMALL), device="cpu", n_threads=1)
+    clf = CNNClassifier.from_config(CNNConfig(epochs=50, **SMALL), device="cpu", n_threads=1)
     with pytest.raises(Cancelled):
         clf.fit(img, labels, on_progress=on_progress, should_stop=lambda: state["stop"])
     assert state["after"] == 0  # no batch ran after the flag was raised
@@ -229,19 +229,19 @@ def test_warm_start_distils_given_probabilities():
     img, labels, truth = two_textures(32)
     proba = np.stack([(truth == 1), (truth == 2)]).astype(np.float32)
     cfg = CNNConfig(epochs=1, warm_start_epochs=6, learning_rate=1e-2, **SMALL)
-    clf = CNNClassifier(cfg, device="cpu", n_threads=1).fit(img, labels, warm_start_proba=proba, warm_start_classes=[1, 2])
+    clf = CNNClassifier.from_config(cfg, device="cpu", n_threads=1).fit(img, labels, warm_start_proba=proba, warm_start_classes=[1, 2])
     assert clf.history_["phase"][:6] == ["warm_start"] * 6
     with pytest.raises(InputError, match="classes"):
-        CNNClassifier(cfg, device="cpu", n_threads=1).fit(img, labels, warm_start_proba=proba, warm_start_classes=[1, 3])
+        CNNClassifier.from_config(cfg, device="cpu", n_threads=1).fit(img, labels, warm_start_proba=proba, warm_start_classes=[1, 3])
     with pytest.raises(InputError, match="shape"):
-        CNNClassifier(cfg, device="cpu", n_threads=1).fit(img, labels, warm_start_proba=proba[:, :10])
+        CNNClassifier.from_config(cfg, device="cpu", n_threads=1).fit(img, labels, warm_start_proba=proba[:, :10])
 
 
 def test_same_seed_repeats_training():
     img, labels, _ = two_textures(32)
     cfg = CNNConfig(epochs=2, **SMALL)
-    a = CNNClassifier(cfg, device="cpu", n_threads=1).fit(img, labels)
-    b = CNNClassifier(cfg, device="cpu", n_threads=1).fit(img, labels)
+    a = CNNClassifier.from_config(cfg, device="cpu", n_threads=1).fit(img, labels)
+    b = CNNClassifier.from_config(cfg, device="cpu", n_threads=1).fit(img, labels)
     assert a.history_ == b.history_
     np.testing.assert_array_equal(a.predict_proba(img), b.predict_proba(img))
 
@@ -256,7 +256,7 @@ def test_one_dimensional_signal_with_channels():
     labels[300:340] = 2
     cfg = CNNConfig(dims=1, epochs=2, patch_size=128, tile_size=256, widths=[8, 16], depth=1,
                     batch_size=4, batches_per_epoch=2)
-    clf = CNNClassifier(cfg, device="cpu", n_threads=1).fit(sig, labels, channel_axis=0)
+    clf = CNNClassifier.from_config(cfg, device="cpu", n_threads=1).fit(sig, labels, channel_axis=0)
     assert clf.predict_proba(sig, channel_axis=0).shape == (2, 512)
     with pytest.raises(ModelMismatchError, match="channel"):
         clf.predict_proba(sig[0])
@@ -265,7 +265,7 @@ def test_one_dimensional_signal_with_channels():
 def test_bad_inputs_give_clear_errors():
     img, labels, _ = two_textures(32)
     with pytest.raises(LabelError, match="two classes"):
-        CNNClassifier(CNNConfig(**SMALL)).fit(img, (labels == 1).astype(np.uint8))
+        CNNClassifier.from_config(CNNConfig(**SMALL)).fit(img, (labels == 1).astype(np.uint8))
     with pytest.raises(InputError, match="widths"):
         CNNConfig(widths=[8, 16, 32], depth=1).validate()
     with pytest.raises(InputError, match="Unknown CNN config"):
@@ -324,7 +324,7 @@ def test_three_dimensional_volume():
     labels[10, 10, 10:15] = 2
     cfg = CNNConfig(dims=3, epochs=1, widths=[4, 8], depth=1, patch_size=8, tile_size=16,
                     batch_size=2, batches_per_epoch=2, validation_fraction=0.0)
-    clf = CNNClassifier(cfg, device="cpu", n_threads=1).fit(vol, labels)
+    clf = CNNClassifier.from_config(cfg, device="cpu", n_threads=1).fit(vol, labels)
     assert clf.predict_proba(vol).shape == (2, 16, 16, 16)
     assert clf.embed(vol).shape == (4, 16, 16, 16)
 

@@ -72,7 +72,7 @@ def saved_cnn(tmp_path_factory):
     """A CNN trained by the core on the sample strokes and saved, with its probabilities."""
     image, labels, _ = sample()
     cfg = CNNConfig(epochs=2, batches_per_epoch=3, batch_size=4, patch_size=32, seed=1)
-    clf = CNNClassifier(cfg, device="cpu", n_threads=1).fit(image, labels)
+    clf = CNNClassifier.from_config(cfg, device="cpu", n_threads=1).fit(image, labels)
     path = clf.save(tmp_path_factory.mktemp("cnn") / "nuclei.aacnn")
     return path, clf.predict_proba(image)
 

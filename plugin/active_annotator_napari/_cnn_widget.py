@@ -461,7 +461,7 @@ class CNNWidget(Dock):
                     f"Annotations '{labels_layer.name}' have shape {labels.shape} but the image's non-channel "
                     f"shape is {shape}. Choose the matching annotations layer or channel axis.")
             warm_proba, warm_classes, warm_note = self._warm_start(shape)
-            clf = CNNClassifier(self.config(), device=self.device, n_threads=self.n_threads)
+            clf = CNNClassifier.from_config(self.config(), device=self.device, n_threads=self.n_threads)
         except AnnotatorError as e:
             self.fail(str(e))
             return

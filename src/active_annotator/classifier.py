@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._estimator import ParamsMixin
+from ._estimator import Estimator
 from .errors import Cancelled, InputError, LabelError, ModelMismatchError, NotFittedError
 from .features import FeatureSet, compute, compute_at, padded, tile_slices
 from .forest import Forest
@@ -213,7 +213,7 @@ def _fold_ids(labels: np.ndarray, n_folds: int = N_FOLDS) -> np.ndarray:
     return folds
 
 
-class PixelClassifier(ParamsMixin):
+class PixelClassifier(Estimator):
     """Random forest on multiscale filter features, one prediction per pixel.
 
     Parameters
@@ -294,15 +294,8 @@ class PixelClassifier(ParamsMixin):
         self.tile_shape = tile_shape
         self.stages = stages
 
-    # -- scikit-learn conventions -------------------------------------------
-    _param_names = (
-        "features", "n_estimators", "max_depth", "min_samples_leaf", "max_features",
-        "class_weight", "random_state", "n_jobs", "tile_shape", "stages",
-    )
-
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k != "features")
-        return f"PixelClassifier(features={self.feature_set!r}, {args})"
+        return f"PixelClassifier(features={self.feature_set!r}, {self._params_repr(skip=('features',))})"
 
     @property
     def feature_set(self) -> FeatureSet:

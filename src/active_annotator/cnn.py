@@ -11,7 +11,7 @@ torch is an optional dependency (``pip install "napari-active-annotator[cnn]"``)
 it is imported only when a network is trained, used or loaded, so this module
 imports without it.
 
->>> clf = CNNClassifier(CNNConfig(epochs=20)).fit(image, labels)   # doctest: +SKIP
+>>> clf = CNNClassifier(epochs=20).fit(image, labels)               # doctest: +SKIP
 >>> proba = clf.predict_proba(image)                                # doctest: +SKIP
 >>> clf.save("nuclei.aacnn"); CNNClassifier.load("nuclei.aacnn")    # doctest: +SKIP
 
@@ -31,12 +31,14 @@ import math
 import os
 import struct
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ._estimator import Estimator
 from .classifier import check_labels, split_axes
 from .errors import (
     AnnotatorError,
@@ -87,7 +89,9 @@ class CNNConfig:
     """Everything that defines a CNN and how it is trained; JSON-serialisable.
 
     Fields marked *learned* are filled in by :meth:`CNNClassifier.fit` and saved
-    with the model; leave them None.
+    with the model; leave them None. The other fields are
+    :class:`CNNClassifier`'s parameters (``CNNClassifier(**fields)`` or
+    :meth:`CNNClassifier.from_config`); this is the model file's record of them.
 
     Parameters
     ----------
@@ -328,13 +332,50 @@ def _pad_to(arr: np.ndarray, min_size: int, n_lead: int, mode: str, value=0):
 # -- the classifier -------------------------------------------------------------
 
 
-class CNNClassifier:
+_LEARNED_FIELDS = ("in_channels", "n_classes", "classes", "norm_mean", "norm_std")
+
+
+def _config_params(config: CNNConfig | None) -> dict:
+    """The training fields of ``config`` as :class:`CNNClassifier` keyword arguments."""
+    if config is None:
+        return {}
+    if not isinstance(config, CNNConfig):
+        raise InputError(f"config must be a CNNConfig, got {type(config).__name__}.")
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(CNNConfig)
+            if f.name not in _LEARNED_FIELDS}
+
+
+class _AcceptsConfig(type):
+    """Keeps the older ``CNNClassifier(config, device=..., n_threads=...)`` call working.
+
+    The parameters are now flat keyword arguments (the scikit-learn contract);
+    a :class:`CNNConfig` given positionally or as ``config=`` is unpacked into
+    them, with a :class:`DeprecationWarning`.
+    """
+
+    def __call__(cls, *args, **kwargs):
+        if args or "config" in kwargs:
+            if len(args) > 1 or (args and "config" in kwargs):
+                raise TypeError("CNNClassifier takes one CNNConfig at most; give the other settings by keyword.")
+            config = args[0] if args else kwargs.pop("config")
+            warnings.warn(
+                "CNNClassifier(config) is deprecated: give the settings as keyword arguments, "
+                "e.g. CNNClassifier(epochs=20, device='cpu'), or use CNNClassifier.from_config(config).",
+                DeprecationWarning, stacklevel=2)
+            kwargs = {**_config_params(config), **kwargs}
+        return super().__call__(**kwargs)
+
+
+class CNNClassifier(Estimator, metaclass=_AcceptsConfig):
     """Small U-Net pixel classifier trained from sparse labels.
 
     Parameters
     ----------
-    config : CNNConfig, optional
-        Architecture and training settings (defaults: ``CNNConfig()``).
+    dims, widths, depth, dropout, epochs, batches_per_epoch, batch_size, \
+patch_size, learning_rate, weight_decay, flips, rot90, intensity_jitter, \
+patience, validation_fraction, warm_start_epochs, distill_weight, seed, tile_size :
+        Architecture and training settings, as documented in
+        :class:`CNNConfig` (same names, same defaults). Checked at :meth:`fit`.
     device : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
     n_threads : int or None
@@ -343,6 +384,8 @@ class CNNClassifier:
 
     Attributes
     ----------
+    config : CNNConfig
+        Read-only: the parameters as a :class:`CNNConfig` (learned fields None).
     config_ : CNNConfig
         The settings used, with the learned fields filled in.
     classes_ : ndarray
@@ -356,13 +399,50 @@ class CNNClassifier:
     fit_time_s_ : float
     """
 
-    def __init__(self, config: CNNConfig | None = None, device: str = "auto", n_threads: int | None = None):
-        self.config = config
+    def __init__(self, *, dims: int = 2, widths=(16, 32, 64), depth: int = 2, dropout: float = 0.1,
+                 epochs: int = 20, batches_per_epoch: int = 10, batch_size: int = 8,
+                 patch_size: int | None = None, learning_rate: float = 3e-3, weight_decay: float = 1e-4,
+                 flips: bool = True, rot90: bool = True, intensity_jitter: float = 0.1, patience: int = 8,
+                 validation_fraction: float = 0.25, warm_start_epochs: int = 8, distill_weight: float = 0.0,
+                 seed: int = 0, tile_size: int | None = None, device: str = "auto",
+                 n_threads: int | None = None):
+        self.dims = dims
+        self.widths = widths
+        self.depth = depth
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batches_per_epoch = batches_per_epoch
+        self.batch_size = batch_size
+        self.patch_size = patch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.flips = flips
+        self.rot90 = rot90
+        self.intensity_jitter = intensity_jitter
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.warm_start_epochs = warm_start_epochs
+        self.distill_weight = distill_weight
+        self.seed = seed
+        self.tile_size = tile_size
         self.device = device
         self.n_threads = n_threads
 
+    @classmethod
+    def from_config(cls, config: CNNConfig | None = None, **params) -> CNNClassifier:
+        """A classifier with ``config``'s training settings; ``params`` (e.g. ``device``) override them."""
+        return cls(**{**_config_params(config), **params})
+
+    @property
+    def config(self) -> CNNConfig:
+        """The parameters as a :class:`CNNConfig` (a new object; learned fields None)."""
+        d = {name: getattr(self, name) for name in _config_params(CNNConfig())}
+        if isinstance(d["widths"], (list, tuple)):
+            d["widths"] = list(d["widths"])
+        return CNNConfig(**d)
+
     def __repr__(self) -> str:
-        return f"CNNClassifier(config={self.config!r}, device={self.device!r}, n_threads={self.n_threads!r})"
+        return f"CNNClassifier({self._params_repr()})"
 
     def _check_fitted(self):
         if not hasattr(self, "net_"):
@@ -371,7 +451,7 @@ class CNNClassifier:
     @property
     def halo(self) -> int:
         """Pixels of context a prediction needs each side (for dask ``map_overlap`` depth)."""
-        return (self.config_ if hasattr(self, "config_") else (self.config or CNNConfig())).halo
+        return (self.config_ if hasattr(self, "config_") else self.config).halo
 
     # -- training ----------------------------------------------------------------
     def fit(self, image, labels, channel_axis: int | None = None, warm_start_proba=None,
@@ -408,7 +488,7 @@ class CNNClassifier:
         from . import cnn_net
 
         t0 = time.perf_counter()
-        cfg = CNNConfig.from_dict((self.config or CNNConfig()).to_dict())
+        cfg = CNNConfig.from_dict(self.config.to_dict())
         cfg.in_channels = cfg.n_classes = cfg.classes = cfg.norm_mean = cfg.norm_std = None
         image = np.asarray(image)
         x, stack, spatial, n_ch = _planes(image, channel_axis, cfg.dims)
@@ -999,7 +1079,7 @@ def load_cnn(path, device: str = "auto", n_threads: int | None = None) -> CNNCla
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise ModelFileError(f"{path}: weight {k} holds NaN or infinite values.")
     net.load_state_dict(state, strict=True)
-    clf = CNNClassifier(config=cfg, device=device, n_threads=n_threads)
+    clf = CNNClassifier.from_config(cfg, device=device, n_threads=n_threads)
     clf.config_ = cfg
     clf.classes_ = np.asarray(cfg.classes, dtype=np.int64)
     clf.device_ = _resolve_device(device)

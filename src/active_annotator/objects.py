@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._estimator import ParamsMixin
+from ._estimator import Estimator
 from .errors import InputError, LabelError, NotFittedError
 from .forest import Forest
 
@@ -480,7 +480,7 @@ def object_annotations(objects, annotations, ids=None) -> np.ndarray:
 # --------------------------------------------------------------------------- classify
 
 
-class ObjectClassifier(ParamsMixin):
+class ObjectClassifier(Estimator):
     """Random forest on object measurements, with impurity and permutation importance.
 
     Follows the scikit-learn estimator contract: ``__init__`` stores
@@ -491,9 +491,6 @@ class ObjectClassifier(ParamsMixin):
     >>> clf = ObjectClassifier().fit(table, y)      # y: class per object, 0 = unlabelled
     >>> classes = clf.predict(table)
     """
-
-    _param_names = ("n_estimators", "max_depth", "min_samples_leaf", "class_weight",
-                    "random_state", "n_jobs")
 
     def __init__(self, n_estimators: int = 200, max_depth: int | None = None,
                  min_samples_leaf: int = 1, class_weight: str | None = "balanced",
@@ -506,8 +503,7 @@ class ObjectClassifier(ParamsMixin):
         self.n_jobs = n_jobs
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"ObjectClassifier({args})"
+        return f"ObjectClassifier({self._params_repr()})"
 
     def _check_fitted(self):
         if not hasattr(self, "forest_"):
@@ -599,7 +595,8 @@ class ObjectClassifier(ParamsMixin):
 
     def predict(self, table) -> np.ndarray:
         """Most likely class per object (values of ``classes_``)."""
-        return self.classes_[np.argmax(self.predict_proba(table), axis=1)]
+        proba = self.predict_proba(table)  # raises NotFittedError before classes_ is read
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def importances(self) -> list[dict]:
         """Per measurement: impurity and permutation importance, most important first."""

@@ -266,7 +266,7 @@ def load_model(path):
     imp = a["importances"]
     if imp.dtype != np.float64 or imp.shape != (n_feat,):
         raise ModelFileError(f"{str(path)!r}: feature importances have the wrong shape.")
-    allowed = set(PixelClassifier._param_names) - {"features"}
+    allowed = set(PixelClassifier.param_names()) - {"features"}
     forests = [forest] + _read_stage_forests(path, params, version, n_feat, classes.size, fs)
     clf = PixelClassifier(features=fs, **_check_file_params(path, params, allowed))
     clf.classes_ = classes.astype(labels_dtype)
@@ -417,7 +417,7 @@ def load_object_classifier(path):
         raise ModelFileError(f"{str(path)!r}: fill values must be finite.")
     if classes.size and classes.min() < 1:
         raise ModelFileError(f"{str(path)!r}: class values must be positive, got {classes.min()}.")
-    clf = ObjectClassifier(**_check_file_params(path, params, ObjectClassifier._param_names))
+    clf = ObjectClassifier(**_check_file_params(path, params, ObjectClassifier.param_names()))
     clf.forest_ = forest
     clf.classes_ = classes
     clf.feature_names_in_ = names

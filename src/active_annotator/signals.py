@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._estimator import ParamsMixin
+from ._estimator import Estimator
 from .errors import AnnotatorError as AnnotatorErrorBase
 from .errors import Cancelled, InputError, LabelError, NotFittedError
 from .features import FeatureSet, compute, padded, tile_slices
@@ -505,7 +505,7 @@ def _signal_array(signal) -> tuple[np.ndarray, float | None]:
 
 
 # -- classifier -----------------------------------------------------------------
-class SignalClassifier(ParamsMixin):
+class SignalClassifier(Estimator):
     """Random forest that classifies every sample of a signal ``(channels, time)``.
 
     Parameters
@@ -538,9 +538,6 @@ class SignalClassifier(ParamsMixin):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.tile = tile
-
-    _param_names = ("features", "n_estimators", "max_depth", "min_samples_leaf", "max_features",
-                    "class_weight", "random_state", "n_jobs", "tile")
 
     def _tiles(self, n: int, spec: SignalFeatures, wanted=None):
         """(outer, inner) slices of tiles; ``wanted``: bool (time,) — only tiles touching it."""
@@ -710,7 +707,7 @@ class SignalClassifier(ParamsMixin):
         from .persistence import _check_classes, _check_file_params
 
         _check_classes(path, classes, dtype)
-        params = _check_file_params(path, meta.get("params", {}), set(cls._param_names) - {"features"})
+        params = _check_file_params(path, meta.get("params", {}), set(cls.param_names()) - {"features"})
         clf = cls(spec, **params)
         clf.features_, clf.classes_ = spec, classes.astype(dtype)
         clf.n_channels_in_, clf.n_features_in_ = n_ch, n_feat

@@ -95,7 +95,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         rf = load_model(args.rf_model)
         proba = rf.predict_proba(image, channel_axis=args.channel_axis)
         classes = rf.classes_
-    clf = CNNClassifier(cfg, device=args.device, n_threads=args.threads)
+    clf = CNNClassifier.from_config(cfg, device=args.device, n_threads=args.threads)
 
     def report(info):
         if not args.quiet and info["event"] == "epoch":
