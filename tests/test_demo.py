@@ -107,6 +107,12 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     np.testing.assert_array_equal(namespace["same"].predict(namespace["image"]),
                                   namespace["segmentation"])
     assert (tmp_path / "nuclei.aamodel").is_file()
+    # the second block (the annotation session) goes on from the first one's names
+    session_code = section.split("```python\n", 2)[2].split("```", 1)[0]
+    exec(compile(session_code, "README.md", "exec"), namespace)
+    session = namespace["session"]
+    assert session.probabilities.shape == (2, 512, 512) and len(session.history.rounds) == 1
+    assert len(namespace["next_patches"]) == 10
 
 
 def test_gui_demo_without_a_display_points_to_headless(capsys, monkeypatch):
