@@ -269,13 +269,17 @@ def test_model_for_other_channels_is_refused(viewer, qtbot, saved_cnn):
 
 
 # -- warm start ------------------------------------------------------------------------
-def test_warm_start_distils_the_forest_probabilities_layer(viewer, qtbot, run_until_done):
-    _, _, truth = sample()
+def test_warm_start_distils_the_pixel_classifiers_session(viewer, qtbot, run_until_done):
+    from active_annotator_napari._widget import PixelClassifierWidget
+
     add_sample(viewer)
-    forest = np.stack([truth == 1, truth == 2]).astype(np.float32) * 0.8 + 0.1
-    # what the Pixel classifier's Train writes: one hidden layer per class
-    put_probability_layers(viewer, forest, [1, 2], prefix="probability", source="pixel classifier",
-                           scale=(1.0, 1.0), translate=(0.0, 0.0))
+    pixel = PixelClassifierWidget(viewer)
+    viewer.window.add_dock_widget(pixel, name="Pixel classifier")
+    pixel.trees_spin.setValue(10)
+    run_until_done(pixel, pixel.train_button.click)
+    forest = pixel.session.probabilities  # read from the session, not from its layers
+    for layer in probability_layers(viewer, "pixel classifier").values():
+        viewer.layers.remove(layer)
     widget = dock(viewer, epochs=2, warm_start=True)
     widget.warm_epochs_spin.setValue(2)
     run_until_done(widget, widget.fit_button.click)
@@ -291,6 +295,23 @@ def test_warm_start_distils_the_forest_probabilities_layer(viewer, qtbot, run_un
     assert max(widget.warm_line.get_xdata()) <= 0 < min(widget.train_line.get_xdata())
     offered = [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())]
     assert not any(name.startswith("probability") for name in offered)
+    assert forest is pixel.session.probabilities and forest.shape == (2, SIZE, SIZE)
+
+
+def test_warm_start_from_a_forest_of_another_image_says_so(viewer, qtbot, run_until_done):
+    from active_annotator_napari._widget import PixelClassifierWidget
+
+    image, labels, _ = add_sample(viewer)
+    pixel = PixelClassifierWidget(viewer)
+    viewer.window.add_dock_widget(pixel, name="Pixel classifier")
+    pixel.trees_spin.setValue(5)
+    run_until_done(pixel, pixel.train_button.click)
+    viewer.add_image(image[::-1].copy(), name="other")
+    widget = dock(viewer, warm_start=True)
+    widget.image_combo.setCurrentText("other")
+    run_until_done(widget, widget.fit_button.click)
+    assert "warm_start" not in widget.cnn.history_["phase"]
+    assert "trained on another image" in widget.status.text()
 
 
 def test_default_warm_start_before_the_forest_is_trained_starts_from_scratch(viewer, qtbot, run_until_done):

@@ -189,6 +189,7 @@ def test_project_holds_the_cnn_of_the_cnn_dock(make_napari_viewer, qtbot, tmp_pa
     viewer.add_labels(labels, name="annotations")
     widget = PixelClassifierWidget(viewer)
     cnn_dock = CNNWidget(viewer)
+    viewer.window.add_dock_widget(cnn_dock)
     cnn_dock.cnn = cnn  # as after Fine-tune CNN
     session = widget.save_project(tmp_path / "with_cnn")
     assert session is not None
@@ -200,6 +201,7 @@ def test_project_holds_the_cnn_of_the_cnn_dock(make_napari_viewer, qtbot, tmp_pa
     viewer2 = make_napari_viewer()
     widget2 = PixelClassifierWidget(viewer2)
     dock2 = CNNWidget(viewer2)
+    viewer2.window.add_dock_widget(dock2)
     with qtbot.waitSignal(dock2.predicted, timeout=120_000):
         widget2.open_project(tmp_path / "with_cnn.aaproject", restore=True)
     assert dock2.cnn is not None and "loaded the project's CNN" in widget2.project_status.text()

@@ -151,12 +151,10 @@ class BatchPredictionWidget(QWidget):
 
     def pixel_classifier_model(self):
         """The trained forest of an open Pixel classifier dock, or None."""
-        from active_annotator_napari._widget import PixelClassifierWidget
+        from ._layers import pixel_dock_for
 
-        for widget in self.viewer.window.dock_widgets.values():
-            if isinstance(widget, PixelClassifierWidget) and getattr(widget, "classifier", None) is not None:
-                return widget.classifier
-        return None
+        dock = pixel_dock_for(self.viewer)
+        return None if dock is None else dock.classifier
 
     @property
     def busy(self) -> bool:

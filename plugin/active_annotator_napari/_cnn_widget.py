@@ -36,14 +36,21 @@ from qtpy.QtWidgets import (
 
 from active_annotator import entropy
 from active_annotator.errors import AnnotatorError, InputError
-from ._dock import CHANNEL_CHOICES, Dock, choice_combo, choice_value, guess_axes, image_and_geometry, set_choice
+
+from ._dock import (
+    CHANNEL_CHOICES,
+    Dock,
+    choice_combo,
+    choice_value,
+    guess_axes,
+    image_and_geometry,
+    set_choice,
+)
 from ._layers import (
     CNN_SOURCE,
-    FOREST_SOURCE,
     is_probability_layer,
+    pixel_dock_for,
     put_probability_layers,
-    read_probabilities,
-    register_cnn_dock,
 )
 
 CNN_PREDICTION = "cnn prediction"
@@ -165,7 +172,6 @@ class CNNWidget(Dock):
         self._show_torch_state()
         if not self.torch_missing:
             self.set_status(self._ready_text())
-        register_cnn_dock(self)  # so that the Pixel classifier's projects can hold the CNN
 
     # -- layout ------------------------------------------------------------------
     def _build(self):
@@ -423,7 +429,14 @@ class CNNWidget(Dock):
         """
         if not self.warm_check.isChecked():
             return None, None, ""
-        proba, classes = read_probabilities(self.viewer, FOREST_SOURCE)
+        # the Pixel classifier dock's session holds the forest's probabilities (not read back from layers)
+        pixel = pixel_dock_for(self.viewer)
+        session = None if pixel is None else pixel.session
+        proba = None if session is None else session.probabilities
+        if proba is not None and session.image is not self.image_layer.data:
+            return None, None, ("no warm start: the Pixel classifier was trained on another image "
+                                f"(train it on '{self.image_layer.name}' to warm-start from it)")
+        classes = None if proba is None else [int(c) for c in session.classifier.classes_]
         if proba is None:
             return None, None, ("no warm start: the Pixel classifier has not been trained yet (press Train "
                                 "there first to warm-start from it)")

@@ -1,8 +1,5 @@
 """Layer choice helpers shared by the dock widgets (combo boxes of layer names)."""
 
-import weakref
-
-
 class LayerChoiceMixin:
     """Needs ``self.viewer``. Fills combo boxes with layer names and looks layers up."""
 
@@ -94,22 +91,32 @@ def read_probabilities(viewer, source):
     return np.stack([np.asarray(layers[c].data, dtype=np.float32) for c in classes]), classes
 
 
-# -- the CNN dock of a viewer (for projects) ----------------------------------------------
-# The Pixel classifier saves and reopens projects; the CNN dock is a separate widget. Open
-# CNN docks register here so that a project can hold the CNN too (models/cnn.aacnn).
-_CNN_DOCKS = weakref.WeakSet()
+# -- the other docks of a viewer ---------------------------------------------------------------
+def dock_of(viewer, kind):
+    """The first dock of type ``kind`` in ``viewer``'s window (public ``window.dock_widgets``), or None.
 
-
-def register_cnn_dock(widget) -> None:
-    _CNN_DOCKS.add(widget)
+    How docks find each other: the CNN dock warm-starts from the Pixel classifier dock's
+    session, a project holds the CNN dock's network, the Batch dock uses the current forest.
+    """
+    try:
+        docks = list(viewer.window.dock_widgets.values())
+    except (AttributeError, RuntimeError):  # no window (closed)
+        return None
+    for widget in docks:
+        if isinstance(widget, kind):
+            return widget
+    return None
 
 
 def cnn_dock_for(viewer):
     """The open CNN fine-tuning dock of ``viewer``, or None."""
-    for widget in list(_CNN_DOCKS):
-        try:
-            if widget.viewer is viewer:
-                return widget
-        except RuntimeError:  # its Qt object was deleted
-            continue
-    return None
+    from ._cnn_widget import CNNWidget
+
+    return dock_of(viewer, CNNWidget)
+
+
+def pixel_dock_for(viewer):
+    """The open Pixel classifier dock of ``viewer``, or None."""
+    from ._widget import PixelClassifierWidget
+
+    return dock_of(viewer, PixelClassifierWidget)
