@@ -133,7 +133,14 @@ def test_deep_family_is_refused_for_signals():
 
 def test_without_torch_the_core_works_and_deep_names_the_extra():
     code = (
-        "import sys; sys.modules['torch'] = None\n"
+        # torch hidden as if it were not installed: a finder that refuses it (a None entry in
+        # sys.modules would also be seen by scipy's array-API probe, which no real install has)
+        "import sys, importlib.abc\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
         "import numpy as np\n"
         "from active_annotator import FeatureSet, compute\n"
         "img = np.random.default_rng(0).random((32, 32)).astype('float32')\n"
