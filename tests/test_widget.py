@@ -267,7 +267,7 @@ def test_cancel_discards_the_running_job_and_keeps_layers(viewer, qtbot):
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
 
     assert trained == []
-    assert widget.status.text() == "Cancelled."
+    assert widget.status.text() == "Cancelled: nothing changed."
     assert not widget.cancel_button.isEnabled()
     assert widget.classifier.n_estimators == 10  # the model from the finished run is kept
     np.testing.assert_array_equal(viewer.layers["prediction"].data, before)

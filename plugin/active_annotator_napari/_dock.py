@@ -158,6 +158,7 @@ class LayerPicker:
         self.combo.native_parent_changed.connect(self.refresh)
         self.native = self.combo.native
         self.native.setToolTip(tooltip)
+        self._listeners = []
         self._chosen = False  # magicgui fills in its first choice: not one a person made
         self.refresh()
         self._chosen = True
@@ -180,6 +181,12 @@ class LayerPicker:
         fallback = [ly for ly in layers if not self._avoid(ly)]
         return fallback[0] if fallback else None
 
+    def on_change(self, callback) -> None:
+        """Call ``callback()`` when the chosen layer changes: by the person, or because the
+        layer list changed (magicgui refills the combo without a text signal)."""
+        self._listeners.append(callback)
+        self.native.currentTextChanged.connect(lambda *_: callback())
+
     def refresh(self, *_):
         """Re-read the layer list; keep the current layer when it is still there."""
         current = self.value
@@ -196,6 +203,9 @@ class LayerPicker:
                 self.native.setCurrentIndex(-1)  # nothing fits: no preselection
             else:
                 self.combo.value = default
+        if self.value is not current:
+            for callback in self._listeners:
+                callback()
 
     @property
     def value(self):
@@ -252,6 +262,8 @@ class Task:
     stop: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
     worker: object = None
+    notify: bool = True  # an error pops up a notification (Live mode's retraining: status line only)
+    interval: float = REPORT_INTERVAL_S  # seconds between progress reports
     _dock: object = None
     _last: float = 0.0
 
@@ -260,7 +272,7 @@ class Task:
 
     def progress(self, done, total, text=""):
         now = time.perf_counter()
-        if done < total and now - self._last < REPORT_INTERVAL_S:
+        if done < total and now - self._last < self.interval:
             return
         self._last = now
         self._send(("progress", (int(done), int(total), text)))
@@ -290,6 +302,9 @@ class Dock(QWidget):
     failed = Signal(str)
     cancelled = Signal()
     _delivered = Signal(object, object)  # (task, message) from a worker thread
+    # a dock whose runs are latency-critical reports less often and shows no animated busy bar
+    report_interval_s = REPORT_INTERVAL_S
+    busy_animation = True
 
     def __init__(self, napari_viewer, idle_text=""):
         super().__init__()
@@ -401,7 +416,7 @@ class Dock(QWidget):
         return add(data, name=name, **geometry, **kwargs)
 
     # -- workers ---------------------------------------------------------------------
-    def run(self, job, on_done, *, desc, on_report=None, on_error=None, on_yielded=None) -> Task:
+    def run(self, job, on_done, *, desc, on_report=None, on_error=None, on_yielded=None, notify=True) -> Task:
         """Run ``job(task)`` in a napari worker; on the main thread call ``on_done(result)``.
 
         ``job`` may be a generator function: a yielded ``(done, total)`` moves the
@@ -409,10 +424,11 @@ class Dock(QWidget):
         next yield. A running job is stopped (its ``task.should_stop()`` turns
         true) and its result dropped: the newest request wins, none is queued.
         An :class:`AnnotatorError` raised by the job is shown with :meth:`fail`
-        (or given to ``on_error``); :class:`Cancelled` ends quietly.
+        (or given to ``on_error``; ``notify=False``: in the status line only, no pop-up);
+        :class:`Cancelled` ends quietly.
         """
         self._dock_stop_task()
-        task = Task(_dock=self)
+        task = Task(_dock=self, notify=notify, interval=self.report_interval_s)
         self._task, self._report_handler = task, on_report
         worker = create_worker(job, task, _progress={"total": 0, "desc": desc}, _start_thread=False,
                                _connect={"errored": lambda exc, t=task: self._dock_errored(t, exc, on_error)})
@@ -426,7 +442,8 @@ class Dock(QWidget):
         self._workers.add(worker)
         self._live.add(task)
         self.cancel_button.setEnabled(True)
-        self.progress_bar.setRange(0, 0)  # busy until the first report
+        self.progress_bar.setRange(0, 0 if self.busy_animation else 1)  # busy until the first report
+        self.progress_bar.setValue(0)
         self.progress_bar.setFormat(f"{desc}…")
         self.set_status(f"{desc}…")
         worker.start()
@@ -512,7 +529,7 @@ class Dock(QWidget):
         elif on_error is not None:
             on_error(exc)
         elif isinstance(exc, AnnotatorError):
-            self.fail(str(exc))
+            self.fail(str(exc), notify=task.notify)
         else:  # a bug: say what it was; the type helps a bug report
             self.fail(f"{type(exc).__name__}: {exc}")
 

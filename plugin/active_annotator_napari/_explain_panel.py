@@ -53,13 +53,13 @@ def _explain_job(explained):
 
 
 def _pixel_source(dock):
-    """The Pixel dock's model and labelled pixels (its own attributes, as before the base)."""
+    """The Pixel dock's model and labelled pixels."""
     if dock.classifier is None:
         raise InputError("There is no model yet: press Train first.")
     layer = dock.annotations_layer
     if layer is None:
         raise InputError("There are no annotations to explain the model on: paint labels first.")
-    _, image, ca, *_ = dock._image_and_geometry()
+    _, image, ca, *_ = dock.image_and_geometry()
     image, labels, clf = np.asarray(image), np.asarray(layer.data), dock.classifier
 
     def samples():
@@ -87,7 +87,7 @@ def _pixel_suggestion(dock):
     layer = dock.annotations_layer
     if layer is None:
         raise InputError("There are no annotations to rank features on: paint strokes of two classes first.")
-    _, image, ca, *_ = dock._image_and_geometry()
+    _, image, ca, *_ = dock.image_and_geometry()
     clf = dock.classifier
     features = getattr(clf, "feature_set", None) if clf is not None else None
     n_channels = int(getattr(clf, "n_channels_in_", 1) or 1) if clf is not None else 1

@@ -1,5 +1,9 @@
 """Projects in napari: save, open, autosave after every stroke, restore after a crash.
 
+:class:`ProjectBox` is the Pixel classifier dock's "Project" group (buttons and
+status); :func:`save_project` / :func:`open_project` turn layers into a
+project and back.
+
 The core (:mod:`active_annotator.project`) does all file work; this module
 connects a Labels layer's edit events to it. After each finished stroke (and
 after undo/redo) a debounced timer compares the layer with what is already
@@ -8,15 +12,19 @@ replaces each chunk atomically, so a crash loses at most the strokes made
 since the last autosave.
 """
 
+import time
 from pathlib import Path
 
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, QTimer, Signal
+from qtpy.QtWidgets import QApplication, QFileDialog, QGridLayout, QGroupBox, QLabel, QPushButton
 
 from active_annotator.errors import AnnotatorError
 from active_annotator.project import Project, safe_name
+
+from ._layers import cnn_dock_for
 
 AUTOSAVE_DELAY_MS = 1000
 
@@ -208,3 +216,129 @@ def open_project(viewer, path, restore=None, delay_ms=AUTOSAVE_DELAY_MS) -> list
         show_info("Read from outside the project folder (not embedded; moving it breaks the project): "
                   + "; ".join(f"{name}: {src}" for name, src in external))
     return sessions
+
+
+PIXEL_MODEL = "pixel.aamodel"  # file names inside a project's models/ folder
+CNN_MODEL = "cnn.aacnn"
+
+
+class ProjectBox(QGroupBox):
+    """The Pixel classifier dock's "Project" group: save, open, autosave status.
+
+    A project holds the image, its annotations (autosaved), the Pixel dock's
+    settings, learning curve and suggestions, the forest of its session and
+    the CNN dock's network. ``dock`` is the Pixel classifier dock; this box
+    reads it and restores it, and holds the :class:`ProjectSession`.
+    """
+
+    def __init__(self, dock):
+        super().__init__("Project")
+        self.dock = dock
+        self.session = None
+        grid = QGridLayout(self)
+        self.save_button = QPushButton("Save project…")
+        self.save_button.setToolTip(
+            "Save image, annotations, model and settings in a .aaproject folder.\n"
+            "From then on every stroke is autosaved there within a few seconds.")
+        self.save_button.clicked.connect(self._save_dialog)
+        self.open_button = QPushButton("Open project…")
+        self.open_button.setToolTip("Open a .aaproject folder; after a crash it offers to restore autosaved strokes.")
+        self.open_button.clicked.connect(self._open_dialog)
+        self.status = QLabel("Not saved in a project: strokes are not autosaved.")
+        self.status.setWordWrap(True)
+        grid.addWidget(self.save_button, 0, 0)
+        grid.addWidget(self.open_button, 0, 1)
+        grid.addWidget(self.status, 1, 0, 1, 2)
+
+    def save(self, path):
+        """Save into a project folder and autosave every stroke there from now on; the session or None."""
+        dock = self.dock
+        layer = dock.image_layer
+        if layer is None:
+            dock.fail("Open an image before saving a project.")
+            return None
+        labels_layer = dock.annotations_layer or dock.new_annotations()
+        if labels_layer is None:
+            return None
+        try:
+            if self.session is not None:
+                self.session.close()
+            session = save_project(path, layer, labels_layer, settings=dock.settings(),
+                                   channel_axis=dock.channel_axis,
+                                   spatial_ndim=3 if dock.spatial_mode == "3d" else 2,
+                                   history=dock.history.to_dict(), suggestions=dock.suggestions_panel.state())
+            saved = []
+            if dock.classifier is not None:
+                dock.classifier.save(session.project.model_path(PIXEL_MODEL))
+                saved.append("forest")
+            cnn_dock = cnn_dock_for(dock.viewer)
+            if cnn_dock is not None and cnn_dock.cnn is not None:
+                cnn_dock.cnn.save(session.project.model_path(CNN_MODEL))
+                saved.append("CNN")
+        except (AnnotatorError, OSError) as e:
+            dock.fail(f"Could not save the project: {e}")
+            return None
+        self._attach(session)
+        models = f" with the {' and '.join(saved)}" if saved else ""
+        self.status.setText(f"Project {session.project.path.name}: saved{models}; strokes autosave.")
+        return session
+
+    def open(self, path, restore=None):
+        """Open a project's images and annotations as layers, restore the dock, resume autosaving.
+
+        ``restore`` answers the crash-recovery question (None: ask in a dialog).
+        """
+        dock = self.dock
+        try:
+            sessions = open_project(dock.viewer, path, restore=restore)
+        except (AnnotatorError, OSError) as e:
+            dock.fail(f"Could not open the project: {e}")
+            return None
+        if not sessions:
+            dock.fail("The project has no images.")
+            return None
+        session, project = sessions[0], sessions[0].project
+        for extra in sessions[1:]:
+            extra.setParent(self)  # keep them alive: they autosave their layers
+        dock.image_picker.select(session.name)
+        dock.annotations_picker.select(session.layer.name)
+        dock.apply_settings(project.settings)
+        self._attach(session)
+        if project.history:
+            dock.show_history(project.history, session.name)
+        dock.suggestions_panel.restore(project.suggestions)
+        model = project.model_path(PIXEL_MODEL)
+        if model.exists():
+            dock.load_model(model)
+        note = ""
+        cnn_path = project.model_path(CNN_MODEL)
+        if cnn_path.exists():
+            cnn_dock = cnn_dock_for(dock.viewer)
+            if cnn_dock is not None:
+                cnn_dock.load_cnn(cnn_path)
+                note = " The CNN dock loaded the project's CNN."
+            else:
+                note = f" The project holds a CNN: open Plugins > CNN fine-tuning and press Load CNN… ({cnn_path})."
+        self.status.setText(f"Project {project.path.name}: opened; strokes autosave.{note}")
+        return session
+
+    def _attach(self, session):
+        self.session = session
+        session.setParent(self)
+        session.autosaved.connect(lambda name: self.status.setText(
+            f"Project {session.project.path.name}: autosaved at {time.strftime('%H:%M:%S')}."))
+        session.autosave_failed.connect(lambda msg: self.status.setText(f"Autosave failed: {msg}"))
+        app = QApplication.instance()
+        if app is not None:  # a clean exit removes the crash marker
+            app.aboutToQuit.connect(session.close)
+
+    def _save_dialog(self):
+        path = QFileDialog.getExistingDirectory(self, "Folder for the new project")
+        if path:
+            layer = self.dock.image_layer
+            self.save(Path(path) / (layer.name if layer is not None else "project"))
+
+    def _open_dialog(self):
+        path = QFileDialog.getExistingDirectory(self, "Open project (.aaproject folder)")
+        if path:
+            self.open(path)

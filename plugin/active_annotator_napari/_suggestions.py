@@ -225,7 +225,7 @@ class SuggestionsPanel(QWidget):
         try:
             if owner.classifier is None:
                 raise InputError("Train first: suggestions rank patches by the model's uncertainty.")
-            _, image, ca, shape, scale, translate = owner._image_and_geometry()
+            _, image, ca, shape, scale, translate = owner.image_and_geometry()
             session = owner.session
             proba = None if session is None or session.image is not image else session.probabilities
             if proba is None or tuple(proba.shape[1:]) != shape:
