@@ -32,10 +32,9 @@ import time
 import numpy as np
 
 
-def _previous_run_job(job, report):
+def _previous_run_job(job, task):
     """The widget's worker body before the cached, visible-first path (for comparison)."""
     from active_annotator import entropy
-    from active_annotator.errors import AnnotatorError, Cancelled
     from active_annotator.evaluation import fit_and_validate
     from active_annotator.session import Stage
     from active_annotator_napari._widget import _Outcome
@@ -44,24 +43,16 @@ def _previous_run_job(job, report):
     clf = job.classifier
     image, channel_axis = job.session.image, job.session.channel_axis
     validation = None
-    try:
-        if job.kind == "train":
-            validation = fit_and_validate(
-                clf, image, job.labels, channel_axis=channel_axis,
-                on_progress=lambda d, t: report(job, "Training: features of labelled planes", d, t),
-                should_stop=job.stop.is_set)
-        yield "predicting"
-        proba = clf.predict_proba(image, channel_axis=channel_axis,
-                                  on_progress=lambda d, t: report(job, "Predicting tiles", d, t),
-                                  should_stop=job.stop.is_set)
-        yield "uncertainty"
-        uncertainty = entropy(proba)
-        prediction = clf.classes_[np.argmax(proba, axis=0)].astype(clf.labels_dtype_)
-        yield "done"
-    except Cancelled:
-        return _Outcome(cancelled=True)
-    except AnnotatorError as e:
-        return _Outcome(error=str(e))
+    if job.kind == "train":
+        validation = fit_and_validate(clf, image, job.labels, channel_axis=channel_axis,
+                                      on_progress=lambda d, t: task.progress(d, t, "Training"),
+                                      should_stop=task.should_stop)
+    yield (1, 3)
+    proba = clf.predict_proba(image, channel_axis=channel_axis, should_stop=task.should_stop,
+                              on_progress=lambda d, t: task.progress(d, t, "Predicting tiles"))
+    yield (2, 3)
+    uncertainty = entropy(proba)
+    prediction = clf.classes_[np.argmax(proba, axis=0)].astype(clf.labels_dtype_)
     whole = tuple(slice(0, n) for n in prediction.shape)
     seconds = time.perf_counter() - start
     return _Outcome(stage=Stage(whole, proba, prediction, uncertainty, clf, True, seconds), classifier=clf,
@@ -226,8 +217,7 @@ def main(argv=None):
     for i in range(a.strokes + 1):
         c = PixelClassifier(**clf.get_params())
         t = time.perf_counter()
-        session.train(lab, c)
-        next(session.predict(visible, classifier=c))
+        next(session.round(lab, c, visible))  # the widget's worker: the same round, first stage
         if i:
             script.append(time.perf_counter() - t)
 

@@ -166,7 +166,7 @@ def test_widget_saves_and_reopens_a_project_with_model_and_settings(make_napari_
     assert len(widget2.history.rounds) == len(widget.history.rounds) >= 1
     assert [(s.rank, s.candidate.slices) for s in widget2.suggestions_panel.suggestions] == ranking
     assert "prediction" in viewer2.layers
-    widget2.project_session.close()
+    widget2.project_box.session.close()
     session.close()
 
 
@@ -206,14 +206,14 @@ def test_project_holds_the_cnn_of_the_cnn_dock(make_napari_viewer, qtbot, tmp_pa
         widget2.open_project(tmp_path / "with_cnn.aaproject", restore=True)
     assert dock2.cnn is not None and "loaded the project's CNN" in widget2.project_status.text()
     np.testing.assert_allclose(dock2.cnn.predict_proba(image), cnn.predict_proba(image), atol=1e-5)
-    widget2.project_session.close()
+    widget2.project_box.session.close()
 
     # reopened without a CNN dock: the status says where the CNN is
     viewer3 = make_napari_viewer()
     widget3 = PixelClassifierWidget(viewer3)
     widget3.open_project(tmp_path / "with_cnn.aaproject", restore=True)
     assert "holds a CNN" in widget3.project_status.text()
-    widget3.project_session.close()
+    widget3.project_box.session.close()
 
 
 def test_widget_reports_a_project_it_cannot_open(make_napari_viewer, tmp_path):

@@ -37,6 +37,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -53,6 +54,7 @@ from qtpy.QtWidgets import (
 from active_annotator.errors import AnnotatorError, Cancelled, InputError
 from active_annotator.features import thick_slices
 
+from ._layers import is_probability_layer
 from ._messages import for_gui
 
 # (text shown, channel_axis passed to the core)
@@ -60,6 +62,13 @@ CHANNEL_CHOICES = (
     ("none (single channel)", None),
     ("last axis (RGB / channels last)", -1),
     ("first axis (channels first)", 0),
+)
+# (text shown, spatial mode); "2d" and "planes" both use 2-D filters, "planes" says
+# that leading axes are independent planes rather than a mistake
+SPATIAL_CHOICES = (
+    ("2D image", "2d"),
+    ("3D volume (3D filters)", "3d"),
+    ("2D per plane (stack of images)", "planes"),
 )
 # A progress report repaints the dock (and, under Xvfb, the GL canvas): at most this often
 REPORT_INTERVAL_S = 0.2
@@ -134,6 +143,20 @@ def image_and_geometry(layer, channel_axis):
             del scale[channel_axis]
             del translate[channel_axis]
     return data, tuple(shape), tuple(scale), tuple(translate)
+
+
+def check_spatial_mode(layer, shape, mode) -> None:
+    """InputError naming the fix when ``shape`` (an image layer's non-channel shape) does not
+    fit the spatial mode (``SPATIAL_CHOICES``): a 2-D image has 2 axes, the others at least 3."""
+    n = len(shape)
+    if mode == "2d" and n != 2:
+        raise InputError(
+            f"'{layer.name}' has {n} non-channel axes (shape {tuple(layer.data.shape)}). Choose "
+            "'3D volume' or '2D per plane' under Spatial dims, or set the channel axis.")
+    if mode in ("3d", "planes") and n < 3:
+        raise InputError(
+            f"'{layer.name}' has only {n} non-channel axes (shape {tuple(layer.data.shape)}): "
+            "choose '2D image' under Spatial dims.")
 
 
 class LayerPicker:
@@ -234,14 +257,14 @@ class _FullHeightScroll(QScrollArea):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
-    def sizeHint(self):  # noqa: N802 - Qt's name
+    def sizeHint(self):
         hint = super().sizeHint()
         if self.widget() is not None:
             hint.setHeight(self.widget().sizeHint().height() + 2 * self.frameWidth())
             hint.setWidth(self.widget().sizeHint().width() + self.verticalScrollBar().sizeHint().width())
         return hint
 
-    def minimumSizeHint(self):  # noqa: N802 - Qt's name
+    def minimumSizeHint(self):
         hint = super().minimumSizeHint()
         hint.setHeight(min(hint.height(), self.MIN_HEIGHT))
         if self.widget() is not None:
@@ -313,6 +336,7 @@ class Dock(QWidget):
         self._workers = set()
         self._live = set()  # tasks whose worker has not finished (also replaced or cancelled ones)
         self._pickers = []
+        self._watched = {}  # key -> (layer, event name, callback): see watch()
         self._report_handler = None
         self._delivered.connect(self._dock_delivered)
 
@@ -369,6 +393,59 @@ class Dock(QWidget):
         for picker in self._pickers:
             picker.refresh()
 
+    def add_data_pickers(self, form, *, skip=(), image_tip, annotations_tip, new_button=None, **annotations):
+        """Rows "Image" and "Annotations" in ``form``: ``self.image_picker`` (image layers, not
+        ``skip`` nor probability layers) and ``self.annotations_picker`` (Labels, "annotations"
+        preferred; ``annotations``: more :class:`LayerPicker` options), their QComboBoxes
+        ``image_combo`` and ``annotations_combo``; ``new_button`` beside the annotations."""
+        self.image_picker = self.layer_picker(
+            napari.layers.Image, accept=lambda ly: ly.name not in skip and not is_probability_layer(ly),
+            tooltip=image_tip)
+        self.image_combo = self.image_picker.native
+        form.addRow("Image", self.image_combo)
+        self.annotations_picker = self.layer_picker(
+            napari.layers.Labels, accept=lambda ly: ly.name not in skip, prefer=("annotations",),
+            tooltip=annotations_tip, **annotations)
+        self.annotations_combo = self.annotations_picker.native
+        row = QHBoxLayout()
+        row.addWidget(self.annotations_combo, 1)
+        if new_button is not None:
+            row.addWidget(new_button)
+        form.addRow("Annotations", row)
+
+    @property
+    def image_layer(self):
+        """The chosen image layer (of :meth:`add_data_pickers`), or None."""
+        return self.image_picker.value
+
+    @property
+    def annotations_layer(self):
+        """The chosen annotations layer (of :meth:`add_data_pickers`), or None."""
+        return self.annotations_picker.value
+
+    def watch(self, key, layer, event, callback) -> None:
+        """Connect ``callback`` to ``layer.events.<event>``; the previous layer watched under
+        ``key`` is disconnected (one watched layer per key)."""
+        old = self._watched.get(key)
+        if old is not None and old[0] is layer:
+            return
+        if old is not None:
+            try:
+                getattr(old[0].events, old[1]).disconnect(old[2])
+            except (RuntimeError, ValueError, TypeError):  # the layer was deleted
+                pass
+        self._watched.pop(key, None)
+        if layer is not None:
+            getattr(layer.events, event).connect(callback)
+            self._watched[key] = (layer, event, callback)
+
+    @staticmethod
+    def button(text, slot, tip) -> QPushButton:
+        button = QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        return button
+
     def own_layer(self, name, kind):
         """The layer called ``name`` if it is of type ``kind``, else None."""
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], kind):
@@ -382,6 +459,24 @@ class Dock(QWidget):
         else:
             path, _ = QFileDialog.getOpenFileName(self, caption, "", name_filter)
         return path or None
+
+    @staticmethod
+    def check_box(text, tip, checked=False, toggled=None) -> QCheckBox:
+        box = QCheckBox(text)
+        box.setChecked(checked)
+        box.setToolTip(tip)
+        if toggled is not None:
+            box.toggled.connect(toggled)
+        return box
+
+    def path_button(self, text, action, tip, caption, name_filter, save_as=None) -> QPushButton:
+        """A button that asks for a path (see :meth:`ask_path`) and calls ``action(path)``."""
+        def clicked(*_):
+            path = self.ask_path(caption, name_filter, save_as=save_as)
+            if path:
+                action(path)
+
+        return self.button(text, clicked, tip)
 
     # -- messages ------------------------------------------------------------------
     def set_status(self, text: str) -> None:

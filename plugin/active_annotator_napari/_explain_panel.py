@@ -17,7 +17,14 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from napari.qt.threading import thread_worker
-from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from active_annotator.errors import AnnotatorError, InputError
 
@@ -106,7 +113,7 @@ class ExplainPanel(QWidget):
         super().__init__()
         self._dock = dock
         if source is None:  # the Pixel dock's panel, which also suggests features
-            source = lambda: _pixel_source(dock)  # noqa: E731
+            source = lambda: _pixel_source(dock)
             suggest_features = suggest_features or (lambda: _pixel_suggestion(dock))
         self._source = source
         self._worker = None

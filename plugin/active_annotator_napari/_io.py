@@ -12,8 +12,11 @@ from pathlib import Path
 
 from active_annotator.persistence import (
     LABELS_FORMAT as FORMAT,  # noqa: F401 - re-exported for tests and users
-    LABELS_SUFFIX as SUFFIX,
+)
+from active_annotator.persistence import (
     LABELS_VERSION as VERSION,  # noqa: F401
+)
+from active_annotator.persistence import (
     is_annotation_store,
     read_annotation_store,
     write_annotation_store,

@@ -28,8 +28,9 @@ FAMILY_TEXT = {
     "dog": ("Difference of Gaussians", "Band-pass: edges and blobs between consecutive scales."),
     "log": ("Laplacian of Gaussian", "Blob detector: bright or dark spots of about the scale's size."),
     "hessian": ("Hessian eigenvalues", "Local curvature: ridges, valleys, corners and texture."),
-    "deep": ("Pretrained CNN (deep)", "Activations of an ImageNet-pretrained CNN (EfficientNet-Lite0), "
-             "reduced to 32 per channel; slower. Needs: pip install \"napari-active-annotator[deep]\"."),
+    "deep": ("Pretrained CNN (deep)", ("Activations of an ImageNet-pretrained CNN (EfficientNet-Lite0), "
+                                       "reduced to 32 per channel; slower. "
+                                       "Needs: pip install \"napari-active-annotator[deep]\".")),
 }
 DEFAULT_SIGMAS = "1, 2, 4, 8"
 DEFAULT_TREES = 100

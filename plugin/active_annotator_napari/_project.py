@@ -19,7 +19,14 @@ import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, QTimer, Signal
-from qtpy.QtWidgets import QApplication, QFileDialog, QGridLayout, QGroupBox, QLabel, QPushButton
+from qtpy.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QPushButton,
+)
 
 from active_annotator.errors import AnnotatorError
 from active_annotator.project import Project, safe_name
@@ -305,7 +312,7 @@ class ProjectBox(QGroupBox):
         dock.apply_settings(project.settings)
         self._attach(session)
         if project.history:
-            dock.show_history(project.history, session.name)
+            dock.validation_panel.restore(project.history, session.name)
         dock.suggestions_panel.restore(project.suggestions)
         model = project.model_path(PIXEL_MODEL)
         if model.exists():

@@ -4,9 +4,9 @@ The arrays come from :mod:`active_annotator.data` (files in ``sample_data/``);
 here they only get layer names and display settings.
 """
 
-from active_annotator import data
-
 import numpy as np
+
+from active_annotator import data
 
 CLASS_NAMES = {1: "background", 2: "nucleus"}
 MICRONUCLEI_CLASS_NAMES = {1: "background", 2: "nucleus", 3: "micronucleus"}

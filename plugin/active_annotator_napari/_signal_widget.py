@@ -64,14 +64,13 @@ from ._messages import for_signal_gui
 from ._signal_reader import (
     CLASS_NAMES,
     LABELS_SUFFIX,
-    multiscale_levels,
     PREDICTION_SUFFIX,
     UNCERTAINTY_SUFFIX,
     layer_data,
+    multiscale_levels,
     row_geometry,
     signal_data,
 )
-
 
 RANK_FONT_SIZE = 10
 RANK_LABEL_WIDTH_PX = 26  # a two-digit rank at RANK_FONT_SIZE with its box, plus a gap

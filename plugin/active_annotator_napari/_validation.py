@@ -22,15 +22,23 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from active_annotator.evaluation import History
+
 COLUMNS = ("class", "precision", "recall", "f1", "jaccard", "support")
 HEADERS = ("Class", "Precision", "Recall", "F1", "Jaccard", "Pixels")
 
 
 class ValidationPanel(QWidget):
-    """Learning curve and per-class metrics on held-out strokes."""
+    """Learning curve and per-class metrics on held-out strokes.
+
+    Holds the learning curve (``history``: one round per training) of one image
+    (``image``, a layer name): :meth:`follow` starts a new curve for another image.
+    """
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.history = History()
+        self.image = None
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
         self.figure = Figure(figsize=(4, 2.2), layout="constrained")
@@ -58,11 +66,7 @@ class ValidationPanel(QWidget):
         self._draw(None)
 
     def _draw(self, history):
-        if history is None:
-            from active_annotator.evaluation import History
-
-            history = History()
-        history.figure(self.figure)
+        (history or History()).figure(self.figure)
         ax = self.figure.axes[0]
         ax.set_title("Learning curve", fontsize=9)
         ax.tick_params(labelsize=8)
@@ -78,10 +82,24 @@ class ValidationPanel(QWidget):
         self.table.setRowCount(0)
         self.summary.setText(why)
 
-    def show_history(self, history):
-        """Redraw the curve from a saved ``history`` (e.g. a reopened project)."""
-        self._draw(history)
-        self.summary.setText(f"{len(history.rounds)} training rounds restored from the project.")
+    def follow(self, image):
+        """The chosen image is ``image`` (a layer name): a new curve when it is another one."""
+        if image and image != self.image:
+            if self.history.rounds:
+                self.history = History()
+                self.reset(f"New learning curve for {image!r}: the previous one belonged to {self.image!r}.")
+            self.image = image
+
+    def restore(self, rounds, image):
+        """Resume a saved curve (a project's ``history`` rounds) of ``image``."""
+        self.history, self.image = History.from_dict({"rounds": rounds}), image
+        self._draw(self.history)
+        self.summary.setText(f"{len(self.history.rounds)} training rounds restored from the project.")
+
+    def record(self, validation):
+        """Add a training round's ``validation`` to the curve and show its table."""
+        validation.record(self.history)
+        self.show_round(self.history, validation)
 
     def show_round(self, history, validation):
         """Redraw the curve from ``history`` and fill the table from the round's ``validation``."""

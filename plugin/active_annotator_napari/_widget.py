@@ -23,12 +23,9 @@ import napari
 import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
-    QCheckBox,
     QFormLayout,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QPushButton,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -38,44 +35,40 @@ from active_annotator import AnnotationSession, FeatureSet, PixelClassifier
 from active_annotator import load_model as _load_model_file
 from active_annotator import save_model as _save_model_file
 from active_annotator._jit_cache import start_warm_up
-from active_annotator.errors import AnnotatorError, Cancelled, InputError
-from active_annotator.evaluation import History
-from active_annotator.session import Stage
-from active_annotator.view import current_plane, preview_step
-from active_annotator.view import visible_region as _visible_region
+from active_annotator.errors import AnnotatorError, Cancelled
 
-from ._dock import CHANNEL_CHOICES, Dock, _FullHeightScroll, choice_combo, choice_value, guess_axes, set_choice
+from ._dock import (
+    CHANNEL_CHOICES,
+    SPATIAL_CHOICES,
+    Dock,
+    _FullHeightScroll,
+    check_spatial_mode,
+    choice_combo,
+    choice_value,
+    guess_axes,
+    set_choice,
+)
 from ._dock import image_and_geometry as _layer_geometry
-from ._layers import FOREST_SOURCE, is_probability_layer, probability_layers, put_probability_layers
-from ._pixel_controls import DEFAULT_SIGMAS, LIVE_TREES, ModelControls  # noqa: F401 - re-exported
-from ._project import CNN_MODEL, PIXEL_MODEL, ProjectBox  # noqa: F401 - re-exported
+from ._layers import FOREST_SOURCE
+from ._outputs import OutputLayers, view_region, view_step
+from ._pixel_controls import ModelControls
+from ._project import ProjectBox
 
 PREDICTION = "prediction"
-PROBABILITY = "probability"  # one hidden layer per class: "probability 2 (nucleus)"
-SOURCE = FOREST_SOURCE  # metadata "source" of the probability layers
+PROBABILITY = "probability"  # one hidden layer per class ("probability 2 (nucleus)"), source FOREST_SOURCE
 UNCERTAINTY = "uncertainty"
 ANNOTATIONS = "annotations"
 OUTPUT_LAYERS = (PREDICTION, UNCERTAINTY)
 NEW_ANNOTATIONS = f"(new '{ANNOTATIONS}' layer)"
 
-# (text shown, key); "2d" and "planes" both use 2-D filters, "planes" says
-# that leading axes are independent planes rather than a mistake
-SPATIAL_CHOICES = (
-    ("2D image", "2d"),
-    ("3D volume (3D filters)", "3d"),
-    ("2D per plane (stack of images)", "planes"),
-)
 # Live mode retrains this long after the last finished stroke (a burst trains once);
 # features are cached, so a retrain is cheap and the delay can be short.
 LIVE_DELAY_MS = 50
 # A zarr/dask image larger than this many pixels is predicted on screen only (visible region);
 # smaller ones get the whole image in a second stage like numpy images.
 LAZY_FULL_MAX_PIXELS = 1 << 26
+MODEL_FILTER = "Pixel classifier (*.aamodel)"
 IDLE_TEXT = "Paint at least two classes in the annotations layer, then press Train."
-
-
-class _Scroll(_FullHeightScroll):
-    MIN_HEIGHT = 150
 
 
 @dataclass
@@ -105,29 +98,23 @@ class _Outcome:
 
 
 def _run_job(job: _Job, task):
-    """Worker body: the session's train (train jobs), the visible stage (yielded: the dock
-    shows it), the round's validation, then the whole image (returned).
+    """Worker body: the session's round (train, visible stage, validation, the rest); the
+    visible stage is yielded for the dock to draw before the rest is computed.
 
     The core's errors (:class:`AnnotatorError`, :class:`Cancelled`) go to the dock base.
     """
-    start = time.perf_counter()
-    session, clf, stop = job.session, job.classifier, task.should_stop
-    progress = lambda text, done, total: task.progress(done, total, f"{text} {done}/{total}")  # noqa: E731
-    validation = None
-    if job.kind == "train":
-        session.train(job.labels, clf, should_stop=stop, on_progress=progress)
-    stages = session.predict(job.visible, classifier=clf, step=job.step, full=job.full,
-                             should_stop=stop, on_progress=progress)
-    last = next(stages)
+    start, stop = time.perf_counter(), task.should_stop
+    steps = job.session.round(job.labels, job.classifier, job.visible, step=job.step, full=job.full,
+                              should_stop=stop, on_progress=lambda text, d, t: task.progress(d, t, f"{text} {d}/{t}"))
+    last = next(steps)
+    clf = last.classifier
     yield _Outcome(stage=last, classifier=clf, seconds=time.perf_counter() - start, complete=False)
-    # the visible result is drawn on the main thread first: the full stage would compete
-    # with it for the two cores (and the GIL) and delay what the user is looking at
+    # the rest would compete with the drawing for the two cores (and the GIL)
     while not job.shown.wait(0.02):
         if stop():
             raise Cancelled("Cancelled.")
-    if job.kind == "train":
-        validation = session.validate(record=False, should_stop=stop)
-    for last in stages:
+    validation = next(steps)
+    for last in steps:
         pass
     seconds = time.perf_counter() - start
     if not last.complete:  # a huge lazy image: the visible region only
@@ -157,12 +144,9 @@ class PixelClassifierWidget(Dock):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__(napari_viewer, idle_text=IDLE_TEXT)
         self.classifier = None
-        self.history = History()  # one row per training round, for the learning curve
-        self._history_image = None  # the image layer the history belongs to
         self.session = None  # the AnnotationSession of the image last used (see _session_for)
         self.timings = {}  # seconds of the last visible-region update: worker, layer writes
         self._job = None
-        self._watched = {}  # "annotations"/"image"/"uncertainty" -> (layer, callback)
         self._image_seen = None  # the image layer whose axes were guessed last
         start_warm_up()  # on a fresh install the kernels compile while the person paints
         self._build()
@@ -178,27 +162,15 @@ class PixelClassifierWidget(Dock):
     def _build(self):
         data_box = QGroupBox("Data")
         form = QFormLayout(data_box)
-        self.image_picker = self.layer_picker(
-            napari.layers.Image, accept=lambda ly: ly.name not in OUTPUT_LAYERS and not is_probability_layer(ly),
-            tooltip="The image to classify.")
-        self.image_combo = self.image_picker.native
+        self.new_annotations_button = self.button(
+            "New", self.new_annotations, f"Add an empty '{ANNOTATIONS}' Labels layer matching the image and select it.")
+        self.add_data_pickers(
+            form, skip=OUTPUT_LAYERS, image_tip="The image to classify.", new_button=self.new_annotations_button,
+            annotations_tip="Labels layer with your strokes: 0 = unlabelled, 1, 2, ... = classes.\n"
+                            "Training only reads it, never changes it.",
+            avoid=lambda ly: True, none_text=NEW_ANNOTATIONS)  # no 'annotations' layer: make one
         self.image_picker.on_change(self._on_image_changed)
-        form.addRow("Image", self.image_combo)
-        self.annotations_picker = self.layer_picker(
-            napari.layers.Labels, accept=lambda ly: ly.name not in OUTPUT_LAYERS, prefer=(ANNOTATIONS,),
-            avoid=lambda ly: True, none_text=NEW_ANNOTATIONS,
-            tooltip="Labels layer with your strokes: 0 = unlabelled, 1, 2, ... = classes.\n"
-                    "Training only reads it, never changes it.")
-        self.annotations_combo = self.annotations_picker.native
         self.annotations_picker.on_change(self._watch_annotations)
-        self.new_annotations_button = QPushButton("New")
-        self.new_annotations_button.setToolTip(
-            f"Add an empty '{ANNOTATIONS}' Labels layer matching the image and select it.")
-        self.new_annotations_button.clicked.connect(self.new_annotations)
-        row = QHBoxLayout()
-        row.addWidget(self.annotations_combo, 1)
-        row.addWidget(self.new_annotations_button)
-        form.addRow("Annotations", row)
         self.channel_combo = choice_combo(CHANNEL_CHOICES, "Which axis of the image holds colour channels, if any.\n"
                                           "Guessed from the layer (RGB flag, a short first axis); check it.")
         form.addRow("Channel axis", self.channel_combo)
@@ -214,32 +186,32 @@ class PixelClassifierWidget(Dock):
         self.trees_spin, self.depth_spin, self.stages_spin = c.trees_spin, c.depth_spin, c.stages_spin
         self.live_trees_spin = c.live_trees_spin
 
-        self.train_button = self._button("Train", self.train, "Train on the annotations and predict the whole "
+        self.train_button = self.button("Train", self.train, "Train on the annotations and predict the whole "
                                          "image.\nPressing again while it runs restarts with the current strokes.")
-        self.predict_button = self._button("Predict", self.predict,
+        self.predict_button = self.button("Predict", self.predict,
                                            "Apply the current (trained or loaded) model to the chosen image.")
         self.cancel_button.setToolTip("Stop the running training or prediction; the layers stay as they were.")
-        self.live_check = QCheckBox("Live")
-        self.live_check.setToolTip("Retrain (with the preview forest, see 'Trees in Live mode') right after "
-                                   "each finished brush stroke.")
-        self.live_check.toggled.connect(self._on_live_toggled)
+        self.live_check = self.check_box("Live", "Retrain (with the preview forest, see 'Trees in Live mode') "
+                                         "right after each finished brush stroke.", toggled=self._on_live_toggled)
         # the uncertainty layer starts hidden so the image stays in view while painting
-        self.uncertainty_check = QCheckBox("Uncertainty")
-        self.uncertainty_check.setToolTip("Show the 'uncertainty' layer over the image: bright where "
-                                          "the model is unsure, i.e. where a label teaches it most.")
-        self.uncertainty_check.toggled.connect(self._on_uncertainty_toggled)
-        self.save_button = self._button("Save model…", self._save_dialog,
-                                        "Save the trained classifier (.aamodel: safe, never unpickled).")
-        self.load_button = self._button("Load model…", self._load_dialog,
-                                        "Load a saved classifier and apply it to the chosen image.")
-        models = QGridLayout()
-        models.addWidget(self.save_button, 0, 0)
-        models.addWidget(self.load_button, 0, 1)
+        self.uncertainty_check = self.check_box("Uncertainty", "Show the 'uncertainty' layer over the image: bright "
+                                                "where the model is unsure, i.e. where a label teaches it most.")
+        self.outputs = OutputLayers(self, prediction=PREDICTION, uncertainty=UNCERTAINTY, probability=PROBABILITY,
+                                    source=FOREST_SOURCE, uncertainty_check=self.uncertainty_check)
+        self.save_button = self.path_button("Save model…", self.save_model, "Save the trained classifier (.aamodel: "
+                                            "safe, never unpickled).", "Save pixel classifier", MODEL_FILTER,
+                                            save_as="classifier.aamodel")
+        self.load_button = self.path_button("Load model…", self.load_model, "Load a saved classifier and apply it "
+                                            "to the chosen image.", "Load pixel classifier", MODEL_FILTER)
+        models = QHBoxLayout()
+        models.addWidget(self.save_button)
+        models.addWidget(self.load_button)
         self.project_box = ProjectBox(self)
         self.project_status = self.project_box.status
         self.save_project_button, self.open_project_button = self.project_box.save_button, self.project_box.open_button
 
-        train_page = _Scroll()  # on a short screen the controls scroll instead of being squashed
+        train_page = _FullHeightScroll()  # on a short screen the controls scroll instead of being squashed
+        train_page.MIN_HEIGHT = 150
         page = QWidget()
         column = QVBoxLayout(page)
         column.addWidget(data_box)
@@ -270,40 +242,16 @@ class PixelClassifierWidget(Dock):
         self.body.addLayout(actions)
         self.body.addWidget(self.validation_panel, 1)
 
-    @staticmethod
-    def _button(text, slot, tip):
-        button = QPushButton(text)
-        button.setToolTip(tip)
-        button.clicked.connect(slot)
-        return button
-
     # -- layers and axes -------------------------------------------------------------
-    @property
-    def image_layer(self):
-        """The chosen image layer, or None."""
-        return self.image_picker.value
-
-    @property
-    def annotations_layer(self):
-        """The chosen annotations layer, or None when a new one is to be created."""
-        return self.annotations_picker.value
-
     def _on_image_changed(self, *_):
         layer = self.image_layer
         if layer is self._image_seen:
             return  # the same layer (a refill of the list): keep the axes the person chose
         self._image_seen = layer
-        self._watch("image", layer, "data", self._on_image_data)
+        self.watch("image", layer, "data", self._on_image_data)
         if layer is not None:
             self.set_axes(*guess_axes(layer))
-        # the learning curve belongs to one image: start a new one for another image
-        name = None if layer is None else layer.name
-        if name and name != self._history_image:
-            if self.history.rounds:
-                self.history = History()
-                self.validation_panel.reset(f"New learning curve for {name!r}: the previous one "
-                                            f"belonged to {self._history_image!r}.")
-            self._history_image = name
+        self.validation_panel.follow(None if layer is None else layer.name)  # a curve per image
 
     def _on_image_data(self, event=None):
         if self.session is not None:  # the image's pixels were replaced: features of the old ones are void
@@ -312,21 +260,6 @@ class PixelClassifierWidget(Dock):
     def _on_layer_removed(self, event=None):
         if self.session is not None and not any(ly.data is self.session.image for ly in self.viewer.layers):
             self.session = None  # its image was removed: free the cached features
-
-    def _watch(self, key, layer, event, callback):
-        """Connect ``callback`` to ``layer.events.<event>``, disconnecting the previous layer of ``key``."""
-        old = self._watched.pop(key, None)
-        if old is not None and old[0] is not layer:
-            try:
-                getattr(old[0].events, event).disconnect(old[1])
-            except (RuntimeError, ValueError, TypeError):  # the layer was deleted
-                pass
-        elif old is not None:
-            self._watched[key] = old
-            return
-        if layer is not None:
-            getattr(layer.events, event).connect(callback)
-            self._watched[key] = (layer, callback)
 
     def set_axes(self, channel_axis, spatial):
         """Choose the channel axis (None, -1 or 0) and spatial mode ("2d", "3d", "planes")."""
@@ -354,15 +287,7 @@ class PixelClassifierWidget(Dock):
         against the Spatial dims choice (InputError naming the fix)."""
         layer, ca = self.image_layer, self.channel_axis
         image, shape, scale, translate = _layer_geometry(layer, ca)
-        n, mode = len(shape), self.spatial_mode
-        if mode == "2d" and n != 2:
-            raise InputError(
-                f"'{layer.name}' has {n} non-channel axes (shape {tuple(image.shape)}). Choose "
-                "'3D volume' or '2D per plane' under Spatial dims, or set the channel axis.")
-        if mode in ("3d", "planes") and n < 3:
-            raise InputError(
-                f"'{layer.name}' has only {n} non-channel axes (shape {tuple(image.shape)}): "
-                "choose '2D image' under Spatial dims.")
+        check_spatial_mode(layer, shape, self.spatial_mode)
         return layer, image, ca, shape, scale, translate
 
     def _session_for(self, image, ca, shape) -> AnnotationSession:
@@ -383,54 +308,16 @@ class PixelClassifierWidget(Dock):
         """Feature tiles computed for the current image so far (a cache hit adds none)."""
         return 0 if self.session is None else self.session.tiles_computed
 
-    # -- what is on screen (the geometry is the core's: active_annotator.view) -------------
-    def _data_point(self, layer, world, ca):
-        point = np.asarray(layer.world_to_data(world), float)
-        return np.delete(point, ca) if ca is not None and not layer.rgb else point
-
     def visible_region(self, layer, shape, ca, spatial_ndim):
-        """Slices over the image's non-channel axes ``(*stack, *spatial)`` of what is on screen.
-
-        From the public viewer API: the dims point, camera center and zoom, canvas size; a
-        3-D view shows the whole volume, a view of other axes than the spatial ones the plane.
-        """
-        dims = self.viewer.dims
-        try:
-            point = self._data_point(layer, dims.point, ca)
-            if dims.ndisplay != 2:
-                return _visible_region(shape, spatial_ndim, point, three_d=True)
-            displayed = list(dims.displayed)
-            if displayed != [dims.ndim - layer.ndim + a for a in range(layer.ndim)][-2:]:
-                return _visible_region(shape, spatial_ndim, point)
-            cam = self.viewer.scene.camera
-            center = np.asarray(cam.center, float)[-2:]
-            half = np.asarray(self.viewer.canvas.size, float)[:2] / (2.0 * cam.zoom)
-            corners = []
-            for dy in (-1, 1):
-                for dx in (-1, 1):
-                    w = np.asarray(dims.point, float).copy()
-                    w[displayed[0]], w[displayed[1]] = center[0] + dy * half[0], center[1] + dx * half[1]
-                    corners.append(self._data_point(layer, w, ca))
-            return _visible_region(shape, spatial_ndim, point, corners)
-        except Exception:  # noqa: BLE001 - a view we do not understand: the current plane
-            return current_plane(shape, spatial_ndim)
-
-    def _screen_step(self, layer):
-        """Image pixels per screen pixel when zoomed out (a power of 2, at most 16; else 1)."""
-        if self.viewer.dims.ndisplay != 2:
-            return 1
-        try:
-            per_screen = 1.0 / (self.viewer.scene.camera.zoom * min(abs(float(v)) for v in layer.scale[-2:]))
-        except (AttributeError, ValueError, ZeroDivisionError):  # no camera we understand: exact
-            return 1
-        return preview_step(per_screen)
+        """Slices over the image's non-channel axes ``(*stack, *spatial)`` of what is on screen."""
+        return view_region(self.viewer, layer, shape, ca, spatial_ndim)
 
     def _make_job(self, kind, labels, classifier, notify=True):
         layer, image, ca, shape, scale, translate = self.image_and_geometry()
         job = _Job(kind, self._session_for(image, ca, shape), labels, classifier, scale, translate, notify=notify)
         job.visible = self.visible_region(layer, shape, ca, job.session.spatial_ndim)
         job.full = isinstance(image, np.ndarray) or int(np.prod(shape)) <= LAZY_FULL_MAX_PIXELS
-        job.step = self._screen_step(layer) if job.full else 1  # lazy visible-only: exact
+        job.step = view_step(self.viewer, layer) if job.full else 1  # lazy visible-only: exact
         return job
 
     def new_annotations(self):
@@ -456,18 +343,13 @@ class PixelClassifierWidget(Dock):
         ``live`` (Live mode's retraining): at most "Trees in Live mode" trees.
         """
         try:
-            _, _, _, shape, _, _ = self.image_and_geometry()
+            self.image_and_geometry()  # an image to train on, or the error that says what to do
             clf = self.controls.classifier(self.spatial_ndim, live=live)
             labels_layer = self.annotations_layer or self.new_annotations()
             if labels_layer is None:
                 return
             labels = np.array(labels_layer.data, copy=True)  # the user may paint on while we train
-            if labels.shape != shape:
-                raise InputError(
-                    f"Annotations '{labels_layer.name}' have shape {labels.shape} but the image's "
-                    f"non-channel shape is {shape}. Choose the matching annotations layer or channel "
-                    "axis, or press New to make one.")
-            job = self._make_job("train", labels, clf, notify=notify)
+            job = self._make_job("train", labels, clf, notify=notify)  # the session checks the shape
         except AnnotatorError as e:
             self.fail(str(e), notify=notify)
             return
@@ -479,9 +361,7 @@ class PixelClassifierWidget(Dock):
             self.fail("There is no model yet: press Train, or Load model.")
             return
         try:
-            _, image, ca, *_ = self.image_and_geometry()
-            self.classifier.check_image(image.shape, ca)
-            job = self._make_job("predict", None, self.classifier)
+            job = self._make_job("predict", None, self.classifier)  # the session checks the model fits
         except AnnotatorError as e:
             self.fail(str(e))
             return
@@ -529,23 +409,11 @@ class PixelClassifierWidget(Dock):
         if layer is None:
             self.set_status(f"Loaded {Path(path).name}; open an image and press Predict.")
             return True
-        if clf.feature_set.ndim == 3:
-            set_choice(self.spatial_combo, SPATIAL_CHOICES, "3d")
-        elif self.spatial_mode == "3d":
-            set_choice(self.spatial_combo, SPATIAL_CHOICES, "planes")
+        mode = "3d" if clf.feature_set.ndim == 3 else "planes" if self.spatial_mode == "3d" else self.spatial_mode
+        set_choice(self.spatial_combo, SPATIAL_CHOICES, mode)
         self.set_status(f"Loaded {Path(path).name}; predicting '{layer.name}'…")
         self.predict()
         return True
-
-    def _save_dialog(self):
-        path = self.ask_path("Save pixel classifier", "Pixel classifier (*.aamodel)", save_as="classifier.aamodel")
-        if path:
-            self.save_model(path)
-
-    def _load_dialog(self):
-        path = self.ask_path("Load pixel classifier", "Pixel classifier (*.aamodel)")
-        if path:
-            self.load_model(path)
 
     # -- projects (the box does the work: _project.ProjectBox) ------------------------------
     def settings(self) -> dict:
@@ -558,15 +426,10 @@ class PixelClassifierWidget(Dock):
             self.set_axes(settings.get("channel_axis"), settings.get("spatial_mode", "2d"))
         self.controls.apply(settings)
 
-    def show_history(self, rounds, image_name):
-        """Resume a learning curve (a project's ``history`` rounds) for ``image_name``."""
-        self.history = History.from_dict({"rounds": rounds})
-        self._history_image = image_name
-        self.validation_panel.show_history(self.history)
-
     @property
-    def project_session(self):
-        return self.project_box.session
+    def history(self):
+        """The learning curve of the chosen image (``evaluation.History``)."""
+        return self.validation_panel.history
 
     def save_project(self, path):
         """Save into a project folder and autosave every stroke there; the ProjectSession or None."""
@@ -578,7 +441,7 @@ class PixelClassifierWidget(Dock):
 
     # -- live mode ---------------------------------------------------------------------
     def _watch_annotations(self, *_):
-        self._watch("annotations", self.annotations_layer, "paint", self._on_paint)
+        self.watch("annotations", self.annotations_layer, "paint", self._on_paint)
 
     def _on_paint(self, event=None):
         if self.live_check.isChecked():
@@ -599,7 +462,8 @@ class PixelClassifierWidget(Dock):
         try:
             self.classifier = value.classifier
             t = time.perf_counter()
-            self._write_region(job, value.classifier, value.stage)
+            self.outputs.write_region(value.stage, [int(c) for c in value.classifier.classes_], job.session.shape,
+                                      job.scale, job.translate, self.annotations_layer)
             self.timings = {"worker_s": value.seconds, "write_s": time.perf_counter() - t}
             classes = ", ".join(str(c) for c in value.classifier.classes_)
             self.set_status(f"Classes {classes}: visible region predicted in {value.seconds:.1f} s; "
@@ -614,11 +478,11 @@ class PixelClassifierWidget(Dock):
         if outcome.stage is not None:
             job.session.probabilities = outcome.stage.probabilities
             t = time.perf_counter()
-            self._write_outputs(job, outcome.classifier, outcome.stage)
+            self.outputs.write(outcome.stage, [int(c) for c in outcome.classifier.classes_], job.scale,
+                               job.translate, self.annotations_layer)
             self.timings.update(full_write_s=time.perf_counter() - t, full_worker_s=outcome.seconds)
         if outcome.validation is not None:
-            outcome.validation.record(self.history)
-            self.validation_panel.show_round(self.history, outcome.validation)
+            self.validation_panel.record(outcome.validation)
         clf = outcome.classifier
         classes = ", ".join(str(c) for c in clf.classes_)
         what = (f"Trained on {clf.n_training_pixels_} labelled pixels (classes {classes})"
@@ -633,61 +497,3 @@ class PixelClassifierWidget(Dock):
         self.predicted.emit()
         if job.kind == "train":
             self.trained.emit()
-
-    def _write_outputs(self, job, classifier, stage):
-        scale, translate = job.scale, job.translate
-        keep_active = self.viewer.layers.selection.active
-        self.put_layer(PREDICTION, "labels", stage.prediction, scale, translate, opacity=0.35)
-        annotations = self.annotations_layer
-        names = {} if annotations is None else annotations.metadata.get("class_names", {})
-        put_probability_layers(self.viewer, stage.probabilities, [int(c) for c in classifier.classes_],
-                               prefix=PROBABILITY, source=SOURCE, scale=scale, translate=translate,
-                               class_names=names)
-        uncertainty = self.put_layer(UNCERTAINTY, "image", stage.uncertainty, scale, translate,
-                                     colormap="magma", contrast_limits=(0.0, 1.0), blending="additive",
-                                     opacity=0.7, visible=self.uncertainty_check.isChecked())
-        self._watch("uncertainty", uncertainty, "visible", self._on_uncertainty_layer_visible)
-        # keep the annotations on top and selected so painting can go on
-        if annotations is not None:
-            layers = self.viewer.layers
-            layers.move(layers.index(annotations.name), len(layers))
-            layers.selection.active = annotations
-        elif keep_active is not None:
-            self.viewer.layers.selection.active = keep_active
-
-    def _on_uncertainty_toggled(self, checked):
-        layer = self.own_layer(UNCERTAINTY, napari.layers.Image)
-        if layer is not None and layer.visible != checked:
-            layer.visible = checked
-
-    def _on_uncertainty_layer_visible(self, event=None):
-        # the layer list's eye and the checkbox are the same switch
-        layer = self.own_layer(UNCERTAINTY, napari.layers.Image)
-        if layer is not None and layer.visible != self.uncertainty_check.isChecked():
-            self.uncertainty_check.setChecked(layer.visible)
-
-    def _write_region(self, job, classifier, part):
-        """Write a visible-region stage into the output layers, in place when their shapes
-        fit (the rest keeps the previous prediction until the full stage replaces it)."""
-        shape, classes = job.session.shape, [int(c) for c in classifier.classes_]
-
-        def outputs():
-            return (self.own_layer(PREDICTION, napari.layers.Labels), self.own_layer(UNCERTAINTY, napari.layers.Image),
-                    probability_layers(self.viewer, SOURCE))
-
-        pred, unc, prob = outputs()
-        arrays = [pred, unc, *prob.values()] if pred is not None and unc is not None else []
-        fits = (arrays and sorted(prob) == classes and pred.data.dtype == part.prediction.dtype
-                and all(isinstance(ly.data, np.ndarray) and ly.data.shape == shape for ly in arrays))
-        if not fits:  # first result, or another shape: layers of the whole image, zero outside
-            self._write_outputs(job, classifier, Stage(
-                part.region, np.zeros((len(classes),) + shape, np.float32), np.zeros(shape, part.prediction.dtype),
-                np.zeros(shape, np.float32), classifier, False, part.seconds))
-            pred, unc, prob = outputs()
-        region = part.region
-        pred.data[region] = part.prediction
-        for k, c in enumerate(classes):
-            prob[c].data[region] = part.probabilities[k]
-        unc.data[region] = part.uncertainty
-        for layer in (pred, unc, *prob.values()):
-            layer.refresh()

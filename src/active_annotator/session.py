@@ -296,7 +296,8 @@ class AnnotationSession:
         if labels.shape != self.shape:
             raise InputError(
                 f"The labels have shape {labels.shape} but the image's non-channel shape is "
-                f"{self.shape}: paint on a labels layer made for this image.")
+                f"{self.shape}: choose the labels (annotations) made for this image, check the "
+                "channel axis, or make new labels of the image's shape.")
         if clf.features is None:
             clf.features = FeatureSet.default(ndim=self.spatial_ndim)
         feats = self.features(clf.features)
@@ -496,6 +497,29 @@ class AnnotationSession:
                                  seed=seed, spatial_ndim=self.spatial_ndim, image=self.image,
                                  features=clf.feature_set, channel_axis=self.channel_axis,
                                  feature_source=feats.plane, should_stop=should_stop)
+
+
+    # -- one round of the loop, as a viewer shows it ----------------------------------------
+    def round(self, labels=None, classifier: PixelClassifier | None = None, region=None, *, step: int = 1,
+              full: bool = True, should_stop: Callable[[], bool] | None = None,
+              on_progress: Progress | None = None) -> Iterator:
+        """One round of the annotation loop in the order a viewer shows it (a generator).
+
+        With ``labels``, :meth:`train` ``classifier`` on them first (without, predict with
+        ``classifier`` or the session's model). Yields the first :meth:`predict` stage
+        (``region``: what is on screen; ``step``: its preview), then the round's
+        :meth:`validate` result (None without labels or for autocontext; not recorded in
+        :attr:`history`: the caller records it), then the rest of the image (``full``).
+        A viewer draws the first stage before asking for more, so the rest does not
+        compete with it for the cores.
+        """
+        if labels is not None:
+            classifier = self.train(labels, classifier, should_stop=should_stop, on_progress=on_progress)
+        stages = self.predict(region, classifier=classifier, step=step, full=full, should_stop=should_stop,
+                              on_progress=on_progress)
+        yield next(stages)
+        yield None if labels is None else self.validate(record=False, should_stop=should_stop)
+        yield from stages
 
 
 __all__ = ["FEATURE_CACHE_BYTES", "AnnotationSession", "ImageFeatures", "Stage"]
