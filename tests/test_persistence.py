@@ -163,3 +163,38 @@ def test_save_is_atomic_and_leaves_no_temp_files(fitted, tmp_path):
     clf.save(tmp_path / "m.aamodel")
     clf.save(tmp_path / "m.aamodel")  # overwrite in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.aamodel"]
+
+
+def test_cnn_file_format_is_importable_from_cnn_as_before():
+    from active_annotator import cnn, persistence
+
+    for name in ("CNN_FORMAT", "CNN_SCHEMA_VERSION", "CNN_SUFFIX", "is_cnn_file", "load_cnn", "save_cnn"):
+        assert getattr(cnn, name) is getattr(persistence, name)
+
+
+def test_persistence_reads_cnn_headers_without_torch(tmp_path):
+    import struct
+    import subprocess
+    import sys
+
+    header = json.dumps({"__metadata__": {"format": "napari-active-annotator.cnn"}}).encode()
+    path = tmp_path / "model.bin"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    code = (
+        "import sys, importlib.abc\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from active_annotator import persistence\n"
+        "assert persistence.is_cnn_file(sys.argv[1])\n"
+        "try:\n"
+        "    persistence.load_cnn(sys.argv[1])\n"
+        "except ImportError as e:\n"
+        "    print('MSG', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "napari-active-annotator[cnn]" in out.stdout

@@ -389,8 +389,8 @@ def _open_image(path: Path):
 def load_model(path):
     """A ``.aamodel`` forest (returned as its path, which dask workers load once) or a
     ``.aacnn`` CNN (returned loaded); raises :class:`ModelFileError` for anything else."""
-    from .cnn import is_cnn_file, load_cnn
     from .errors import ModelFileError
+    from .persistence import is_cnn_file, load_cnn
 
     path = Path(path)
     if not path.is_file():
