@@ -54,6 +54,7 @@ from .persistence import (  # noqa: F401
     load_cnn,
     save_cnn,
 )
+from .scale import predict_dask  # noqa: F401  # forests and CNNs share one dask path
 
 ProgressInfoCallback = Callable[[dict], None]
 ProgressCallback = Callable[[int, int], None]
@@ -877,69 +878,6 @@ patience, validation_fraction, warm_start_epochs, distill_weight, seed, tile_siz
     def load(cls, path, device: str = "auto", n_threads: int | None = None) -> CNNClassifier:
         """Load a ``.aacnn`` file; never unpickles. Bad files raise :class:`ModelFileError`."""
         return load_cnn(path, device=device, n_threads=n_threads)
-
-
-# -- large data -------------------------------------------------------------------
-
-
-def _predict_block(block, *, clf, n_stack, overlap, proba, block_info=None):
-    """Predict one overlapped chunk ``(*stack, *spatial+halo, C)``; return it without halo."""
-    info = block_info[0]
-    loc, nchunks = info["chunk-location"], info["num-chunks"]
-    inner = tuple(
-        slice(d if loc[a] > 0 else 0, block.shape[a] - (d if loc[a] < nchunks[a] - 1 else 0))
-        for a, d in enumerate(overlap[:-1])
-    )
-    p = clf.predict_proba(np.asarray(block), channel_axis=-1)[(slice(None),) + inner]
-    if proba:
-        return np.moveaxis(p, 0, -1)
-    return clf.classes_.astype(np.min_scalar_type(int(clf.classes_.max())))[np.argmax(p, 0)]
-
-
-def predict_dask(clf: CNNClassifier, image, channel_axis: int | None = None, proba: bool = False,
-                 chunks=None):
-    """Lazy CNN prediction of a large image with ``dask.array.map_overlap``.
-
-    Same contract as :func:`active_annotator.scale.predict_dask` for the forest:
-    ``image`` is a dask, zarr or numpy array ``(*stack, *spatial)`` with an
-    optional channel axis; returns class values ``(*stack, *spatial)`` or, with
-    ``proba``, ``(n_classes, *stack, *spatial)`` float32. Chunks overlap by
-    ``clf.halo`` pixels; chunk edges that are multiples of ``2**depth`` give the
-    in-memory result up to float rounding.
-    """
-    import dask.array as da
-
-    clf._check_fitted()
-    cfg = clf.config_
-    stack, spatial = clf.check_image(np.shape(image), channel_axis)
-    n_stack = len(stack)
-    if not isinstance(image, da.Array):
-        image = da.from_array(image, chunks=-1)
-    x = image[..., np.newaxis] if channel_axis is None else da.moveaxis(image, channel_axis, -1)
-    nd = x.ndim
-    if chunks is not None:
-        if np.isscalar(chunks):
-            chunks = (1,) * n_stack + (int(chunks),) * cfg.dims
-        if len(tuple(chunks)) != nd - 1:
-            raise InputError(f"chunks={chunks} needs one entry per non-channel axis ({nd - 1}).")
-        x = x.rechunk(tuple(chunks) + (-1,))
-    else:
-        x = x.rechunk({nd - 1: -1})
-    halo = clf.halo
-    depth = tuple(halo if n_stack <= a < nd - 1 else 0 for a in range(nd))
-    small = [a for a in range(n_stack, nd - 1) if len(x.chunks[a]) > 1 and min(x.chunks[a]) < halo]
-    if small:
-        raise InputError(f"Chunks along axes {small} are smaller than the CNN's halo ({halo} px); use larger chunks.")
-    kwargs = dict(clf=clf, n_stack=n_stack, overlap=depth, proba=proba)
-    if proba:
-        out = da.map_overlap(_predict_block, x, depth=depth, boundary="none", trim=False,
-                             chunks=x.chunks[:-1] + ((cfg.n_classes,),), dtype=np.float32,
-                             meta=np.empty((0,) * nd, np.float32), **kwargs)
-        return da.moveaxis(out, -1, 0)
-    dtype = np.min_scalar_type(int(clf.classes_.max()))
-    return da.map_overlap(_predict_block, x, depth=depth, boundary="none", trim=False,
-                          chunks=x.chunks[:-1], drop_axis=nd - 1, dtype=dtype,
-                          meta=np.empty((0,) * (nd - 1), dtype), **kwargs)
 
 
 __all__ = [
