@@ -174,27 +174,22 @@ def test_cnn_file_format_is_importable_from_cnn_as_before():
 
 def test_persistence_reads_cnn_headers_without_torch(tmp_path):
     import struct
-    import subprocess
     import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+    from no_torch import run_without_torch
 
     header = json.dumps({"__metadata__": {"format": "napari-active-annotator.cnn"}}).encode()
     path = tmp_path / "model.bin"
     path.write_bytes(struct.pack("<Q", len(header)) + header)
-    code = (
-        "import sys, importlib.abc\n"
-        "class NoTorch(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
-        "sys.meta_path.insert(0, NoTorch())\n"
+    out = run_without_torch(
         "from active_annotator import persistence\n"
         "assert persistence.is_cnn_file(sys.argv[1])\n"
         "try:\n"
         "    persistence.load_cnn(sys.argv[1])\n"
         "except ImportError as e:\n"
-        "    print('MSG', e)\n"
+        "    print('MSG', e)\n",
+        path,
     )
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "napari-active-annotator[cnn]" in out.stdout
+    assert "napari-active-annotator[cnn]" in out
