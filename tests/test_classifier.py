@@ -217,3 +217,23 @@ def test_feature_importances_are_named():
     imp = clf.feature_importances()
     assert set(imp) == set(FAST.names(1))
     assert abs(sum(imp.values()) - 1.0) < 1e-6
+
+
+def test_labelled_rows_walks_labelled_planes_in_order_and_keeps_the_labels_dtype():
+    from active_annotator.classifier import labelled_planes, labelled_rows
+
+    labels = np.zeros((3, 4, 5), np.int16)
+    labels[2, 1, 1:3] = [1, 2]
+    labels[0, 3, 4] = 7
+    planes = labelled_planes(labels, 2)
+    assert planes == [(0,), (2,)]
+    seen = []
+    X, y = labelled_rows(lambda p, mask: np.argwhere(mask).astype(np.float32) + 10 * p[0], labels,
+                         planes, on_progress=lambda d, t: seen.append((d, t)))
+    np.testing.assert_array_equal(X, [[3, 4], [21, 21], [21, 22]])
+    assert y.tolist() == [7, 1, 2] and y.dtype == np.int16
+    assert seen == [(1, 2), (2, 2)]
+    with pytest.raises(Cancelled, match="Training was cancelled"):
+        labelled_rows(lambda p, mask: None, labels, planes, should_stop=lambda: True)
+    with pytest.raises(LabelError, match="no labels yet"):
+        labelled_rows(lambda p, mask: None, labels, [])

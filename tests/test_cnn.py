@@ -305,7 +305,7 @@ def test_prediction_leaves_the_input_unchanged_and_repeats(trained):
 
 def test_dask_prediction_matches_in_memory(trained):
     da = pytest.importorskip("dask.array")
-    from active_annotator.cnn import predict_dask
+    from active_annotator.scale import predict_dask
 
     clf, img, *_ = trained
     big = np.tile(img, (2, 2))
@@ -313,6 +313,27 @@ def test_dask_prediction_matches_in_memory(trained):
     np.testing.assert_allclose(lazy.compute(scheduler="synchronous"), clf.predict_proba(big), atol=1e-4)
     seg = predict_dask(clf, big, chunks=64).compute(scheduler="synchronous")
     np.testing.assert_array_equal(seg, clf.predict(big))
+    assert seg.dtype == np.uint8
+
+
+def test_dask_prediction_of_a_cnn_file_and_the_old_import_path(trained, tmp_path):
+    pytest.importorskip("dask.array")
+    from active_annotator import cnn, scale
+
+    clf, img, *_ = trained
+    assert cnn.predict_dask is scale.predict_dask
+    path = clf.save(tmp_path / "m.aacnn")
+    seg = scale.predict_dask(path, img, chunks=32).compute(scheduler="synchronous")
+    np.testing.assert_array_equal(seg, clf.predict(img))
+
+
+def test_dask_chunks_smaller_than_the_cnn_halo_are_refused(trained):
+    pytest.importorskip("dask.array")
+    from active_annotator.scale import predict_dask
+
+    clf, img, *_ = trained
+    with pytest.raises(InputError, match="smaller than the CNN's halo"):
+        predict_dask(clf, img, chunks=(img.shape[0], clf.halo - 1))
 
 
 def test_three_dimensional_volume():

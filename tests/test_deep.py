@@ -1,7 +1,7 @@
 """The 'deep' feature family: pretrained EfficientNet-Lite0 activations as pixel features."""
 
-import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,15 +132,10 @@ def test_deep_family_is_refused_for_signals():
 
 
 def test_without_torch_the_core_works_and_deep_names_the_extra():
-    code = (
-        # torch hidden as if it were not installed: a finder that refuses it (a None entry in
-        # sys.modules would also be seen by scipy's array-API probe, which no real install has)
-        "import sys, importlib.abc\n"
-        "class NoTorch(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
-        "sys.meta_path.insert(0, NoTorch())\n"
+    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+    from no_torch import run_without_torch
+
+    out = run_without_torch(
         "import numpy as np\n"
         "from active_annotator import FeatureSet, compute\n"
         "img = np.random.default_rng(0).random((32, 32)).astype('float32')\n"
@@ -150,6 +145,4 @@ def test_without_torch_the_core_works_and_deep_names_the_extra():
         "except ImportError as e:\n"
         "    print('MSG', e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "napari-active-annotator[deep]" in out.stdout
+    assert "napari-active-annotator[deep]" in out

@@ -221,7 +221,8 @@ def _cnn_file(path: Path, widths=(4, 8), depth=1, dims=2, config_widths=None, co
     from safetensors.torch import save_file
 
     from active_annotator import cnn_net
-    from active_annotator.cnn import CNN_FORMAT, CNN_SCHEMA_VERSION, CNNConfig
+    from active_annotator.cnn import CNNConfig
+    from active_annotator.persistence import CNN_FORMAT, CNN_SCHEMA_VERSION
 
     net = cnn_net.build_net(dims, 1, 2, list(widths), 0.1)
     cfg = CNNConfig(dims=config_dims or dims, depth=config_depth if config_depth is not None else depth,
@@ -236,7 +237,7 @@ def _cnn_file(path: Path, widths=(4, 8), depth=1, dims=2, config_widths=None, co
 LOAD_CNN = """
 import sys
 from active_annotator.errors import AnnotatorError
-from active_annotator.cnn import load_cnn
+from active_annotator.persistence import load_cnn
 try:
     load_cnn(sys.argv[1])
 except AnnotatorError as e:
@@ -257,7 +258,7 @@ def test_cnn_declaring_the_largest_network_is_refused_before_it_is_built(tmp_pat
 
 def test_cnn_tensor_shapes_are_checked_against_the_config_before_reading(tmp_path):
     pytest.importorskip("torch")
-    from active_annotator.cnn import load_cnn
+    from active_annotator.persistence import load_cnn
 
     ok = _cnn_file(tmp_path / "ok.aacnn")
     assert load_cnn(ok).classes_.tolist() == [1, 2]
@@ -727,7 +728,7 @@ def test_annotations_of_another_shape_are_refused(project_with_labels):
 
 def test_load_cnn_of_a_folder_is_a_model_file_error(tmp_path):
     pytest.importorskip("torch")
-    from active_annotator.cnn import load_cnn
+    from active_annotator.persistence import load_cnn
 
     (tmp_path / "model.aacnn").mkdir()
     with pytest.raises(ModelFileError, match="is a folder, not a CNN model file"):
@@ -738,7 +739,7 @@ def test_cnn_metadata_that_is_a_list_is_a_model_file_error(tmp_path):
     pytest.importorskip("torch")
     import struct
 
-    from active_annotator.cnn import load_cnn
+    from active_annotator.persistence import load_cnn
 
     header = json.dumps({"__metadata__": ["format", "napari-active-annotator.cnn"]}).encode()
     path = tmp_path / "list.aacnn"

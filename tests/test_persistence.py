@@ -163,3 +163,33 @@ def test_save_is_atomic_and_leaves_no_temp_files(fitted, tmp_path):
     clf.save(tmp_path / "m.aamodel")
     clf.save(tmp_path / "m.aamodel")  # overwrite in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.aamodel"]
+
+
+def test_cnn_file_format_is_importable_from_cnn_as_before():
+    from active_annotator import cnn, persistence
+
+    for name in ("CNN_FORMAT", "CNN_SCHEMA_VERSION", "CNN_SUFFIX", "is_cnn_file", "load_cnn", "save_cnn"):
+        assert getattr(cnn, name) is getattr(persistence, name)
+
+
+def test_persistence_reads_cnn_headers_without_torch(tmp_path):
+    import struct
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+    from no_torch import run_without_torch
+
+    header = json.dumps({"__metadata__": {"format": "napari-active-annotator.cnn"}}).encode()
+    path = tmp_path / "model.bin"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    out = run_without_torch(
+        "from active_annotator import persistence\n"
+        "assert persistence.is_cnn_file(sys.argv[1])\n"
+        "try:\n"
+        "    persistence.load_cnn(sys.argv[1])\n"
+        "except ImportError as e:\n"
+        "    print('MSG', e)\n",
+        path,
+    )
+    assert "napari-active-annotator[cnn]" in out

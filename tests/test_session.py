@@ -156,3 +156,24 @@ def test_multichannel_image_channel_axis_first(two_class_image):
     s.train(strokes, _clf())
     direct = _clf().fit(rgb, strokes, channel_axis=0).predict_proba(rgb, channel_axis=0)
     np.testing.assert_allclose(s.predict_all(), direct, atol=1e-5)
+
+
+def test_session_and_classifier_gather_the_same_labelled_rows(two_class_image):
+    from active_annotator.classifier import NO_LABELS_MESSAGE
+
+    image, strokes, _ = two_class_image
+    stack = np.stack([image, image[::-1]])
+    labels = np.stack([np.zeros_like(strokes), strokes.astype(np.uint16)])  # plane 0 unlabelled
+    clf = _clf()
+    X, y, _ = clf.training_data(stack, labels)
+    s = AnnotationSession(stack)
+    s.train(labels, _clf())
+    _, Xs, ys, *_ = s._last_fit
+    np.testing.assert_array_equal(Xs, X)
+    np.testing.assert_array_equal(ys, y)
+    assert ys.dtype == y.dtype == np.uint16
+    with pytest.raises(LabelError) as from_session:
+        s.train(np.zeros_like(labels), _clf())
+    with pytest.raises(LabelError) as from_classifier:
+        clf.training_data(stack, np.zeros_like(labels))
+    assert str(from_session.value) == str(from_classifier.value) == NO_LABELS_MESSAGE

@@ -307,8 +307,6 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, cl
                  should_stop) -> None:
     import dask.array as da
 
-    from .cnn import CNNClassifier
-    from .cnn import predict_dask as cnn_predict_dask
     from .io.arrays import check_output, write_atomically
     from .scale import predict_dask
 
@@ -339,8 +337,7 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, cl
         else:
             if not isinstance(image, da.Array):
                 image = da.from_array(image, chunks=-1)
-            classes = (cnn_predict_dask if isinstance(model, CNNClassifier) else predict_dask)(
-                model, image, channel_axis=channel_axis, proba=False, chunks=chunks)
+            classes = predict_dask(model, image, channel_axis=channel_axis, proba=False, chunks=chunks)
             classes = _compute(classes, client, should_stop)
         ome_zarr.write_labels(inp, classes, name=out.name)
         return
@@ -353,10 +350,7 @@ def _predict_one(model, inp: Path, out: Path, *, channel_axis, chunks, proba, cl
         return
     if not isinstance(image, da.Array):
         image = da.from_array(image, chunks=-1)
-    if isinstance(model, CNNClassifier):
-        result = cnn_predict_dask(model, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
-    else:
-        result = predict_dask(model, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
+    result = predict_dask(model, image, channel_axis=channel_axis, proba=proba, chunks=chunks)
     if out.suffix == ".zarr":
         regular = tuple(max(c) if len(c) < 2 else c[0] for c in result.chunks)
         if any(any(v > r for v in c[:-1]) or c[-1] > r for c, r in zip(result.chunks, regular)):
@@ -389,8 +383,8 @@ def _open_image(path: Path):
 def load_model(path):
     """A ``.aamodel`` forest (returned as its path, which dask workers load once) or a
     ``.aacnn`` CNN (returned loaded); raises :class:`ModelFileError` for anything else."""
-    from .cnn import is_cnn_file, load_cnn
     from .errors import ModelFileError
+    from .persistence import is_cnn_file, load_cnn
 
     path = Path(path)
     if not path.is_file():

@@ -143,8 +143,9 @@ def export_cnn(clf, path, *, name: str = "napari-active-annotator CNN", descript
     v = _spec()
     from bioimageio.spec import save_bioimageio_package
 
-    from .cnn import CNNClassifier, load_cnn
+    from .cnn import CNNClassifier
     from .io.arrays import write_atomically
+    from .persistence import load_cnn
 
     if not isinstance(clf, CNNClassifier):
         clf = load_cnn(clf, device="cpu")

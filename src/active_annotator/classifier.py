@@ -124,6 +124,57 @@ def check_labels(labels, expected_shape) -> np.ndarray:
     return labels
 
 
+NO_LABELS_MESSAGE = ("There are no labels yet: paint at least two classes (values 1, 2, ...) "
+                     "before training.")
+
+
+def require_labels(labels) -> None:
+    """Raise :class:`LabelError` when ``labels`` has no labelled pixel (all 0)."""
+    if not np.any(labels):
+        raise LabelError(NO_LABELS_MESSAGE)
+
+
+def labelled_planes(labels: np.ndarray, spatial_ndim: int) -> list[tuple]:
+    """Indices over the stack axes of ``labels`` ``(*stack, *spatial)`` of the planes
+    holding at least one label (``[()]`` without stack axes, if labelled)."""
+    stack = labels.shape[:labels.ndim - spatial_ndim]
+    return [p for p in (np.ndindex(*stack) if stack else [()]) if np.any(labels[p])]
+
+
+def labelled_rows(rows_at, labels: np.ndarray, planes, *,
+                  should_stop: StopCallback | None = None,
+                  on_progress: ProgressCallback | None = None):
+    """Feature rows and class values of the labelled pixels, plane by plane.
+
+    Parameters
+    ----------
+    rows_at : callable(plane, mask) -> (n, n_features)
+        The features of one plane at ``mask``'s pixels (``mask`` is the plane's
+        ``labels > 0``), row by row in C order of the mask.
+    labels : integer array ``(*stack, *spatial)``; 0 = unlabelled
+    planes : list of index tuples over the stack axes, from :func:`labelled_planes`
+    should_stop, on_progress : optional; checked and told once per plane
+
+    Returns
+    -------
+    X : (n_labelled, n_features) as ``rows_at`` gives them; y : (n_labelled,) in
+    ``labels``' dtype
+    """
+    if not planes:
+        raise LabelError(NO_LABELS_MESSAGE)
+    Xs, ys = [], []
+    for i, p in enumerate(planes):
+        if should_stop is not None and should_stop():
+            raise Cancelled("Training was cancelled.")
+        lab = labels[p]
+        mask = lab > 0
+        Xs.append(rows_at(p, mask))
+        ys.append(lab[mask])
+        if on_progress:
+            on_progress(i + 1, len(planes))
+    return np.concatenate(Xs), np.concatenate(ys)
+
+
 MAX_STAGES = 5
 N_FOLDS = 3
 """Folds of the out-of-fold stage probabilities that later autocontext stages train on."""
@@ -365,26 +416,13 @@ class PixelClassifier(Estimator):
         stack, spatial, n_ch = split_axes(image.shape, fs.ndim, channel_axis)
         check_size(spatial, fs)
         labels = check_labels(labels, stack + spatial)
-        if not np.any(labels):
-            raise LabelError(
-                "There are no labels yet: paint at least two classes (values 1, 2, ...) "
-                "before training."
-            )
+        require_labels(labels)
         img = _channels_last_view(image, channel_axis)
         fs = self._prepare_features(img, labels, stack)
-        Xs, ys = [], []
-        planes = list(np.ndindex(*stack)) if stack else [()]
-        planes = [p for p in planes if np.any(labels[p])]
-        for i, p in enumerate(planes):
-            if should_stop is not None and should_stop():
-                raise Cancelled("Training was cancelled.")
-            lab = labels[p]
-            mask = lab > 0
-            Xs.append(compute_at(img[p], fs, mask, channel_axis=-1))
-            ys.append(lab[mask])
-            if on_progress:
-                on_progress(i + 1, len(planes))
-        return np.concatenate(Xs), np.concatenate(ys), n_ch
+        X, y = labelled_rows(lambda p, mask: compute_at(img[p], fs, mask, channel_axis=-1), labels,
+                             labelled_planes(labels, fs.ndim), should_stop=should_stop,
+                             on_progress=on_progress)
+        return X, y, n_ch
 
     def fit(self, image, labels, channel_axis: int | None = None,
             on_progress: ProgressCallback | None = None,
@@ -441,25 +479,17 @@ class PixelClassifier(Estimator):
         self._check_params()
         labels = np.asarray(labels)
         fs = self.feature_set
-        stack = labels.shape[:labels.ndim - fs.ndim]
-        if not np.any(labels):
-            raise LabelError(
-                "There are no labels yet: paint at least two classes (values 1, 2, ...) "
-                "before training."
-            )
-        planes = [p for p in (list(np.ndindex(*stack)) if stack else [()]) if np.any(labels[p])]
+        require_labels(labels)
+        planes = labelled_planes(labels, fs.ndim)
         total = len(planes) * self.n_stages
-        done = 0
-        Xs, ys = [], []
-        for p in planes:
-            self._stop(should_stop, "Training")
-            mask = labels[p] > 0
-            Xs.append(source(p).at(mask))
-            ys.append(labels[p][mask])
-            done += 1
+
+        def first_stage_progress(done, _planes):
             if on_progress:
                 on_progress(done, total)
-        X1, y = np.concatenate(Xs), np.concatenate(ys)
+
+        X1, y = labelled_rows(lambda p, mask: source(p).at(mask), labels, planes,
+                              should_stop=should_stop, on_progress=first_stage_progress)
+        done = len(planes)
         self.fit_features(X1, y, n_channels=n_channels, labels_dtype=labels.dtype,
                           should_stop=should_stop, _stage=True)
         classes = self.classes_

@@ -15,21 +15,17 @@ imports without it.
 >>> proba = clf.predict_proba(image)                                # doctest: +SKIP
 >>> clf.save("nuclei.aacnn"); CNNClassifier.load("nuclei.aacnn")    # doctest: +SKIP
 
-File format (suffix ``.aacnn``): one safetensors file. The tensors are the
-network's state dict; the safetensors header's string metadata holds
-``format``, ``schema_version``, ``package_version``, ``config`` (JSON of
-:class:`CNNConfig`, including classes and normalisation) and ``history``
-(JSON loss curve). Loading never unpickles and never executes anything.
+File format (suffix ``.aacnn``): one safetensors file, written and read by
+:mod:`active_annotator.persistence` (``save_cnn``, ``load_cnn``, ``is_cnn_file``;
+re-exported here). Loading never unpickles and never executes anything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
-import struct
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -45,15 +41,20 @@ from .errors import (
     Cancelled,
     InputError,
     LabelError,
-    ModelFileError,
     ModelMismatchError,
     NotFittedError,
 )
 
-CNN_FORMAT = "napari-active-annotator.cnn"
-CNN_SCHEMA_VERSION = 1
-CNN_SUFFIX = ".aacnn"
-_MAX_HEADER = 16 << 20  # a real header is a few kB; refuse absurd ones before parsing
+# the .aacnn format lives with every model file format; these names stay importable from here
+from .persistence import (  # noqa: F401
+    CNN_FORMAT,
+    CNN_SCHEMA_VERSION,
+    CNN_SUFFIX,
+    is_cnn_file,
+    load_cnn,
+    save_cnn,
+)
+from .scale import predict_dask  # noqa: F401  # forests and CNNs share one dask path
 
 ProgressInfoCallback = Callable[[dict], None]
 ProgressCallback = Callable[[int, int], None]
@@ -867,289 +868,16 @@ patience, validation_fraction, warm_start_epochs, distill_weight, seed, tile_siz
 
     # -- persistence ---------------------------------------------------------------
     def save(self, path) -> Path:
-        """Write weights and config to a ``.aacnn`` safetensors file (atomically); returns the path."""
-        _require_torch()
-        from safetensors.torch import save_file
+        """Write weights and config to a ``.aacnn`` safetensors file (atomically); returns the path.
 
-        from . import __version__
-
-        self._check_fitted()
-        path = Path(path)
-        if path.suffix != CNN_SUFFIX:
-            path = path.with_name(path.name + CNN_SUFFIX)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
-        meta = {
-            "format": CNN_FORMAT,
-            "schema_version": str(CNN_SCHEMA_VERSION),
-            "package_version": __version__,
-            "config": json.dumps(self.config_.to_dict()),
-            "history": json.dumps(self.history_),
-            "best_epoch": json.dumps(self.best_epoch_),
-        }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        if os.path.lexists(tmp):
-            os.unlink(tmp)  # stale, or a planted link: never write through it
-        try:
-            save_file(state, str(tmp), metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        The format is :func:`active_annotator.persistence.save_cnn`'s.
+        """
+        return save_cnn(self, path)
 
     @classmethod
     def load(cls, path, device: str = "auto", n_threads: int | None = None) -> CNNClassifier:
         """Load a ``.aacnn`` file; never unpickles. Bad files raise :class:`ModelFileError`."""
         return load_cnn(path, device=device, n_threads=n_threads)
-
-
-def is_cnn_file(path) -> bool:
-    """True if ``path`` looks like a CNN model file (suffix or safetensors header with our format)."""
-    path = Path(path)
-    if path.suffix == CNN_SUFFIX:
-        return True
-    try:
-        meta = _read_header(path).get("__metadata__", {})
-        return isinstance(meta, dict) and meta.get("format") == CNN_FORMAT
-    except (ModelFileError, OSError):
-        return False
-
-
-def _foreign_message(path: Path, head: bytes) -> str:
-    """Why a pickle or zip file is not loaded, naming what it probably is."""
-    if head[:2] == b"PK":
-        import zipfile
-
-        try:
-            names = zipfile.ZipFile(path).namelist()
-        except (zipfile.BadZipFile, OSError):
-            names = []
-        if "meta.npy" in names and not any(n.endswith(".pkl") for n in names):
-            return (f"{path} is a random-forest model file (.aamodel), not a CNN model file; "
-                    "use PixelClassifier.load or 'active-annotator predict' for it.")
-    return (f"{path} is a pickle or torch.save archive, not a CNN model file; such files can "
-            "run code when loaded and are refused. Save models with CNNClassifier.save.")
-
-
-def _read_header(path: Path) -> dict:
-    """The safetensors JSON header, checked before any tensor is read."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if head[:1] == b"\x80" or head[:2] == b"PK":
-                raise ModelFileError(_foreign_message(path, head))
-            if len(head) < 8:
-                raise ModelFileError(f"{path} is truncated: too short to be a CNN model file.")
-            (n,) = struct.unpack("<Q", head)
-            if n > _MAX_HEADER or n > path.stat().st_size - 8:
-                raise ModelFileError(f"{path} is not a CNN model file (bad header length {n}).")
-            raw = fh.read(n)
-        header = json.loads(raw.decode("utf-8"))
-    except ModelFileError:
-        raise
-    except FileNotFoundError:
-        raise ModelFileError(f"No CNN model file at {path}.") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path} is a folder, not a CNN model file (.aacnn); choose the file inside it.") from None
-    except OSError as e:
-        raise ModelFileError(f"Cannot read the CNN model file {path} ({type(e).__name__}: {e}).") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, struct.error) as e:
-        raise ModelFileError(f"{path} is not a CNN model file (unreadable header: {e}).") from None
-    if not isinstance(header, dict):
-        raise ModelFileError(f"{path} is not a CNN model file (header is not a JSON object).")
-    return header
-
-
-_SAFETENSORS_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
-                         "I8": 1, "U8": 1, "BOOL": 1}
-
-
-def _check_cnn_sizes(path: Path, header: dict, cfg, torch, cnn_net) -> None:
-    """Check the declared tensors and the config's network size before anything is built.
-
-    The network is first built on torch's ``meta`` device (shapes only, no
-    memory), so its parameter count and every tensor shape can be compared
-    with the file's header before real weights are allocated or read.
-    """
-    from . import limits
-
-    if cfg.n_classes > limits.get("CLASSES"):
-        raise ModelFileError(f"{path}: {cfg.n_classes} classes, more than the limit of "
-                             f"{limits.get('CLASSES')}. {limits.hint('CLASSES')}")
-    declared = 0
-    shapes = {}
-    for key, entry in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            shape = tuple(int(n) for n in entry["shape"])
-            itemsize = _SAFETENSORS_ITEMSIZE[entry["dtype"]]
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{path}: the header entry of tensor {key!r} is invalid.") from None
-        if any(n < 0 for n in shape):
-            raise ModelFileError(f"{path}: tensor {key!r} has a negative shape {shape}.")
-        shapes[key] = (shape, entry["dtype"])
-        declared += limits.nbytes(shape, itemsize)
-    budget = limits.get("MODEL_BYTES")
-    if declared > budget:
-        raise ModelFileError(f"{path} declares {declared} bytes of weights, more than the limit of "
-                             f"{budget}. {limits.hint('MODEL_BYTES')}")
-    with torch.device("meta"):
-        skeleton = cnn_net.build_net(cfg.dims, cfg.in_channels, cfg.n_classes, cfg.widths, cfg.dropout)
-    n_params = sum(p.numel() for p in skeleton.parameters())
-    if n_params > limits.get("CNN_PARAMETERS"):
-        raise ModelFileError(
-            f"{path}: its config declares a network of {n_params} parameters, more than the limit of "
-            f"{limits.get('CNN_PARAMETERS')}. {limits.hint('CNN_PARAMETERS')}")
-    names = {"float32": "F32", "float64": "F64", "int64": "I64", "float16": "F16", "bfloat16": "BF16"}
-    for key, t in skeleton.state_dict().items():
-        want = (tuple(t.shape), names.get(str(t.dtype).replace("torch.", ""), str(t.dtype)))
-        if key not in shapes:
-            raise ModelFileError(f"{path}: the weights do not match the config (missing {key!r}).")
-        if shapes[key] != want:
-            raise ModelFileError(f"{path}: weight {key} has shape {shapes[key][0]} {shapes[key][1]}, the "
-                                 f"config needs {want[0]} {want[1]}.")
-    extra = sorted(set(shapes) - set(skeleton.state_dict()))
-    if extra:
-        raise ModelFileError(f"{path}: the weights do not match the config (unexpected {extra[:5]}).")
-
-
-def load_cnn(path, device: str = "auto", n_threads: int | None = None) -> CNNClassifier:
-    """Load a ``.aacnn`` file written by :meth:`CNNClassifier.save`.
-
-    Raises :class:`ModelFileError` for a missing, truncated, corrupt, foreign
-    (pickle, torch.save) or newer-schema file, and for weights that do not
-    match the config.
-    """
-    torch = _require_torch()
-    from safetensors import safe_open
-
-    from . import cnn_net
-
-    path = Path(path)
-    header = _read_header(path)
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict):
-        raise ModelFileError(f"{path} is not a napari-active-annotator CNN file (its metadata is a "
-                             f"{type(meta).__name__}, not an object).")
-    if meta.get("format") != CNN_FORMAT:
-        raise ModelFileError(
-            f"{path} is not a napari-active-annotator CNN file (format {meta.get('format')!r}, "
-            f"expected {CNN_FORMAT!r})."
-        )
-    try:
-        version = int(meta.get("schema_version", ""))
-    except ValueError:
-        raise ModelFileError(f"{path} has no valid schema_version.") from None
-    if version > CNN_SCHEMA_VERSION:
-        raise ModelFileError(
-            f"{path} uses CNN file schema {version}; this version reads up to {CNN_SCHEMA_VERSION}. "
-            "Upgrade napari-active-annotator."
-        )
-    try:
-        cfg = CNNConfig.from_dict(json.loads(meta["config"]))
-        history = json.loads(meta.get("history", "{}"))
-        best_epoch = json.loads(meta.get("best_epoch", "null"))
-    except (KeyError, TypeError, json.JSONDecodeError, InputError) as e:
-        raise ModelFileError(f"{path} has an invalid CNN config: {e}") from None
-    if cfg.classes is None or cfg.in_channels is None or cfg.norm_mean is None or cfg.norm_std is None:
-        raise ModelFileError(f"{path} holds an untrained CNN config (no classes/channels/normalisation).")
-    _check_cnn_sizes(path, header, cfg, torch, cnn_net)
-    net = cnn_net.build_net(cfg.dims, cfg.in_channels, cfg.n_classes, cfg.widths, cfg.dropout)
-    expected = net.state_dict()
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            keys = set(f.keys())
-            if keys != set(expected):
-                missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
-                raise ModelFileError(
-                    f"{path}: the weights do not match the config (missing {missing[:5]}, unexpected {extra[:5]})."
-                )
-            state = {k: f.get_tensor(k) for k in keys}
-    except ModelFileError:
-        raise
-    except Exception as e:  # safetensors raises its own error types for corrupt data
-        raise ModelFileError(f"{path} is corrupt or not a CNN model file: {e}") from None
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(expected[k].shape) or v.dtype != expected[k].dtype:
-            raise ModelFileError(
-                f"{path}: weight {k} has shape {tuple(v.shape)} {v.dtype}, the config needs "
-                f"{tuple(expected[k].shape)} {expected[k].dtype}."
-            )
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            raise ModelFileError(f"{path}: weight {k} holds NaN or infinite values.")
-    net.load_state_dict(state, strict=True)
-    clf = CNNClassifier.from_config(cfg, device=device, n_threads=n_threads)
-    clf.config_ = cfg
-    clf.classes_ = np.asarray(cfg.classes, dtype=np.int64)
-    clf.device_ = _resolve_device(device)
-    clf.net_ = net.to(clf.device_).eval()
-    clf.history_ = history
-    clf.best_epoch_ = best_epoch
-    return clf
-
-
-# -- large data -------------------------------------------------------------------
-
-
-def _predict_block(block, *, clf, n_stack, overlap, proba, block_info=None):
-    """Predict one overlapped chunk ``(*stack, *spatial+halo, C)``; return it without halo."""
-    info = block_info[0]
-    loc, nchunks = info["chunk-location"], info["num-chunks"]
-    inner = tuple(
-        slice(d if loc[a] > 0 else 0, block.shape[a] - (d if loc[a] < nchunks[a] - 1 else 0))
-        for a, d in enumerate(overlap[:-1])
-    )
-    p = clf.predict_proba(np.asarray(block), channel_axis=-1)[(slice(None),) + inner]
-    if proba:
-        return np.moveaxis(p, 0, -1)
-    return clf.classes_.astype(np.min_scalar_type(int(clf.classes_.max())))[np.argmax(p, 0)]
-
-
-def predict_dask(clf: CNNClassifier, image, channel_axis: int | None = None, proba: bool = False,
-                 chunks=None):
-    """Lazy CNN prediction of a large image with ``dask.array.map_overlap``.
-
-    Same contract as :func:`active_annotator.scale.predict_dask` for the forest:
-    ``image`` is a dask, zarr or numpy array ``(*stack, *spatial)`` with an
-    optional channel axis; returns class values ``(*stack, *spatial)`` or, with
-    ``proba``, ``(n_classes, *stack, *spatial)`` float32. Chunks overlap by
-    ``clf.halo`` pixels; chunk edges that are multiples of ``2**depth`` give the
-    in-memory result up to float rounding.
-    """
-    import dask.array as da
-
-    clf._check_fitted()
-    cfg = clf.config_
-    stack, spatial = clf.check_image(np.shape(image), channel_axis)
-    n_stack = len(stack)
-    if not isinstance(image, da.Array):
-        image = da.from_array(image, chunks=-1)
-    x = image[..., np.newaxis] if channel_axis is None else da.moveaxis(image, channel_axis, -1)
-    nd = x.ndim
-    if chunks is not None:
-        if np.isscalar(chunks):
-            chunks = (1,) * n_stack + (int(chunks),) * cfg.dims
-        if len(tuple(chunks)) != nd - 1:
-            raise InputError(f"chunks={chunks} needs one entry per non-channel axis ({nd - 1}).")
-        x = x.rechunk(tuple(chunks) + (-1,))
-    else:
-        x = x.rechunk({nd - 1: -1})
-    halo = clf.halo
-    depth = tuple(halo if n_stack <= a < nd - 1 else 0 for a in range(nd))
-    small = [a for a in range(n_stack, nd - 1) if len(x.chunks[a]) > 1 and min(x.chunks[a]) < halo]
-    if small:
-        raise InputError(f"Chunks along axes {small} are smaller than the CNN's halo ({halo} px); use larger chunks.")
-    kwargs = dict(clf=clf, n_stack=n_stack, overlap=depth, proba=proba)
-    if proba:
-        out = da.map_overlap(_predict_block, x, depth=depth, boundary="none", trim=False,
-                             chunks=x.chunks[:-1] + ((cfg.n_classes,),), dtype=np.float32,
-                             meta=np.empty((0,) * nd, np.float32), **kwargs)
-        return da.moveaxis(out, -1, 0)
-    dtype = np.min_scalar_type(int(clf.classes_.max()))
-    return da.map_overlap(_predict_block, x, depth=depth, boundary="none", trim=False,
-                          chunks=x.chunks[:-1], drop_axis=nd - 1, dtype=dtype,
-                          meta=np.empty((0,) * (nd - 1), dtype), **kwargs)
 
 
 __all__ = [

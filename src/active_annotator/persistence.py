@@ -1,4 +1,8 @@
-"""Saving and loading models in a safe, versioned format.
+"""Saving and loading models in a safe, versioned format: every model file format lives here.
+
+Pixel classifiers (``.aamodel``), object classifiers (``.aaobjects``), CNNs
+(``.aacnn``, safetensors; torch is imported only when one is saved or loaded)
+and annotation stores (``.aalabels``).
 
 A pixel-classifier file (suffix ``.aamodel``) is a zip archive of ``.npy``
 arrays as written by :func:`numpy.savez_compressed`:
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -29,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import limits
-from .errors import ModelFileError
+from .errors import InputError, ModelFileError
 from .features import FeatureSet
 from .forest import Forest
 
@@ -431,6 +436,238 @@ def load_object_classifier(path):
     return clf
 
 
+# -- CNN (.aacnn) -------------------------------------------------------------------
+# One safetensors file: the tensors are the network's state dict; the header's string
+# metadata holds format, schema_version, package_version, config (JSON of CNNConfig,
+# including classes and normalisation), history and best_epoch. torch and the cnn
+# module are imported inside the functions, so this module imports without torch.
+
+CNN_FORMAT = "napari-active-annotator.cnn"
+CNN_SCHEMA_VERSION = 1
+CNN_SUFFIX = ".aacnn"
+_MAX_HEADER = 16 << 20  # a real header is a few kB; refuse absurd ones before parsing
+
+
+def save_cnn(clf, path) -> Path:
+    """Write a fitted :class:`~active_annotator.cnn.CNNClassifier`'s weights and config to a
+    ``.aacnn`` safetensors file (atomically); the suffix is added when missing. Returns the path."""
+    from .cnn import _require_torch
+
+    _require_torch()
+    from safetensors.torch import save_file
+
+    clf._check_fitted()
+    path = Path(path)
+    if path.suffix != CNN_SUFFIX:
+        path = path.with_name(path.name + CNN_SUFFIX)
+    state = {k: v.detach().cpu().contiguous() for k, v in clf.net_.state_dict().items()}
+    meta = {
+        "format": CNN_FORMAT,
+        "schema_version": str(CNN_SCHEMA_VERSION),
+        "package_version": _package_version(),
+        "config": json.dumps(clf.config_.to_dict()),
+        "history": json.dumps(clf.history_),
+        "best_epoch": json.dumps(clf.best_epoch_),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)  # stale, or a planted link: never write through it
+    try:
+        save_file(state, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def is_cnn_file(path) -> bool:
+    """True if ``path`` looks like a CNN model file (suffix or safetensors header with our format)."""
+    path = Path(path)
+    if path.suffix == CNN_SUFFIX:
+        return True
+    try:
+        meta = _read_header(path).get("__metadata__", {})
+        return isinstance(meta, dict) and meta.get("format") == CNN_FORMAT
+    except (ModelFileError, OSError):
+        return False
+
+
+def _foreign_message(path: Path, head: bytes) -> str:
+    """Why a pickle or zip file is not loaded, naming what it probably is."""
+    if head[:2] == b"PK":
+        import zipfile
+
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except (zipfile.BadZipFile, OSError):
+            names = []
+        if "meta.npy" in names and not any(n.endswith(".pkl") for n in names):
+            return (f"{path} is a random-forest model file (.aamodel), not a CNN model file; "
+                    "use PixelClassifier.load or 'active-annotator predict' for it.")
+    return (f"{path} is a pickle or torch.save archive, not a CNN model file; such files can "
+            "run code when loaded and are refused. Save models with CNNClassifier.save.")
+
+
+def _read_header(path: Path) -> dict:
+    """The safetensors JSON header, checked before any tensor is read."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if head[:1] == b"\x80" or head[:2] == b"PK":
+                raise ModelFileError(_foreign_message(path, head))
+            if len(head) < 8:
+                raise ModelFileError(f"{path} is truncated: too short to be a CNN model file.")
+            (n,) = struct.unpack("<Q", head)
+            if n > _MAX_HEADER or n > path.stat().st_size - 8:
+                raise ModelFileError(f"{path} is not a CNN model file (bad header length {n}).")
+            raw = fh.read(n)
+        header = json.loads(raw.decode("utf-8"))
+    except ModelFileError:
+        raise
+    except FileNotFoundError:
+        raise ModelFileError(f"No CNN model file at {path}.") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a folder, not a CNN model file (.aacnn); choose the file inside it.") from None
+    except OSError as e:
+        raise ModelFileError(f"Cannot read the CNN model file {path} ({type(e).__name__}: {e}).") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, struct.error) as e:
+        raise ModelFileError(f"{path} is not a CNN model file (unreadable header: {e}).") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path} is not a CNN model file (header is not a JSON object).")
+    return header
+
+
+_SAFETENSORS_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
+                         "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _check_cnn_sizes(path: Path, header: dict, cfg, torch, cnn_net) -> None:
+    """Check the declared tensors and the config's network size before anything is built.
+
+    The network is first built on torch's ``meta`` device (shapes only, no
+    memory), so its parameter count and every tensor shape can be compared
+    with the file's header before real weights are allocated or read.
+    """
+    if cfg.n_classes > limits.get("CLASSES"):
+        raise ModelFileError(f"{path}: {cfg.n_classes} classes, more than the limit of "
+                             f"{limits.get('CLASSES')}. {limits.hint('CLASSES')}")
+    declared = 0
+    shapes = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            shape = tuple(int(n) for n in entry["shape"])
+            itemsize = _SAFETENSORS_ITEMSIZE[entry["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{path}: the header entry of tensor {key!r} is invalid.") from None
+        if any(n < 0 for n in shape):
+            raise ModelFileError(f"{path}: tensor {key!r} has a negative shape {shape}.")
+        shapes[key] = (shape, entry["dtype"])
+        declared += limits.nbytes(shape, itemsize)
+    budget = limits.get("MODEL_BYTES")
+    if declared > budget:
+        raise ModelFileError(f"{path} declares {declared} bytes of weights, more than the limit of "
+                             f"{budget}. {limits.hint('MODEL_BYTES')}")
+    with torch.device("meta"):
+        skeleton = cnn_net.build_net(cfg.dims, cfg.in_channels, cfg.n_classes, cfg.widths, cfg.dropout)
+    n_params = sum(p.numel() for p in skeleton.parameters())
+    if n_params > limits.get("CNN_PARAMETERS"):
+        raise ModelFileError(
+            f"{path}: its config declares a network of {n_params} parameters, more than the limit of "
+            f"{limits.get('CNN_PARAMETERS')}. {limits.hint('CNN_PARAMETERS')}")
+    names = {"float32": "F32", "float64": "F64", "int64": "I64", "float16": "F16", "bfloat16": "BF16"}
+    for key, t in skeleton.state_dict().items():
+        want = (tuple(t.shape), names.get(str(t.dtype).replace("torch.", ""), str(t.dtype)))
+        if key not in shapes:
+            raise ModelFileError(f"{path}: the weights do not match the config (missing {key!r}).")
+        if shapes[key] != want:
+            raise ModelFileError(f"{path}: weight {key} has shape {shapes[key][0]} {shapes[key][1]}, the "
+                                 f"config needs {want[0]} {want[1]}.")
+    extra = sorted(set(shapes) - set(skeleton.state_dict()))
+    if extra:
+        raise ModelFileError(f"{path}: the weights do not match the config (unexpected {extra[:5]}).")
+
+
+def load_cnn(path, device: str = "auto", n_threads: int | None = None):
+    """Load a ``.aacnn`` file written by :func:`save_cnn` (:meth:`CNNClassifier.save`).
+
+    Raises :class:`ModelFileError` for a missing, truncated, corrupt, foreign
+    (pickle, torch.save) or newer-schema file, and for weights that do not
+    match the config.
+    """
+    from .cnn import CNNClassifier, CNNConfig, _require_torch, _resolve_device
+
+    torch = _require_torch()
+    from safetensors import safe_open
+
+    from . import cnn_net
+
+    path = Path(path)
+    header = _read_header(path)
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path} is not a napari-active-annotator CNN file (its metadata is a "
+                             f"{type(meta).__name__}, not an object).")
+    if meta.get("format") != CNN_FORMAT:
+        raise ModelFileError(
+            f"{path} is not a napari-active-annotator CNN file (format {meta.get('format')!r}, "
+            f"expected {CNN_FORMAT!r})."
+        )
+    try:
+        version = int(meta.get("schema_version", ""))
+    except ValueError:
+        raise ModelFileError(f"{path} has no valid schema_version.") from None
+    if version > CNN_SCHEMA_VERSION:
+        raise ModelFileError(
+            f"{path} uses CNN file schema {version}; this version reads up to {CNN_SCHEMA_VERSION}. "
+            "Upgrade napari-active-annotator."
+        )
+    try:
+        cfg = CNNConfig.from_dict(json.loads(meta["config"]))
+        history = json.loads(meta.get("history", "{}"))
+        best_epoch = json.loads(meta.get("best_epoch", "null"))
+    except (KeyError, TypeError, json.JSONDecodeError, InputError) as e:
+        raise ModelFileError(f"{path} has an invalid CNN config: {e}") from None
+    if cfg.classes is None or cfg.in_channels is None or cfg.norm_mean is None or cfg.norm_std is None:
+        raise ModelFileError(f"{path} holds an untrained CNN config (no classes/channels/normalisation).")
+    _check_cnn_sizes(path, header, cfg, torch, cnn_net)
+    net = cnn_net.build_net(cfg.dims, cfg.in_channels, cfg.n_classes, cfg.widths, cfg.dropout)
+    expected = net.state_dict()
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            keys = set(f.keys())
+            if keys != set(expected):
+                missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
+                raise ModelFileError(
+                    f"{path}: the weights do not match the config (missing {missing[:5]}, unexpected {extra[:5]})."
+                )
+            state = {k: f.get_tensor(k) for k in keys}
+    except ModelFileError:
+        raise
+    except Exception as e:  # safetensors raises its own error types for corrupt data
+        raise ModelFileError(f"{path} is corrupt or not a CNN model file: {e}") from None
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(expected[k].shape) or v.dtype != expected[k].dtype:
+            raise ModelFileError(
+                f"{path}: weight {k} has shape {tuple(v.shape)} {v.dtype}, the config needs "
+                f"{tuple(expected[k].shape)} {expected[k].dtype}."
+            )
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise ModelFileError(f"{path}: weight {k} holds NaN or infinite values.")
+    net.load_state_dict(state, strict=True)
+    clf = CNNClassifier.from_config(cfg, device=device, n_threads=n_threads)
+    clf.config_ = cfg
+    clf.classes_ = np.asarray(cfg.classes, dtype=np.int64)
+    clf.device_ = _resolve_device(device)
+    clf.net_ = net.to(clf.device_).eval()
+    clf.history_ = history
+    clf.best_epoch_ = best_epoch
+    return clf
+
+
+
 # -- annotation stores (.aalabels) ---------------------------------------------------
 
 LABELS_FORMAT = "napari-active-annotator.labels"
@@ -518,8 +755,6 @@ def write_annotation_store(path, labels, name: str | None = None, class_names: d
     import tempfile
 
     import zarr
-
-    from .errors import InputError
 
     target = Path(path)
     if target.suffix != LABELS_SUFFIX:

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classifier import PixelClassifier, check_size
-from .errors import Cancelled, InputError, LabelError, NotFittedError
+from .classifier import PixelClassifier, check_size, labelled_planes, labelled_rows, require_labels
+from .errors import Cancelled, InputError, NotFittedError
 from .evaluation import History, Validation, validate_fitted
 from .features import FeatureCache, FeatureSet
 from .uncertainty import entropy
@@ -302,9 +302,7 @@ class AnnotationSession:
             clf.features = FeatureSet.default(ndim=self.spatial_ndim)
         feats = self.features(clf.features)
         check_size(self.spatial, clf.feature_set)
-        if not np.any(labels):
-            raise LabelError("There are no labels yet: paint at least two classes (values 1, 2, ...) "
-                             "before training.")
+        require_labels(labels)
         if "deep" in feats.spec.families:  # the classifier keeps the cache's deep basis
             clf.features = feats.prepared_spec()
         n_ch = self.n_channels
@@ -313,15 +311,10 @@ class AnnotationSession:
                             on_progress=lambda d, t: report("Training the stages", d, t))
             fit = None  # autocontext: no quick twin on cached rows (see validate)
         else:
-            planes = [p for p in (np.ndindex(*self.stack) if self.stack else [()]) if np.any(labels[p])]
-            Xs, ys = [], []
-            for i, p in enumerate(planes):
-                _check(stop)
-                mask = labels[p] > 0
-                Xs.append(feats.plane(p).at(mask))
-                ys.append(labels[p][mask])
-                report("Training: features of labelled planes", i + 1, len(planes))
-            X, y = np.concatenate(Xs), np.concatenate(ys)
+            X, y = labelled_rows(
+                lambda p, mask: feats.plane(p).at(mask), labels,
+                labelled_planes(labels, self.spatial_ndim), should_stop=stop,
+                on_progress=lambda d, t: report("Training: features of labelled planes", d, t))
             clf.fit_features(X, y, n_channels=n_ch, labels_dtype=labels.dtype, should_stop=stop)
             fit = (clf, X, y, labels, n_ch)
         _check(stop)

@@ -7,8 +7,9 @@ import sys
 
 import numpy as np
 
-from ..cnn import CNNClassifier, CNNConfig, load_cnn
+from ..cnn import CNNClassifier, CNNConfig
 from ..io.arrays import check_output, read_array, write_array
+from ..persistence import load_cnn
 from ..uncertainty import entropy
 from ._args import add_channel_axis, resolve_channel_axis
 
