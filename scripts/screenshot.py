@@ -79,7 +79,7 @@ def main(output: Path = DEFAULT_OUTPUT, timeout_s: float = 300, sample: str = "n
             print(f"suggestion {s.rank}: true classes {shown}; {s.reason}")
         panel.next_suggestion()  # outline the first suggestion in yellow...
         viewer.reset_view()  # ...but show the whole image with every suggestion
-        widget.panels.setCurrentWidget(panel)
+        widget.panels.setCurrentIndex(1)  # Suggestions
         panel.table.selectRow(0)
         viewer.layers.selection.active = viewer.layers["annotations"]
         # let the canvas and dock settle before grabbing the window

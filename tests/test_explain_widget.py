@@ -40,7 +40,9 @@ def trained(make_napari_viewer_proxy, qtbot):
 
 def test_explain_tab_shows_shap_plots_and_findings(trained, qtbot):
     panel = trained.explain_panel
-    assert trained.panels.tabText(trained.panels.indexOf(panel)) == "Explain"
+    tabs = trained.panels  # each tab page sits in a scroll area
+    (index,) = [i for i in range(tabs.count()) if tabs.widget(i).widget() is panel]
+    assert tabs.tabText(index) == "Explain"
     panel.explain_button.click()
     qtbot.waitUntil(lambda: panel.result is not None, timeout=TIMEOUT_MS)
     e, groups, diagnosis = panel.result

@@ -272,6 +272,15 @@ class _FullHeightScroll(QScrollArea):
         return hint
 
 
+class _ViewportLayout(QVBoxLayout):
+    """A scroll area's page layout sized to the viewport (and its minimum), not to its
+    content's preferred height: QScrollArea sizes a page whose layout has height-for-width
+    (word-wrapped labels) to its preferred height, which hides what is below a tall tab."""
+
+    def hasHeightForWidth(self):  # noqa: N802 - Qt's name
+        return False
+
+
 @dataclass(eq=False)
 class Task:
     """What a job running in a worker gets: a stop flag, progress and reports to the dock.
@@ -328,6 +337,9 @@ class Dock(QWidget):
     # a dock whose runs are latency-critical reports less often and shows no animated busy bar
     report_interval_s = REPORT_INTERVAL_S
     busy_animation = True
+    # True: the body is as tall as its content (scrolls when the dock is shorter); False: it
+    # fills the dock and its own scrolling parts (tabs) shrink, down to their minimum
+    page_follows_content = True
 
     def __init__(self, napari_viewer, idle_text=""):
         super().__init__()
@@ -345,7 +357,7 @@ class Dock(QWidget):
         outer.setSpacing(2)
         self.scroll = _FullHeightScroll()
         page = QWidget()
-        self.body = QVBoxLayout(page)
+        self.body = QVBoxLayout(page) if self.page_follows_content else _ViewportLayout(page)
         self.body.setContentsMargins(4, 4, 4, 4)
         self.scroll.setWidget(page)
         outer.addWidget(self.scroll, 1)

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 
 from active_annotator.evaluation import History
 
+MAX_HEIGHT = 300
 COLUMNS = ("class", "precision", "recall", "f1", "jaccard", "support")
 HEADERS = ("Class", "Precision", "Recall", "F1", "Jaccard", "Pixels")
 
@@ -63,6 +64,8 @@ class ValidationPanel(QWidget):
         self.table.setToolTip("Scores of the latest round on the validation strokes, per class.")
         self.table.setMaximumHeight(110)
         outer.addWidget(self.table)
+        # the dock's tabs get the room first; the curve keeps a readable height
+        self.setMaximumHeight(MAX_HEIGHT)
         self._draw(None)
 
     def _draw(self, history):

@@ -140,6 +140,7 @@ class PixelClassifierWidget(Dock):
     # (in software under Xvfb: measured to double the time to the visible result on 2 cores)
     report_interval_s = 1.0
     busy_animation = False
+    page_follows_content = False  # the tabs scroll, the learning curve below them stays in view
 
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__(napari_viewer, idle_text=IDLE_TEXT)
@@ -210,8 +211,6 @@ class PixelClassifierWidget(Dock):
         self.project_status = self.project_box.status
         self.save_project_button, self.open_project_button = self.project_box.save_button, self.project_box.open_button
 
-        train_page = _FullHeightScroll()  # on a short screen the controls scroll instead of being squashed
-        train_page.MIN_HEIGHT = 150
         page = QWidget()
         column = QVBoxLayout(page)
         column.addWidget(data_box)
@@ -219,7 +218,6 @@ class PixelClassifierWidget(Dock):
         column.addLayout(models)
         column.addWidget(self.project_box)
         column.addStretch(1)
-        train_page.setWidget(page)
 
         from ._explain_panel import ExplainPanel
         from ._suggestions import SuggestionsPanel
@@ -229,9 +227,11 @@ class PixelClassifierWidget(Dock):
         self.explain_panel = ExplainPanel(self)
         self.validation_panel = ValidationPanel()
         self.panels = QTabWidget()
-        self.panels.addTab(train_page, "Train")
-        self.panels.addTab(self.suggestions_panel, "Suggestions")
-        self.panels.addTab(self.explain_panel, "Explain")
+        for tab, name in ((page, "Train"), (self.suggestions_panel, "Suggestions"), (self.explain_panel, "Explain")):
+            scroll = _FullHeightScroll()  # on a short screen a tab scrolls: the learning curve stays in view
+            scroll.MIN_HEIGHT = 150
+            scroll.setWidget(tab)
+            self.panels.addTab(scroll, name)
         # Train / Predict / Live sit under the tabs, visible on all of them: after labelling a
         # suggestion, retrain without switching tabs; the learning curve stays in view too
         actions = QHBoxLayout()
