@@ -62,7 +62,7 @@ def test_explain_can_be_cancelled(trained, qtbot):
     assert panel.cancel_button.isEnabled()
     panel.cancel_button.click()
     qtbot.waitUntil(lambda: not panel.cancel_button.isEnabled(), timeout=TIMEOUT_MS)
-    assert panel.result is None and "cancelled" in panel.status.text()
+    assert panel.result is None and "Cancelled" in panel.status.text()
 
 
 def test_explain_without_a_model_says_what_to_do(make_napari_viewer_proxy):
@@ -141,7 +141,7 @@ def test_object_dock_explain_tab_and_cancel(viewer, qtbot, nuclei2d):
     panel.explain_button.click()
     panel.cancel_button.click()
     qtbot.waitUntil(lambda: not panel.cancel_button.isEnabled(), timeout=TIMEOUT_MS)
-    assert panel.result is None and "cancelled" in panel.status.text()
+    assert panel.result is None and "Cancelled" in panel.status.text()
     panel.explain_button.click()
     qtbot.waitUntil(lambda: panel.result is not None, timeout=TIMEOUT_MS)
     e = panel.result[0]

@@ -35,7 +35,7 @@ import numpy as np
 from magicgui.widgets import ComboBox
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -277,7 +277,7 @@ class _ViewportLayout(QVBoxLayout):
     content's preferred height: QScrollArea sizes a page whose layout has height-for-width
     (word-wrapped labels) to its preferred height, which hides what is below a tall tab."""
 
-    def hasHeightForWidth(self):  # noqa: N802 - Qt's name
+    def hasHeightForWidth(self):
         return False
 
 
@@ -296,7 +296,7 @@ class Task:
     worker: object = None
     notify: bool = True  # an error pops up a notification (Live mode's retraining: status line only)
     interval: float = REPORT_INTERVAL_S  # seconds between progress reports
-    _dock: object = None
+    _runner: object = None
     _last: float = 0.0
 
     def should_stop(self) -> bool:
@@ -316,10 +316,134 @@ class Task:
         if self.stop.is_set():
             return  # replaced, cancelled or its dock closed: nobody is listening
         try:
-            # looked up at each call: on a deleted dock this raises, a stored emit would crash
-            self._dock._delivered.emit(self, message)
-        except RuntimeError:  # the dock was deleted
+            # looked up at each call: on a deleted runner this raises, a stored emit would crash
+            self._runner._delivered.emit(self, message)
+        except RuntimeError:  # the runner (its dock or panel) was deleted
             pass
+
+
+class Runner(QObject):
+    """One job at a time in a napari worker, for a dock or a panel (``view``).
+
+    :meth:`run` replaces the running job (never queued) and drops results of replaced
+    or cancelled runs. ``view`` shows the state: ``show_running(desc)``,
+    ``show_progress(done, total, text)``, ``show_done()``, ``show_idle()``,
+    ``set_status(text)``, ``fail(message, notify=)`` and a ``cancelled`` signal.
+    A closed ``parent`` stops its jobs.
+    """
+
+    _delivered = Signal(object, object)  # (task, message) from a worker thread
+
+    def __init__(self, parent, view, interval=REPORT_INTERVAL_S):
+        super().__init__(parent)
+        self.view, self.interval = view, interval
+        self._task = None  # the latest run; older ones are stale
+        self._workers = set()
+        self._live = set()  # tasks whose worker has not finished (also replaced or cancelled ones)
+        self._report_handler = None
+        self._delivered.connect(self._on_delivered)
+        # a closed dock must not leave work running in the background
+        parent.destroyed.connect(lambda *_, live=self._live: [t.stop.set() for t in list(live)])
+
+    def run(self, job, on_done, *, desc, on_report=None, on_error=None, on_yielded=None, notify=True) -> Task:
+        """Run ``job(task)`` in a napari worker; on the main thread call ``on_done(result)``.
+
+        ``job`` may be a generator function: a yielded ``(done, total)`` moves the
+        progress bar, anything else goes to ``on_yielded``; cancel stops it at its
+        next yield. A running job is stopped (its ``task.should_stop()`` turns
+        true) and its result dropped: the newest request wins, none is queued.
+        An :class:`AnnotatorError` raised by the job is shown with ``view.fail``
+        (or given to ``on_error``; ``notify=False``: in the status line only, no pop-up);
+        :class:`Cancelled` ends quietly.
+        """
+        self._stop_task()
+        task = Task(_runner=self, notify=notify, interval=self.interval)
+        self._task, self._report_handler = task, on_report
+        worker = create_worker(job, task, _progress={"total": 0, "desc": desc}, _start_thread=False,
+                               _connect={"errored": lambda exc, t=task: self._on_errored(t, exc, on_error)})
+        task.worker = worker
+        worker.returned.connect(lambda result, t=task: self._on_returned(t, result, on_done))
+        if inspect.isgeneratorfunction(job):
+            worker.yielded.connect(lambda value, t=task: self._on_yielded(t, value, on_yielded))
+            # napari's activity dock can stop a generator worker too
+            worker.aborted.connect(lambda t=task: self._on_aborted(t))
+        worker.finished.connect(lambda w=worker, t=task: (self._workers.discard(w), self._live.discard(t)))
+        self._workers.add(worker)
+        self._live.add(task)
+        self.view.show_running(desc)
+        worker.start()
+        return task
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._workers)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    def cancel(self, *_):
+        if self._task is None:
+            return
+        self._task.cancelled = True
+        self._stop_task()
+        self._task = None
+        self.view.show_idle()
+        self.view.set_status("Cancelled: nothing changed.")
+        self.view.cancelled.emit()
+
+    def _stop_task(self):
+        task = self._task
+        if task is not None:
+            task.stop.set()
+            if hasattr(task.worker, "quit"):
+                task.worker.quit()
+
+    def _current(self, task) -> bool:
+        return task is self._task and not task.stop.is_set()
+
+    def _on_delivered(self, task, message):
+        if not self._current(task):
+            return
+        kind, value = message
+        if kind == "progress":
+            self.view.show_progress(*value)
+        elif self._report_handler is not None:
+            self._report_handler(value)
+
+    def _on_yielded(self, task, value, on_yielded):
+        if not self._current(task):
+            return
+        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, (int, np.integer)) for v in value):
+            self.view.show_progress(int(value[0]), int(value[1]), "")
+        elif on_yielded is not None:
+            on_yielded(value)
+
+    def _on_returned(self, task, result, on_done):
+        if not self._current(task):
+            return  # replaced or cancelled: drop it
+        self._task = None
+        self.view.show_done()
+        on_done(result)
+
+    def _on_aborted(self, task):
+        if task is self._task:
+            self.cancel()
+
+    def _on_errored(self, task, exc, on_error):
+        if not self._current(task):
+            return
+        self._task = None
+        self.view.show_idle()
+        if isinstance(exc, Cancelled):
+            self.view.set_status("Cancelled: nothing changed.")
+            self.view.cancelled.emit()
+        elif on_error is not None:
+            on_error(exc)
+        elif isinstance(exc, AnnotatorError):
+            self.view.fail(str(exc), notify=task.notify)
+        else:  # a bug: say what it was; the type helps a bug report
+            self.view.fail(f"{type(exc).__name__}: {exc}")
 
 
 class Dock(QWidget):
@@ -333,7 +457,6 @@ class Dock(QWidget):
 
     failed = Signal(str)
     cancelled = Signal()
-    _delivered = Signal(object, object)  # (task, message) from a worker thread
     # a dock whose runs are latency-critical reports less often and shows no animated busy bar
     report_interval_s = REPORT_INTERVAL_S
     busy_animation = True
@@ -344,13 +467,9 @@ class Dock(QWidget):
     def __init__(self, napari_viewer, idle_text=""):
         super().__init__()
         self.viewer = napari_viewer
-        self._task = None  # the latest run; older ones are stale
-        self._workers = set()
-        self._live = set()  # tasks whose worker has not finished (also replaced or cancelled ones)
+        self.runner = Runner(self, self, interval=self.report_interval_s)
         self._pickers = []
         self._watched = {}  # key -> (layer, event name, callback): see watch()
-        self._report_handler = None
-        self._delivered.connect(self._dock_delivered)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(2, 2, 2, 2)
@@ -378,7 +497,7 @@ class Dock(QWidget):
         row.addWidget(self.progress_bar, 1)
         row.addWidget(self.cancel_button)
         outer.addLayout(row)
-        self._dock_idle_bar()
+        self.show_idle()
 
         layers = self.viewer.layers
         for emitter in (layers.events.inserted, layers.events.removed, layers.events.moved):
@@ -386,8 +505,6 @@ class Dock(QWidget):
         for layer in layers:
             layer.events.name.connect(self.refresh_pickers)
         self.destroyed.connect(_unhook(layers, self._dock_layer_list, self.refresh_pickers))
-        # a closed dock must not leave work running in the background
-        self.destroyed.connect(lambda *_, live=self._live: [t.stop.set() for t in list(live)])
 
     # -- layer pickers ---------------------------------------------------------------
     def layer_picker(self, kind, **kwargs) -> LayerPicker:
@@ -522,125 +639,46 @@ class Dock(QWidget):
                "shapes": self.viewer.add_shapes}[kind]
         return add(data, name=name, **geometry, **kwargs)
 
-    # -- workers ---------------------------------------------------------------------
+    # -- workers (the runner does the work: Runner) ---------------------------------------
     def run(self, job, on_done, *, desc, on_report=None, on_error=None, on_yielded=None, notify=True) -> Task:
-        """Run ``job(task)`` in a napari worker; on the main thread call ``on_done(result)``.
+        """Run ``job(task)`` in a napari worker, ``on_done(result)`` on the main thread: see :meth:`Runner.run`."""
+        return self.runner.run(job, on_done, desc=desc, on_report=on_report, on_error=on_error,
+                               on_yielded=on_yielded, notify=notify)
 
-        ``job`` may be a generator function: a yielded ``(done, total)`` moves the
-        progress bar, anything else goes to ``on_yielded``; cancel stops it at its
-        next yield. A running job is stopped (its ``task.should_stop()`` turns
-        true) and its result dropped: the newest request wins, none is queued.
-        An :class:`AnnotatorError` raised by the job is shown with :meth:`fail`
-        (or given to ``on_error``; ``notify=False``: in the status line only, no pop-up);
-        :class:`Cancelled` ends quietly.
-        """
-        self._dock_stop_task()
-        task = Task(_dock=self, notify=notify, interval=self.report_interval_s)
-        self._task, self._report_handler = task, on_report
-        worker = create_worker(job, task, _progress={"total": 0, "desc": desc}, _start_thread=False,
-                               _connect={"errored": lambda exc, t=task: self._dock_errored(t, exc, on_error)})
-        task.worker = worker
-        worker.returned.connect(lambda result, t=task: self._dock_returned(t, result, on_done))
-        if inspect.isgeneratorfunction(job):
-            worker.yielded.connect(lambda value, t=task: self._dock_yielded(t, value, on_yielded))
-            # napari's activity dock can stop a generator worker too
-            worker.aborted.connect(lambda t=task: self._dock_aborted(t))
-        worker.finished.connect(lambda w=worker, t=task: (self._workers.discard(w), self._live.discard(t)))
-        self._workers.add(worker)
-        self._live.add(task)
+    @property
+    def busy(self) -> bool:
+        """True while any worker (also a replaced or cancelled one winding down) runs."""
+        return self.runner.busy
+
+    @property
+    def running(self) -> bool:
+        """True while the latest run has not delivered (stale ones do not count)."""
+        return self.runner.running
+
+    def cancel(self, *_):
+        """Stop the running job; its result is dropped and ``cancelled`` emitted."""
+        self.runner.cancel()
+
+    # -- what the runner shows ----------------------------------------------------------
+    def show_running(self, desc):
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0 if self.busy_animation else 1)  # busy until the first report
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat(f"{desc}…")
         self.set_status(f"{desc}…")
-        worker.start()
-        return task
 
-    @property
-    def busy(self) -> bool:
-        """True while any worker (also a replaced or cancelled one winding down) runs."""
-        return bool(self._workers)
+    def show_progress(self, done, total, text):
+        self.progress_bar.setRange(0, max(1, total))
+        self.progress_bar.setValue(min(done, total))
+        self.progress_bar.setFormat(text or f"{done}/{total}")
 
-    @property
-    def running(self) -> bool:
-        """True while the latest run has not delivered (stale ones do not count)."""
-        return self._task is not None
-
-    def cancel(self, *_):
-        """Stop the running job; its result is dropped and ``cancelled`` emitted."""
-        if self._task is None:
-            return
-        self._task.cancelled = True
-        self._dock_stop_task()
-        self._task = None
-        self._dock_idle_bar()
+    def show_done(self):
         self.cancel_button.setEnabled(False)
-        self.set_status("Cancelled: nothing changed.")
-        self.cancelled.emit()
-
-    def _dock_stop_task(self):
-        task = self._task
-        if task is not None:
-            task.stop.set()
-            if hasattr(task.worker, "quit"):
-                task.worker.quit()
-
-    def _dock_current(self, task) -> bool:
-        return task is self._task and not task.stop.is_set()
-
-    def _dock_finish(self, task):
-        self._task = None
-        self.cancel_button.setEnabled(False)
-
-    def _dock_delivered(self, task, message):
-        if not self._dock_current(task):
-            return
-        kind, value = message
-        if kind == "progress":
-            done, total, text = value
-            self.progress_bar.setRange(0, max(1, total))
-            self.progress_bar.setValue(min(done, total))
-            self.progress_bar.setFormat(text or f"{done}/{total}")
-        elif self._report_handler is not None:
-            self._report_handler(value)
-
-    def _dock_yielded(self, task, value, on_yielded):
-        if not self._dock_current(task):
-            return
-        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, (int, np.integer)) for v in value):
-            self._dock_delivered(task, ("progress", (int(value[0]), int(value[1]), "")))
-        elif on_yielded is not None:
-            on_yielded(value)
-
-    def _dock_returned(self, task, result, on_done):
-        if not self._dock_current(task):
-            return  # replaced or cancelled: drop it
-        self._dock_finish(task)
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(1)
         self.progress_bar.setFormat("done")
-        on_done(result)
 
-    def _dock_aborted(self, task):
-        if task is self._task:
-            self.cancel()
-
-    def _dock_errored(self, task, exc, on_error):
-        if not self._dock_current(task):
-            return
-        self._dock_finish(task)
-        self._dock_idle_bar()
-        if isinstance(exc, Cancelled):
-            self.set_status("Cancelled: nothing changed.")
-            self.cancelled.emit()
-        elif on_error is not None:
-            on_error(exc)
-        elif isinstance(exc, AnnotatorError):
-            self.fail(str(exc), notify=task.notify)
-        else:  # a bug: say what it was; the type helps a bug report
-            self.fail(f"{type(exc).__name__}: {exc}")
-
-    def _dock_idle_bar(self):
+    def show_idle(self):
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("idle")

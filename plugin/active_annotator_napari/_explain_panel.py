@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from napari.qt.threading import thread_worker
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -27,6 +27,9 @@ from qtpy.QtWidgets import (
 )
 
 from active_annotator.errors import AnnotatorError, InputError
+
+from ._dock import Runner
+from ._messages import for_gui
 
 ROW_PX = 22  # height of one feature row in the bar and beeswarm plots
 
@@ -107,7 +110,10 @@ class ExplainPanel(QWidget):
     ``source()`` (main thread) returns an :class:`Explained` or raises
     :class:`AnnotatorError` saying what to do first; default: the Pixel dock's.
     ``suggest_features`` adds the "Suggest features" button (pixel models).
+    Signal ``cancelled``: a run was stopped with Cancel.
     """
+
+    cancelled = Signal()
 
     def __init__(self, dock, source=None, suggest_features=None):
         super().__init__()
@@ -116,7 +122,8 @@ class ExplainPanel(QWidget):
             source = lambda: _pixel_source(dock)
             suggest_features = suggest_features or (lambda: _pixel_suggestion(dock))
         self._source = source
-        self._worker = None
+        self.runner = Runner(self, self)
+        self._progress_text = str
         self._explained = None
         self.result = None
         self.explain_button = QPushButton("Explain model")
@@ -153,18 +160,33 @@ class ExplainPanel(QWidget):
             lay.addWidget(self.suggest_text)
         lay.addWidget(self.canvas, 1)
 
-    # -- workers: one at a time, newest wins, cancel between blocks -------------------------
+    # -- workers: one at a time, newest wins, cancel between blocks (the dock base's Runner) ---
     def _run(self, job, args, on_done, busy_text, progress_text):
-        self.cancel()
-        worker = thread_worker(job, start_thread=False)(*args)
-        worker.yielded.connect(lambda p, w=worker: w is self._worker and self.status.setText(progress_text(p)))
-        worker.returned.connect(lambda r, w=worker: self._done(w, r, on_done))
-        worker.errored.connect(lambda e, w=worker: self._failed(w, e))
-        worker.aborted.connect(lambda w=worker: self._stopped(w, "Explaining was cancelled."))
-        self._worker = worker
+        def body(task):  # a generator, so Cancel stops it at its next block
+            return (yield from job(*args))
+
+        self._progress_text = progress_text
+        self.runner.run(body, on_done, desc=busy_text)
+
+    def show_running(self, desc):
         self.cancel_button.setEnabled(True)
-        self.status.setText(busy_text)
-        worker.start()
+        self.status.setText(desc)
+
+    def show_progress(self, done, total, text):
+        self.status.setText(self._progress_text((done, total)))
+
+    def show_done(self):
+        self.cancel_button.setEnabled(False)
+        self.status.setText("")
+
+    def show_idle(self):
+        self.cancel_button.setEnabled(False)
+
+    def set_status(self, text):
+        self.status.setText(text)
+
+    def fail(self, message, notify=False):  # in the panel's status line: nothing to pop up
+        self.status.setText(for_gui(message))
 
     def start(self, *_):
         """Explain the dock's model on its labelled samples, in a worker."""
@@ -175,7 +197,7 @@ class ExplainPanel(QWidget):
             return
         self._explained = explained
         self._run(_explain_job, (explained,), self._show,
-                  f"Explaining: computing features at the {explained.what} ...",
+                  f"Explaining: computing features at the {explained.what}",
                   lambda p: f"Explaining: {p[0]} / {p[1]} {explained.what}")
 
     def start_suggest(self, *_):
@@ -186,26 +208,14 @@ class ExplainPanel(QWidget):
             self.status.setText(str(e))
             return
         self._run(job, args, lambda text: self.suggest_text.setText(text),
-                  "Suggesting features: fitting a forest per candidate set ...", lambda p: "")
+                  "Suggesting features: fitting a forest per candidate set", lambda p: "")
 
     def cancel(self, *_):
-        if self._worker is not None:
-            self._worker.quit()  # a generator worker stops at its next yield
+        self.runner.cancel()
 
-    def _stopped(self, worker, text):
-        if worker is self._worker:
-            self._worker = None
-            self.cancel_button.setEnabled(False)
-            self.status.setText(text)
-
-    def _failed(self, worker, err):
-        self._stopped(worker, str(err) if isinstance(err, AnnotatorError) else f"Explaining failed: {err!r}")
-
-    def _done(self, worker, result, on_done):
-        if worker is not self._worker or result is None:  # a stale or cancelled run
-            return
-        self._stopped(worker, "")
-        on_done(result)
+    @property
+    def busy(self) -> bool:
+        return self.runner.busy
 
     # -- showing ---------------------------------------------------------------------------
     def _show(self, result):

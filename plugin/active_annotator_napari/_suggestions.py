@@ -14,12 +14,11 @@ Keys (bound on the viewer, unused by napari's layers): **N** next suggestion,
 No ``from __future__ import annotations``: see ``_widget.py``.
 """
 
-import threading
 import weakref
+from functools import partial
 
 import napari
 import numpy as np
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtGui import QColor
@@ -40,9 +39,10 @@ from qtpy.QtWidgets import (
 )
 
 from active_annotator.candidates import default_patch_size, labelled_fraction
-from active_annotator.errors import AnnotatorError, Cancelled, InputError
+from active_annotator.errors import AnnotatorError, InputError
 from active_annotator.sampling import DEFAULT_STRATEGY
 
+from ._dock import Runner
 from ._messages import for_gui
 
 SUGGESTIONS = "suggestions"
@@ -68,10 +68,10 @@ CONTEXT = 3.0
 COLOUR_TODO, COLOUR_CURRENT, COLOUR_DONE = "#00e5ff", "#ffd600", "#69f0ae"
 
 
-def _rank(session, proba, classifier, labels, strategy, n, size, should_stop):
+def _rank(task, session, proba, classifier, labels, strategy, n, size):
     """Worker body: the session's ranking (on its cached features), plus how much of each
     suggestion was labelled already."""
-    suggestions = session.suggest(strategy, n, labels=labels, size=size, seed=0, should_stop=should_stop,
+    suggestions = session.suggest(strategy, n, labels=labels, size=size, seed=0, should_stop=task.should_stop,
                                   probabilities=proba, classifier=classifier)
     baseline = labelled_fraction([s.candidate for s in suggestions], labels)
     return suggestions, baseline
@@ -93,12 +93,14 @@ class SuggestionsPanel(QWidget):
     moved(int) : the view moved to the suggestion at this index.
     done_changed : a suggestion was marked done (painted in).
     failed(str) : a request failed, with the message shown.
+    cancelled : a ranking was stopped (replaced rankings drop their result quietly).
     """
 
     suggested = Signal()
     moved = Signal(int)
     done_changed = Signal()
     failed = Signal(str)
+    cancelled = Signal()
 
     def __init__(self, napari_viewer, classifier_widget):
         super().__init__()
@@ -109,8 +111,7 @@ class SuggestionsPanel(QWidget):
         self.current = -1
         self._baseline = np.zeros(0)
         self._geometry = None  # (scale, translate) of the spatial axes the ranking was made on
-        self._worker = None
-        self._stop = None
+        self.runner = Runner(self, self)  # one ranking at a time; a newer request replaces it
         self._watched = None
         # napari fires events.paint before the stroke's pixels are in layer.data: look after it
         self._done_timer = QTimer(self)
@@ -216,7 +217,7 @@ class SuggestionsPanel(QWidget):
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None
+        return self.runner.busy
 
     # -- ranking -----------------------------------------------------------------------------
     def suggest(self, *_):
@@ -225,7 +226,7 @@ class SuggestionsPanel(QWidget):
         try:
             if owner.classifier is None:
                 raise InputError("Train first: suggestions rank patches by the model's uncertainty.")
-            _, image, ca, shape, scale, translate = owner.image_and_geometry()
+            _, image, _, shape, scale, translate = owner.image_and_geometry()
             session = owner.session
             proba = None if session is None or session.image is not image else session.probabilities
             if proba is None or tuple(proba.shape[1:]) != shape:
@@ -235,33 +236,30 @@ class SuggestionsPanel(QWidget):
             if labels is not None and labels.shape != shape:
                 raise InputError(f"Annotations '{annotations.name}' do not match the image's shape {shape}.")
         except AnnotatorError as e:
-            self._fail(str(e))
+            self.fail(str(e))
             return
-        self._cancel()
-        stop = self._stop = threading.Event()
-        worker = create_worker(
-            _rank, session, proba, owner.classifier, labels, self.strategy, self.n_spin.value(),
-            self.patch_size(shape), stop.is_set,
-            _progress={"desc": "Ranking suggestions"})
         geometry = (tuple(scale), tuple(translate))
-        worker.returned.connect(lambda out, w=worker: self._on_ranked(w, out, geometry))
-        worker.errored.connect(lambda exc, w=worker: self._on_errored(w, exc))
-        self._worker = worker
+        self.runner.run(partial(_rank, session=session, proba=proba, classifier=owner.classifier, labels=labels,
+                                strategy=self.strategy, n=self.n_spin.value(), size=self.patch_size(shape)),
+                        lambda out: self._on_ranked(out, geometry), desc=f"Ranking patches ({self.strategy})")
+
+    # -- what the runner shows (no progress bar of its own: the status line) ------------------
+    def show_running(self, desc):
         self.suggest_button.setEnabled(False)
-        self.status.setText(f"Ranking patches ({self.strategy})…")
-        worker.start()
+        self.set_status(f"{desc}…")
 
-    def _cancel(self):
-        if self._stop is not None:
-            self._stop.set()
-        self._worker = None
+    def show_progress(self, done, total, text):
+        self.set_status(text or f"Ranking {done}/{total}…")
+
+    def show_done(self):
         self.suggest_button.setEnabled(True)
 
-    def _on_ranked(self, worker, out, geometry):
-        if worker is not self._worker:
-            return  # replaced by a newer request
-        self._worker = None
-        self.suggest_button.setEnabled(True)
+    show_idle = show_done
+
+    def set_status(self, text):
+        self.status.setText(text)
+
+    def _on_ranked(self, out, geometry):
         self.suggestions, self._baseline = list(out[0]), np.asarray(out[1])
         self.done = np.zeros(len(self.suggestions), bool)
         self.current = -1
@@ -320,15 +318,6 @@ class SuggestionsPanel(QWidget):
         self._draw()
         self.status.setText(f"{len(items)} suggestions restored from the project "
                             f"({int(self.done.sum())} done). Press Next to continue.")
-
-    def _on_errored(self, worker, exc):
-        if worker is not self._worker:
-            return
-        self._cancel()
-        if isinstance(exc, Cancelled):
-            return
-        message = str(exc) if isinstance(exc, AnnotatorError) else f"{type(exc).__name__}: {exc}"
-        self._fail(message)
 
     def _on_trained(self):
         if self.suggestions and self.refresh_check.isChecked():
@@ -555,10 +544,11 @@ class SuggestionsPanel(QWidget):
         self.destroyed.connect(_unbind_keys(self.viewer, dict(self._key_functions)))
 
     # -- messages ----------------------------------------------------------------------------
-    def _fail(self, message):
+    def fail(self, message, notify=True):
         message = for_gui(message)  # it is a tab of the Pixel classifier dock: same controls
         self.status.setText(f"Error: {message}")
-        show_error(message)
+        if notify:
+            show_error(message)
         self.failed.emit(message)
 
 
