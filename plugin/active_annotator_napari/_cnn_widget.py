@@ -48,7 +48,6 @@ from ._dock import (
 )
 from ._layers import (
     CNN_SOURCE,
-    is_probability_layer,
     pixel_dock_for,
     put_probability_layers,
 )
@@ -179,20 +178,12 @@ class CNNWidget(Dock):
 
         data_box = QGroupBox("Data")
         form = QFormLayout(data_box)
-        skip = OUTPUT_LAYERS + FOREST_LAYERS
-        self.image_picker = self.layer_picker(
-            napari.layers.Image, accept=lambda ly: ly.name not in skip and not is_probability_layer(ly),
-            tooltip="The image to learn from and to predict.")
-        self.image_combo = self.image_picker.native
-        self.image_combo.currentTextChanged.connect(self._on_image_changed)
-        form.addRow("Image", self.image_combo)
-        self.annotations_picker = self.layer_picker(
-            napari.layers.Labels, accept=lambda ly: ly.name not in skip, prefer=("annotations",),
-            tooltip="Labels layer with your strokes: 0 = unlabelled (ignored by the loss), 1, 2, ... = classes.\n"
-                    "The same strokes the Pixel classifier trains on. Fine-tuning only reads it.")
-        self.annotations_combo = self.annotations_picker.native
+        self.add_data_pickers(
+            form, skip=OUTPUT_LAYERS + FOREST_LAYERS, image_tip="The image to learn from and to predict.",
+            annotations_tip="Labels layer with your strokes: 0 = unlabelled (ignored by the loss), 1, 2, ... = "
+                            "classes.\nThe same strokes the Pixel classifier trains on. Fine-tuning only reads it.")
+        self.image_picker.on_change(self._on_image_changed)
         self.annotations_combo.currentTextChanged.connect(lambda *_: self._show_ready())
-        form.addRow("Annotations", self.annotations_combo)
         self.channel_combo = choice_combo(CHANNEL_CHOICES, "Which axis of the image holds colour channels, if any.")
         form.addRow("Channel axis", self.channel_combo)
         self.dims_combo = choice_combo(
@@ -330,14 +321,6 @@ class CNNWidget(Dock):
             self.set_status(message)
 
     # -- layer choices ---------------------------------------------------------------
-    @property
-    def image_layer(self):
-        return self.image_picker.value
-
-    @property
-    def annotations_layer(self):
-        return self.annotations_picker.value
-
     def _on_image_changed(self, *_):
         layer = self.image_layer
         if layer is None:

@@ -251,10 +251,6 @@ class ObjectClassifierWidget(Dock):
     def objects_layer(self):
         return self.objects_picker.value
 
-    @property
-    def image_layer(self):
-        return self.image_picker.value
-
     def _own_labels_layer(self, name, data, **kwargs):
         """Create or update one of this widget's Labels layers, aligned with the objects."""
         src = self.objects_layer
