@@ -15,6 +15,8 @@ import threading
 import numba
 import numpy as np
 
+from ._jit_cache import njit
+
 # -- the engine --------------------------------------------------------------
 #
 # 1-D passes are numba kernels in float32 that use the symmetry of Gaussian
@@ -55,7 +57,7 @@ def _half_kernel(sigma: float, order: int, truncate: float) -> np.ndarray:
     return np.ascontiguousarray(w[radius:], dtype=np.float32)
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _reflect(i, n):
     """scipy's ``mode="reflect"`` index (d c b a | a b c d | d c b a), any offset."""
     period = 2 * n
@@ -67,7 +69,7 @@ def _reflect(i, n):
     return i
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _roles(odd):
     """Output indices of the (up to two) symmetric and one antisymmetric kernels; -1 if absent."""
     e1 = -1
@@ -83,7 +85,7 @@ def _roles(odd):
     return e1, e2, o1
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
+@njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
 def _taps(xp, xm, k1, k2, k3, y1, y2, y3, w, e1, e2, o1):  # pragma: no cover - compiled
     """One tap for all outputs in a single sweep: x[i+t] +/- x[i-t] is formed once.
 
@@ -119,7 +121,7 @@ def _taps(xp, xm, k1, k2, k3, y1, y2, y3, w, e1, e2, o1):  # pragma: no cover - 
             y3[c] += k3 * (xp[c] - xm[c])
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def _conv_mid(src, lo, hi, h, odd, dst):  # pragma: no cover - compiled
     """Correlate ``src (A, N, B)`` along its middle axis, output rows ``lo:hi``.
 
@@ -155,7 +157,7 @@ def _conv_mid(src, lo, hi, h, odd, dst):  # pragma: no cover - compiled
                           h[i1, t], h[i2, t], h[i3, t], y1, y2, y3, w, e1, e2, o1)
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def _conv_last(src, h, odd, dst):  # pragma: no cover - compiled
     """Correlate every row of ``src (R, N)`` with ``m <= 3`` kernels into ``dst (m, R, N)``."""
     n_rows, n = src.shape
@@ -188,7 +190,7 @@ def _conv_last(src, h, odd, dst):  # pragma: no cover - compiled
                   h[i1, t], h[i2, t], h[i3, t], y1, y2, y3, n, e1, e2, o1)
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _hessian2(a, b, c, ev0, ev1, lap, want_ev, want_lap):  # pragma: no cover - compiled
     """Eigenvalues (descending) of [[a, b], [b, c]] and the trace, in float64."""
     for i in range(a.shape[0]):
@@ -207,7 +209,7 @@ def _hessian2(a, b, c, ev0, ev1, lap, want_ev, want_lap):  # pragma: no cover - 
             ev1[i] = half_tr - rad
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _hessian3(h00, h11, h22, h01, h02, h12, ev0, ev1, ev2, lap, want_ev, want_lap):  # pragma: no cover
     """Eigenvalues (descending) of a symmetric 3x3 matrix, closed form in float64.
 

@@ -65,6 +65,19 @@ def kernels_cached_in_user_dir():
         config.CACHE_DIR = before
 
 
+def njit(**options):
+    """``numba.njit(**options)`` applied with the cache in the user folder (see the module
+    docstring): the kernel modules decorate with this, so the cache folder is right however
+    they are first imported (the package's ``__init__`` imports nothing eagerly)."""
+    import numba
+
+    def decorate(func):
+        with kernels_cached_in_user_dir():
+            return numba.njit(**options)(func)
+
+    return decorate
+
+
 _warm_up_lock = threading.Lock()
 _warm_up_thread: threading.Thread | None = None
 

@@ -30,7 +30,9 @@ from . import limits
 from .errors import ModelFileError
 
 try:  # numba is a dependency; the fallback only keeps odd platforms working
-    import numba
+    import numba  # noqa: F401 - the kernels below need it
+
+    from ._jit_cache import njit
 
     _HAVE_NUMBA = True
 except ImportError:  # pragma: no cover
@@ -56,7 +58,7 @@ def _predict_kernel_py(xt, feature, threshold, left, right, value, roots, out):
 
 if _HAVE_NUMBA:
 
-    @numba.njit(cache=True, nogil=True)
+    @njit(cache=True, nogil=True)
     def _pack_kernel(feature, threshold, left, right, roots, ends, child, feat, thr, order, depth):  # pragma: no cover
         """Renumber each tree breadth-first so siblings are adjacent (right = left + 1).
 
@@ -104,7 +106,7 @@ if _HAVE_NUMBA:
                     feat[k] = 0
                     thr[k] = np.inf
 
-    @numba.njit(cache=True, nogil=True, inline="always")
+    @njit(cache=True, nogil=True, inline="always")
     def _walk_to_leaves(xb, nf, r, pix, n_pix, child, feat, thr, node, walk):  # pragma: no cover
         """Walk pixels ``pix[:n_pix]`` of the block ``xb`` from root ``r`` to their leaves.
 
@@ -134,7 +136,7 @@ if _HAVE_NUMBA:
                 keep += np.uint32(child[nn] != nn)
             n_walk = keep
 
-    @numba.njit(cache=True, nogil=True, inline="always")
+    @njit(cache=True, nogil=True, inline="always")
     def _walk_block(xb, nf, r, d, nb, child, feat, thr, node):  # pragma: no cover
         """Walk pixels ``0:nb`` of the block ``xb`` from root ``r`` in lock step, until all are at leaves.
 
@@ -162,7 +164,7 @@ if _HAVE_NUMBA:
             if moved == 0:
                 break
 
-    @numba.njit(cache=True, nogil=True)
+    @njit(cache=True, nogil=True)
     def _predict_packed(xt, lo, hi, child, feat, thr, value, roots, depth, out):  # pragma: no cover
         """Probabilities of pixels ``lo:hi`` into ``out[lo:hi]`` (float64 sums in tree order).
 
@@ -195,7 +197,7 @@ if _HAVE_NUMBA:
                 for k in range(n_cls):
                     out[b0 + i, k] /= n_trees
 
-    @numba.njit(cache=True, nogil=True)
+    @njit(cache=True, nogil=True)
     def _predict_index_packed(xt, lo, hi, child, feat, thr, value, roots, depth, out):  # pragma: no cover
         """Index of the most probable class of pixels ``lo:hi``, stopping early when decided.
 
