@@ -146,3 +146,14 @@ def test_read_only_location_gives_clear_error(tmp_path, labels):
         np.testing.assert_array_equal(proj.load_annotations("img", prefer_autosave=True), labels)
     finally:
         subprocess.run(["umount", "-l", str(folder)])
+
+
+def test_changed_region_is_the_bounding_box_of_the_differences():
+    from active_annotator.project import changed_region
+
+    a = np.zeros((6, 7, 8), np.uint8)
+    b = a.copy()
+    assert changed_region(a, b) is None
+    b[1, 2, 3] = 1
+    b[4, 2, 6] = 2
+    assert changed_region(a, b) == (slice(1, 5), slice(2, 3), slice(3, 7))

@@ -29,24 +29,11 @@ from qtpy.QtWidgets import (
 )
 
 from active_annotator.errors import AnnotatorError
-from active_annotator.project import Project, safe_name
+from active_annotator.project import Project, changed_region, safe_name
 
 from ._layers import cnn_dock_for
 
 AUTOSAVE_DELAY_MS = 1000
-
-
-def _changed_region(a: np.ndarray, b: np.ndarray):
-    """Bounding box (tuple of slices) of the elements where ``a != b``, or None."""
-    diff = a != b
-    if not diff.any():
-        return None
-    region = []
-    for axis in range(diff.ndim):
-        other = tuple(i for i in range(diff.ndim) if i != axis)
-        hit = np.flatnonzero(diff.any(axis=other) if other else diff)
-        region.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(region)
 
 
 def _write_block(project: Project, name: str, region, block, shape, dtype):
@@ -114,7 +101,7 @@ class ProjectSession(QObject):
         if data.shape != self._on_disk.shape:
             self.autosave_failed.emit("The annotations layer changed shape; save the project again.")
             return
-        region = _changed_region(data, self._on_disk)
+        region = changed_region(data, self._on_disk)
         if region is None:
             return
         block = np.array(data[region], copy=True)  # painting goes on while we write

@@ -192,6 +192,19 @@ class AnnotationStore:
             raise ProjectError(_write_hint(self.path, e)) from None
 
 
+def changed_region(a: np.ndarray, b: np.ndarray):
+    """Bounding box (tuple of slices) of the elements where ``a != b``, or None (autosave writes only it)."""
+    diff = a != b
+    if not diff.any():
+        return None
+    region = []
+    for axis in range(diff.ndim):
+        other = tuple(i for i in range(diff.ndim) if i != axis)
+        hit = np.flatnonzero(diff.any(axis=other) if other else diff)
+        region.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(region)
+
+
 def refuse_links(root: Path | None, path: Path, contents: bool = True) -> None:
     """Raise :class:`ProjectError` if writing at ``path`` could follow a symbolic link.
 
