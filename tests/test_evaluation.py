@@ -122,20 +122,53 @@ def test_fit_and_validate_trains_on_all_labels_and_scores_a_twin_on_held_out_str
     truth[:, 32:] = 2
     image = (truth * 10 + rng.normal(size=truth.shape)).astype(np.float32)
     labels = np.zeros_like(truth)
-    for row in (4, 20, 36, 52):  # four separate strokes per class
+    for row in range(2, 62, 6):  # ten separate strokes per class: three or so held out each
         labels[row:row + 2, 4:12] = 1
         labels[row:row + 2, 40:48] = 2
     clf = PixelClassifier(FeatureSet(sigmas=(1.0,), families=("gaussian",), ndim=2),
                           n_estimators=10, n_jobs=1)
     v = fit_and_validate(clf, image, labels, validation=0.3, seed=0)
-    assert clf.n_training_pixels_ == int((labels != 0).sum())  # the user's model saw everything
-    assert v.labels_per_class == {1: 64, 2: 64}
-    assert v.train.n_pixels + v.validation.n_pixels == 128
+    n = int((labels != 0).sum())
+    assert clf.n_training_pixels_ == n  # the user's model saw everything
+    assert v.labels_per_class == {1: n // 2, 2: n // 2}
+    assert v.train.n_pixels + v.validation.n_pixels == n
+    assert v.enough and all(k >= 3 for k in v.held_out_strokes.values())
     assert v.validation.n_pixels == int((v.split.validation != 0).sum()) > 0
     assert v.validation.accuracy == 1.0 and v.train.accuracy == 1.0  # separable classes
     history = History()
     row = v.record(history)
-    assert row["validation_pixels"] == v.validation.n_pixels and row["labelled_pixels"] == 128
+    assert row["validation_pixels"] == v.validation.n_pixels and row["labelled_pixels"] == n
+    assert row["validation_error_se"] == 0.0 and row["validation_strokes"] == sum(v.held_out_strokes.values())
+
+
+def test_held_out_strokes_stay_held_out_and_few_of_them_are_not_scored():
+    from active_annotator import FeatureSet, PixelClassifier
+    from active_annotator.evaluation import validate_fitted
+
+    rng = np.random.default_rng(2)
+    truth = np.ones((96, 64), np.uint8)
+    truth[:, 32:] = 2
+    image = (truth * 1.0 + rng.normal(size=truth.shape)).astype(np.float32)  # overlapping classes
+    labels = np.zeros_like(truth)
+    fs = FeatureSet(sigmas=(1.0,), families=("gaussian",), ndim=2)
+    split, history = None, History()
+    for round_, row in enumerate(range(2, 92, 6)):  # one new stroke per class each round
+        labels[row:row + 2, 4:12] = 1
+        labels[row:row + 2, 40:48] = 2
+        X, y, n_ch = PixelClassifier(fs).training_data(image, labels)
+        clf = PixelClassifier(fs, n_estimators=5, n_jobs=1).fit(image, labels)
+        v = validate_fitted(clf, X, y, labels, n_ch, seed=round_, keep=split)
+        if split is not None:  # what was held out stays held out, whatever the seed
+            assert np.all(v.split.validation[split.validation != 0] == split.validation[split.validation != 0])
+            assert not np.any(v.split.validation[split.train != 0])
+        split = v.split
+        row_ = v.record(history)
+        if not v.enough:  # fewer than 3 held-out strokes of a class: no validation score
+            assert "validation_error" not in row_ and min(v.held_out_strokes.values(), default=0) < 3
+        else:
+            assert np.isfinite(row_["validation_error_se"]) and row_["validation_error_se"] > 0
+    assert v.enough and any("validation_error" not in r for r in history.rounds)
+    history.figure()  # rounds without a validation score and with error bars draw
 
 
 def test_fit_and_validate_without_a_second_stroke_has_no_validation_scores():

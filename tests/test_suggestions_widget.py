@@ -219,25 +219,34 @@ def test_learning_curve_gets_a_point_per_training_round_and_metrics_per_class(vi
     assert len(widget.history.rounds) == 1
     row = widget.history.rounds[0]
     assert row["labelled_pixels"] == int((annotations.data != 0).sum())
-    assert row["validation_pixels"] > 0  # the starter strokes are several per class
+    if "validation_error" not in row:  # the starter strokes: too few held out to be scored
+        assert "Not enough held-out strokes yet" in widget.validation_panel.summary.text()
+    held_before = widget.session._split.validation.copy()
 
-    annotations.data_setitem(np.nonzero((truth == 1) & (np.arange(256)[:, None] % 32 == 0)), 1)
+    # strokes of both classes on every 16th row: many separate strokes, about a third held out
+    rows = np.arange(256)[:, None] % 16 == 0
+    for c in (1, 2):
+        annotations.data_setitem(np.nonzero((truth == c) & rows & (annotations.data == 0)), c)
     run(qtbot, widget, widget.train_button.click)
     rounds = widget.history.rounds
     assert len(rounds) == 2 and rounds[1]["labelled_pixels"] > rounds[0]["labelled_pixels"]
+    assert rounds[1]["validation_pixels"] > 0 and rounds[1]["validation_strokes"] >= 6
+    held = widget.session._split.validation  # the first round's held-out strokes stay held out
+    assert np.array_equal(held[held_before != 0], held_before[held_before != 0])
 
     panel = widget.validation_panel
     ax = panel.figure.axes[0]
-    lines = [ln for ln in ax.get_lines() if ln.get_label() in ("train error", "validation error")]
-    assert len(lines) == 2 and all(len(ln.get_xdata()) == 2 for ln in lines)
-    np.testing.assert_array_equal(lines[1].get_xdata(), [r["labelled_pixels"] for r in rounds])
-    np.testing.assert_allclose(lines[1].get_ydata(), [r["validation_error"] for r in rounds])
+    (train,) = [ln for ln in ax.get_lines() if ln.get_label() == "train error"]
+    assert list(train.get_xdata()) == [r["labelled_pixels"] for r in rounds]
+    (bars,) = [c for c in ax.containers if c.get_label() == "validation error ± s.e."]
+    np.testing.assert_allclose(bars.lines[0].get_ydata(), [r.get("validation_error", np.nan) for r in rounds])
     # the table: one row per class with precision, recall, F1, Jaccard on the validation strokes
     assert panel.table.rowCount() == 2
     assert [panel.table.item(r, 0).text() for r in range(2)] == ["1", "2"]
     jaccard = float(panel.table.item(1, 4).text())
     assert jaccard == pytest.approx(rounds[1]["validation_jaccard_2"], abs=1e-3)
-    assert "validation error" in panel.summary.text()
+    summary = panel.summary.text()
+    assert "validation error" in summary and "±" in summary and "strokes" in summary
 
 
 def test_choosing_another_image_starts_a_new_learning_curve(viewer, qtbot):

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from active_annotator.evaluation import History
+from active_annotator.evaluation import MIN_HELD_OUT_STROKES, History
 
 MAX_HEIGHT = 300
 COLUMNS = ("class", "precision", "recall", "f1", "jaccard", "support")
@@ -47,8 +47,9 @@ class ValidationPanel(QWidget):
         self.canvas.setMinimumHeight(130)
         self.canvas.setToolTip(
             "One point per training round. Validation: a model trained without about 30% of your "
-            "strokes (whole strokes), scored on them; training: the same model on the strokes it "
-            "saw. The model you see is trained on all strokes.")
+            "strokes (whole strokes, the same ones every round), scored on them, ± one standard error "
+            "over those strokes; shown once each class has 3 held-out strokes. Training: the same model "
+            "on the strokes it saw. The model you see is trained on all strokes.")
         outer.addWidget(self.canvas, 1)
 
         self.summary = QLabel("Train to start the learning curve. Validation needs at least two "
@@ -107,16 +108,19 @@ class ValidationPanel(QWidget):
     def show_round(self, history, validation):
         """Redraw the curve from ``history`` and fill the table from the round's ``validation``."""
         self._draw(history)
-        m = validation.validation
-        if m.n_pixels == 0:
+        m, held = validation.validation, validation.held_out_strokes
+        if not validation.enough:
+            have = ", ".join(f"class {c}: {held.get(c, 0)}" for c in validation.labels_per_class)
             self.summary.setText(
-                f"Round {len(history.rounds)}: training error {validation.train.error:.3f}. "
-                "No validation yet: paint a second, separate stroke of each class.")
+                f"Round {len(history.rounds)}: training error {validation.train.error:.3f}. Not enough "
+                f"held-out strokes yet ({have}; {MIN_HELD_OUT_STROKES} per class needed): keep painting "
+                "separate strokes; about every third is held out, and stays held out.")
             rows = []
         else:
+            n = sum(held.values())
             self.summary.setText(
-                f"Round {len(history.rounds)}: validation error {m.error:.3f} on {m.n_pixels} held-out "
-                f"pixels (training error {validation.train.error:.3f}).")
+                f"Round {len(history.rounds)}: validation error {m.error:.3f} ± {validation.error_se:.3f} "
+                f"on {m.n_pixels} held-out pixels in {n} strokes (training error {validation.train.error:.3f}).")
             rows = m.table()
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):

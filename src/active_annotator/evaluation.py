@@ -24,6 +24,9 @@ from scipy import ndimage as ndi
 from .errors import InputError
 
 
+MIN_HELD_OUT_STROKES = 3  # per class, before a validation error is shown
+
+
 class LabelSplit(NamedTuple):
     """Three label arrays of the input's shape; each labelled pixel is in exactly one."""
 
@@ -33,7 +36,7 @@ class LabelSplit(NamedTuple):
 
 
 def split_labels(labels, validation: float = 0.3, test: float = 0.0, seed: int | None = 0,
-                 connectivity: int = 1) -> LabelSplit:
+                 connectivity: int = 1, keep: LabelSplit | None = None) -> LabelSplit:
     """Split labels into train / validation / test by connected component.
 
     For each class, its connected components (``scipy.ndimage.label`` with the
@@ -41,6 +44,12 @@ def split_labels(labels, validation: float = 0.3, test: float = 0.0, seed: int |
     the part furthest below its share of that class's pixels, training first.
     A class with a single component stays in training (a model needs it);
     a class with two or more components always keeps one in training.
+
+    ``keep``: the split of an earlier round. A component that overlaps one of its
+    parts stays in that part (a stroke made longer stays where it was), so the
+    held-out strokes do not change from round to round and the learning curve
+    measures the model, not a new draw of the validation set; only new strokes
+    are shared out.
 
     Parameters
     ----------
@@ -76,8 +85,19 @@ def split_labels(labels, validation: float = 0.3, test: float = 0.0, seed: int |
         got = np.zeros(3)
         dest = np.zeros(n + 1, int)  # component id -> part (0 train, 1 val, 2 test)
         total = sizes.sum()
-        for j, c in enumerate(order):
-            if j == 0:
+        kept = np.full(n + 1, -1)
+        if keep is not None:  # an earlier part wins: validation, then test, then training
+            for part in (0, 2, 1):
+                hit = np.unique(comp[(np.asarray(keep[part]) == k) & (comp > 0)])
+                kept[hit] = part
+        for c in order:
+            if kept[c + 1] >= 0:
+                dest[c + 1] = kept[c + 1]
+                got[kept[c + 1]] += sizes[c]
+        for c in order:
+            if kept[c + 1] >= 0:
+                continue
+            if got[0] == 0:
                 part = 0  # every class keeps at least one training component
             else:
                 deficit = share * total - got
@@ -85,6 +105,8 @@ def split_labels(labels, validation: float = 0.3, test: float = 0.0, seed: int |
                 part = int(np.argmax(deficit))
             dest[c + 1] = part
             got[part] += sizes[c]
+        if got[0] == 0:  # every stroke of the class was held out before: the largest trains
+            dest[int(np.argmax(sizes)) + 1] = 0
         where = comp > 0
         assigned = dest[comp[where]]
         for p in range(3):
@@ -279,8 +301,13 @@ class History:
         ax = fig.add_subplot()
         x = [r["labelled_pixels"] for r in self.rounds]
         for name, style in (("train", "o-"), ("validation", "s-")):
-            y = [r.get(f"{name}_error", np.nan) for r in self.rounds]
-            ax.plot(x, y, style, label=f"{name} error", ms=4)
+            y = np.array([r.get(f"{name}_error", np.nan) for r in self.rounds], float)
+            se = np.array([r.get(f"{name}_error_se", np.nan) for r in self.rounds], float)
+            if name == "validation" and np.isfinite(se).any():  # ± one standard error (strokes)
+                ax.errorbar(x, y, yerr=np.nan_to_num(se), fmt=style, label=f"{name} error ± s.e.", ms=4,
+                            capsize=3)
+            else:
+                ax.plot(x, y, style, label=f"{name} error", ms=4)
         ax.set_xlabel("labelled pixels")
         ax.set_ylabel("error (1 - accuracy)")
         ax.set_ylim(bottom=0)
@@ -311,10 +338,24 @@ class Validation:
     labels_per_class: dict
     train: Metrics
     validation: Metrics
+    held_out_strokes: dict = field(default_factory=dict)  # class -> held-out strokes (components)
+    error_se: float = float("nan")  # standard error of validation.error, strokes as clusters
+
+    @property
+    def enough(self) -> bool:
+        """Every class has at least :data:`MIN_HELD_OUT_STROKES` held-out strokes: only then
+        is the validation error worth showing (two strokes score 1.000 more often than not)."""
+        return bool(self.labels_per_class) and all(
+            self.held_out_strokes.get(c, 0) >= MIN_HELD_OUT_STROKES for c in self.labels_per_class)
 
     def record(self, history: History, **extra) -> dict:
-        """Append this round to ``history``; returns the row."""
-        return history.add(self.labels_per_class, self.train, self.validation, **extra)
+        """Append this round to ``history``; returns the row. A round without enough held-out
+        strokes records its training scores only."""
+        extra = {"validation_strokes": int(sum(self.held_out_strokes.values())), **extra}
+        if not self.enough:
+            return history.add(self.labels_per_class, self.train, None, **extra)
+        return history.add(self.labels_per_class, self.train, self.validation,
+                           validation_error_se=self.error_se, **extra)
 
 
 def fit_and_validate(classifier, image, labels, channel_axis: int | None = None,
@@ -354,7 +395,7 @@ def fit_and_validate(classifier, image, labels, channel_axis: int | None = None,
 
 
 def validate_fitted(classifier, X, y, labels, n_channels: int, validation: float = 0.3,
-                    seed: int | None = 0, should_stop=None) -> Validation:
+                    seed: int | None = 0, should_stop=None, keep: LabelSplit | None = None) -> Validation:
     """Score a classifier already trained on all labels, on features already computed.
 
     A twin with the same parameters is trained without the validation
@@ -369,9 +410,11 @@ def validate_fitted(classifier, X, y, labels, n_channels: int, validation: float
     y : (n_labelled,) class values
     labels : int array, the labels ``X`` and ``y`` came from
     n_channels : int
+    keep : LabelSplit, optional
+        The previous round's split: its held-out strokes stay held out (:func:`split_labels`).
     """
     lab = np.asarray(labels)
-    split = split_labels(lab, validation=validation, seed=seed)
+    split = split_labels(lab, validation=validation, seed=seed, keep=keep)
     # rows follow the labelled pixels in C order, as boolean indexing does
     held_out = split.validation[lab != 0] != 0
     values, counts = np.unique(y, return_counts=True)
@@ -388,9 +431,33 @@ def validate_fitted(classifier, X, y, labels, n_channels: int, validation: float
         return twin.classes_[np.argmax(proba, axis=0)]
 
     train_m = metrics(y[~held_out], predict(~held_out), classes)
-    val_m = metrics(y[held_out], predict(held_out) if held_out.any() else y[held_out], classes)
-    return Validation(split, dict(zip(classes, counts.tolist())), train_m, val_m)
+    predicted = predict(held_out) if held_out.any() else y[held_out]
+    val_m = metrics(y[held_out], predicted, classes)
+    strokes, se = _stroke_error(split.validation, predicted, y[held_out])
+    return Validation(split, dict(zip(classes, counts.tolist())), train_m, val_m, strokes, se)
 
 
-__all__ = ["LabelSplit", "split_labels", "Metrics", "metrics", "History", "Validation",
+def _stroke_error(held, predicted, truth):
+    """``({class: held-out strokes}, standard error of the error rate)``: the pixels of a stroke
+    are not independent, so the error's spread is estimated with strokes as clusters (the
+    ratio estimator's standard error, sqrt(m/(m-1) * sum((w_i - e n_i)^2)) / sum(n_i))."""
+    vals = held[held != 0]  # C order, like the rows of predicted/truth
+    comp = np.zeros(held.shape, np.int64)
+    n_comp, per_class = 0, {}
+    for k in np.unique(vals):
+        c, n = ndi.label(held == k)
+        comp[c > 0] = c[c > 0] + n_comp
+        n_comp += n
+        per_class[int(k)] = int(n)
+    if n_comp < 2:
+        return per_class, float("nan")
+    ids = comp[held != 0]
+    wrong = np.bincount(ids, weights=(predicted != truth).astype(float), minlength=n_comp + 1)[1:]
+    size = np.bincount(ids, minlength=n_comp + 1)[1:].astype(float)
+    e = wrong.sum() / size.sum()
+    se = np.sqrt(n_comp / (n_comp - 1) * np.sum((wrong - e * size) ** 2)) / size.sum()
+    return per_class, float(se)
+
+
+__all__ = ["MIN_HELD_OUT_STROKES", "LabelSplit", "split_labels", "Metrics", "metrics", "History", "Validation",
            "fit_and_validate", "validate_fitted"]

@@ -242,6 +242,7 @@ class AnnotationSession:
         self.probabilities: np.ndarray | None = None
         self._features: ImageFeatures | None = None
         self._last_fit = None  # (classifier, X, y, labels, n_channels) for validate()
+        self._split = None  # the last round's LabelSplit (validate keeps its held-out strokes)
         self._lock = threading.Lock()
 
     # -- features -------------------------------------------------------------------
@@ -335,7 +336,9 @@ class AnnotationSession:
                 raise NotFittedError("Nothing to validate: train the session first.")
             return None
         clf, X, y, labels, n_ch = self._last_fit
-        v = validate_fitted(clf, X, y, labels, n_ch, should_stop=should_stop)
+        # the held-out strokes of the last round stay held out: one validation set per session
+        v = validate_fitted(clf, X, y, labels, n_ch, should_stop=should_stop, keep=self._split)
+        self._split = v.split
         if record:
             v.record(self.history, **extra)
         return v
