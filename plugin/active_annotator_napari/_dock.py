@@ -297,7 +297,8 @@ class Task:
     notify: bool = True  # an error pops up a notification (Live mode's retraining: status line only)
     interval: float = REPORT_INTERVAL_S  # seconds between progress reports
     _runner: object = None
-    _last: float = 0.0
+    # the first report too waits ``interval``: a job that ends sooner never repaints midway
+    _last: float = field(default_factory=time.perf_counter)
 
     def should_stop(self) -> bool:
         return self.stop.is_set()
