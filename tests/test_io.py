@@ -221,3 +221,48 @@ def test_write_array_is_atomic_and_refuses_unknown_suffixes(tmp_path):
     with pytest.raises(InputError, match="use .tif, .tiff or .npy"):
         write_array(tmp_path / "p.png", a)
     assert not (tmp_path / "p.png").exists()
+
+
+def test_pixel_spacing_from_imagej_and_ome_tiff_and_ome_zarr(tmp_path):
+    import tifffile
+
+    from active_annotator.io.arrays import pixel_spacing
+    from active_annotator.io.ome_zarr import write_image
+
+    vol = np.zeros((4, 16, 16), np.uint8)
+    tifffile.imwrite(tmp_path / "ij.tif", vol, imagej=True, resolution=(1 / 0.5, 1 / 0.5),
+                     metadata={"spacing": 4.0, "unit": "um"})
+    assert pixel_spacing(tmp_path / "ij.tif") == pytest.approx((4.0, 0.5, 0.5))
+    tifffile.imwrite(tmp_path / "ome.tif", vol, ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeZ": 6.5, "PhysicalSizeY": 0.78, "PhysicalSizeX": 0.78})
+    assert pixel_spacing(tmp_path / "ome.tif") == pytest.approx((6.5, 0.78, 0.78))
+    tifffile.imwrite(tmp_path / "plain.tif", vol)
+    assert pixel_spacing(tmp_path / "plain.tif") is None  # says nothing: the caller's default
+    np.save(tmp_path / "a.npy", vol)
+    assert pixel_spacing(tmp_path / "a.npy") is None
+    write_image(tmp_path / "v.ome.zarr", vol, axes="zyx", levels=1)
+    assert pixel_spacing(tmp_path / "v.ome.zarr") == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_cli_train_filters_thick_slices_per_slice_from_the_file_metadata(tmp_path, capsys):
+    import tifffile
+
+    from active_annotator.cli import main
+    from active_annotator.persistence import load_model
+
+    rng = np.random.default_rng(0)
+    vol = rng.normal(size=(6, 32, 32)).astype(np.float32)
+    vol[:, 8:24, 8:24] += 3
+    labels = np.zeros(vol.shape, np.uint8)
+    labels[:, 2, 2:30], labels[:, 16, 10:22] = 1, 2
+    tifffile.imwrite(tmp_path / "thick.tif", vol, imagej=True, resolution=(1 / 0.8, 1 / 0.8),
+                     metadata={"spacing": 6.5})
+    np.save(tmp_path / "lab.npy", labels)
+    args = ["train", "--image", str(tmp_path / "thick.tif"), "--labels", str(tmp_path / "lab.npy"),
+            "--trees", "3", "--output"]
+    assert main([*args, str(tmp_path / "m.aamodel")]) == 0
+    assert "8.1x thicker than pixels: 2-D features per slice" in capsys.readouterr().out
+    assert load_model(tmp_path / "m.aamodel").feature_set.ndim == 2
+    code = main([*args, str(tmp_path / "m3.aamodel"), "--ndim", "3", "--sigmas", "1,2"])
+    assert code == 0, capsys.readouterr().err  # the user's choice wins
+    assert load_model(tmp_path / "m3.aamodel").feature_set.ndim == 3

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import add_batch_arguments, is_batch, run_batch
 from ..classifier import PixelClassifier
-from ..features import FeatureSet
-from ..io.arrays import is_signal_file, open_array
+from ..features import FeatureSet, thick_slices
+from ..io.arrays import is_signal_file, open_array, pixel_spacing
 from ..scale import predict_file
 from ._args import add_channel_axis, add_trees, resolve_channel_axis
+from .batch import add_batch_arguments, is_batch, run_batch
 
 # -- command line -------------------------------------------------------------------
 
@@ -84,6 +84,12 @@ def run_train(args) -> int:
     args.channel_axis = resolve_channel_axis(args.channel_axis, image.shape, labels.shape, "train")
     n_axes = image.ndim - (args.channel_axis is not None)
     ndim = args.ndim or max(1, min(3, n_axes))
+    spacing = pixel_spacing(args.image) if args.ndim is None and ndim == 3 else None
+    if spacing is not None and len(spacing) == 3 and thick_slices(spacing):
+        ndim = 2  # as the Pixel classifier dock does with a layer's scale
+        print(f"the file's voxel size {' x '.join(f'{v:g}' for v in spacing)} (z, y, x) has slices "
+              f"{spacing[0] / max(spacing[1:]):.1f}x thicker than pixels: 2-D features per slice "
+              "(--ndim 3 for 3-D filters)")
     fs = FeatureSet(ndim=ndim) if args.sigmas is None else FeatureSet(sigmas=args.sigmas, ndim=ndim)
     clf = PixelClassifier(fs, n_estimators=args.trees, max_depth=args.max_depth, stages=args.stages,
                           class_weight=None if args.class_weight == "none" else args.class_weight)

@@ -95,6 +95,62 @@ def open_array(path, lazy: bool = True):
 
 
 
+_MAX_OME_XML = 4 << 20  # an OME-XML header is kilobytes; refuse to parse absurd ones
+
+
+def pixel_spacing(path) -> tuple | None:
+    """The physical size of a pixel along each spatial axis, read from the file's
+    metadata, or None when the file does not say.
+
+    TIFF: ImageJ hyperstacks (``spacing`` for z, the X/YResolution tags in-plane) and
+    OME-TIFF (``PhysicalSizeX/Y/Z``); OME-Zarr: level 0's ``scale`` (channel axis left
+    out). Returned for the trailing spatial axes, e.g. ``(z, y, x)`` or ``(y, x)``; only
+    ratios matter to :func:`active_annotator.features.thick_slices`, so units are not
+    converted (a file mixing units along axes is rare and not handled).
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
+            return _tiff_spacing(path)
+        from .ome_zarr import is_ome_zarr, read_image
+
+        if is_ome_zarr(path):
+            img = read_image(path)
+            scale = [float(v) for i, v in enumerate(img.scales[0]) if i != img.channel_axis]
+            return tuple(scale[-3:]) if all(v > 0 for v in scale) else None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, ZeroDivisionError):
+        return None  # metadata we cannot read: the caller's default (isotropic) applies
+    return None
+
+
+def _tiff_spacing(path: Path) -> tuple | None:
+    import xml.etree.ElementTree as ET  # expat >= 2.4.1 (bundled) refuses entity expansion bombs
+
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome and tif.ome_metadata and len(tif.ome_metadata) <= _MAX_OME_XML:
+            for el in ET.fromstring(tif.ome_metadata).iter():
+                if el.tag.endswith("Pixels"):
+                    size = [el.get(f"PhysicalSize{a}") for a in "ZYX"]
+                    got = [float(v) for v in size if v is not None]
+                    if size[1] is not None and size[2] is not None:
+                        return tuple(got)
+                    return None
+        if tif.is_imagej:
+            page = tif.pages[0]
+            yx = []
+            for tag in ("YResolution", "XResolution"):
+                t = page.tags.get(tag)
+                if t is None:
+                    return None
+                num, den = t.value
+                yx.append(den / num)
+            z = (tif.imagej_metadata or {}).get("spacing")
+            return ((float(z),) if z else ()) + tuple(yx)
+    return None
+
+
 def read_array(path) -> np.ndarray:
     """:func:`open_array` read into memory (a numpy array)."""
     return np.asarray(open_array(path, lazy=False))
@@ -214,6 +270,6 @@ def write_atomically(out: Path, write) -> None:
 
 
 __all__ = [
-    "check_output", "guess_channel_axis", "is_signal_file", "is_zarr", "open_array", "read_array",
+    "check_output", "guess_channel_axis", "is_signal_file", "is_zarr", "open_array", "pixel_spacing", "read_array",
     "write_array", "write_atomically",
 ]
