@@ -251,3 +251,35 @@ def test_cli_class_weight_balanced_is_saved(tmp_path):
     assert main(["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
                  "--sigmas", "1,2", "--trees", "5", "--output", str(tmp_path / "n.aamodel")]) == 0
     assert load_model(tmp_path / "n.aamodel").class_weight is None
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_class_weight_auto_picks_the_better_out_of_fold_weighting(stages, tmp_path):
+    img, lab = _scene(n=64)
+    lab = lab.copy()
+    lab[lab == 2] = 0
+    lab[45:49, 35:45] = 2  # a rare class: weighting matters
+    clf = PixelClassifier(FAST, n_estimators=12, stages=stages, n_jobs=1, class_weight="auto").fit(img, lab)
+    scores = clf.class_weight_scores_
+    assert set(scores) == {"none", "balanced"} and all(0 <= v <= 1 for v in scores.values())
+    assert clf.class_weight_ == ("balanced" if scores["balanced"] > scores["none"] else None)
+    # the model is the one trained with the chosen weighting
+    twin = PixelClassifier(FAST, n_estimators=12, stages=stages, n_jobs=1,
+                           class_weight=clf.class_weight_).fit(img, lab)
+    assert twin.class_weight_ == clf.class_weight_ and not hasattr(twin, "class_weight_scores_")
+    assert np.array_equal(clf.predict_proba(img), twin.predict_proba(img))
+    # "auto" is a parameter: saved and loaded with the model
+    clf.save(tmp_path / "auto.aamodel")
+    back = load_model(tmp_path / "auto.aamodel")
+    assert back.class_weight == "auto"
+    assert np.array_equal(back.predict_proba(img), clf.predict_proba(img))
+
+
+def test_class_weight_auto_with_features_only_and_bad_values():
+    img, lab = _scene(n=48)
+    X = compute_at(img, FAST, lab > 0)
+    clf = PixelClassifier(FAST, n_estimators=8, n_jobs=1, class_weight="auto")
+    clf.fit_features(np.ascontiguousarray(X), lab[lab > 0])
+    assert clf.class_weight_ in (None, "balanced") and set(clf.class_weight_scores_) == {"none", "balanced"}
+    with pytest.raises(InputError, match="class_weight"):
+        PixelClassifier(FAST, class_weight="heavy").fit(img, lab)

@@ -127,6 +127,25 @@ def check_labels(labels, expected_shape) -> np.ndarray:
 MAX_STAGES = 5
 N_FOLDS = 3
 """Folds of the out-of-fold stage probabilities that later autocontext stages train on."""
+CLASS_WEIGHTS = (None, "balanced", "auto")
+AUTO_CLASS_WEIGHTS = (None, "balanced")
+"""The weightings ``class_weight="auto"`` chooses from, by out-of-fold score (ties: the first)."""
+
+
+def _row_folds(y: np.ndarray, n_folds: int = N_FOLDS) -> np.ndarray:
+    """Folds of training rows without their pixel positions: within each class,
+    contiguous runs of rows (slabs along the first axis for rows in C order)."""
+    folds = np.empty(y.size, np.int64)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        folds[idx] = np.arange(idx.size) * n_folds // max(idx.size, 1)
+    return folds
+
+
+def _macro_jaccard(y, pred, classes) -> float:
+    """Mean over ``classes`` of |pred == c and y == c| / |pred == c or y == c|."""
+    return float(np.mean([((pred == c) & (y == c)).sum() / max(1, ((pred == c) | (y == c)).sum())
+                          for c in classes]))
 
 
 def context_spec(fs: FeatureSet) -> FeatureSet:
@@ -228,8 +247,17 @@ class PixelClassifier(Estimator):
         Minimum labelled pixels per leaf.
     max_features : {"sqrt", "log2"}, int, float or None
         Features considered per split, as in scikit-learn.
-    class_weight : {"balanced", None}
+    class_weight : {None, "balanced", "auto"}
         "balanced" weights classes inversely to their labelled pixel counts.
+        "auto" chooses between None and "balanced" from the labels: the one
+        whose out-of-fold macro Jaccard at the labelled pixels (folds of whole
+        strokes, as for autocontext) is higher, ties to None. With ``stages``
+        >= 2 the score is that of a second-stage forest on the out-of-fold
+        context, so the choice sees what autocontext makes of each weighting;
+        it costs the first stage's fold forests once more. Balanced weights
+        help a rare class that is a region and can lose a rare class of tiny
+        objects; no fixed choice does both. The choice is
+        :attr:`class_weight_`.
     random_state : int or None
         Seed for repeatable forests.
     n_jobs : int
@@ -258,6 +286,12 @@ class PixelClassifier(Estimator):
         The first stage's forest (on the image features).
     forests_ : list of Forest
         One forest per stage; ``forests_[0] is forest_``.
+    class_weight_ : None or "balanced"
+        The weighting the forests were trained with (``class_weight``, or
+        what "auto" chose; not stored in model files).
+    class_weight_scores_ : dict
+        After a ``class_weight="auto"`` fit: out-of-fold macro Jaccard per
+        candidate weighting (None is the key ``"none"``).
     training_probabilities_ : list of ndarray (n_training_pixels, n_classes)
         After an autocontext fit (not stored in model files): the out-of-fold
         probabilities of stage k at the labelled pixels that stage k+1 trained on.
@@ -327,6 +361,9 @@ class PixelClassifier(Estimator):
         if not (isinstance(self.stages, (int, np.integer)) and not isinstance(self.stages, bool)
                 and 1 <= self.stages <= MAX_STAGES):
             raise InputError(f"stages must be an integer from 1 to {MAX_STAGES}, got {self.stages!r}.")
+        if not (self.class_weight is None or isinstance(self.class_weight, dict)
+                or self.class_weight in CLASS_WEIGHTS):
+            raise InputError(f'class_weight must be None, "balanced" or "auto", got {self.class_weight!r}.')
         _check_tile_shape(self.tile_shape)
 
     @property
@@ -417,8 +454,9 @@ class PixelClassifier(Estimator):
             return self.fit_sources(labels, lambda p: _ArraySource(img[p], fs, threads), n_ch,
                                     on_progress=on_progress, should_stop=should_stop)
         X, y, n_ch = self.training_data(image, labels, channel_axis, on_progress, should_stop)
+        folds = _fold_ids(check_labels(labels, np.shape(labels))) if self.class_weight == "auto" else None
         return self.fit_features(X, y, n_channels=n_ch, labels_dtype=np.asarray(labels).dtype,
-                                 should_stop=should_stop)
+                                 should_stop=should_stop, _folds=folds)
 
     def fit_sources(self, labels, source, n_channels: int,
                     on_progress: ProgressCallback | None = None,
@@ -448,67 +486,54 @@ class PixelClassifier(Estimator):
                 "before training."
             )
         planes = [p for p in (list(np.ndindex(*stack)) if stack else [()]) if np.any(labels[p])]
-        total = len(planes) * self.n_stages
+        auto = self.class_weight == "auto" and self.n_stages > 1
+        total = len(planes) * (self.n_stages + (len(AUTO_CLASS_WEIGHTS) - 1 if auto else 0))
         done = 0
+
+        def tick():
+            nonlocal done
+            done += 1
+            if on_progress:
+                on_progress(done, total)
+
         Xs, ys = [], []
         for p in planes:
             self._stop(should_stop, "Training")
             mask = labels[p] > 0
             Xs.append(source(p).at(mask))
             ys.append(labels[p][mask])
-            done += 1
-            if on_progress:
-                on_progress(done, total)
+            tick()
         X1, y = np.concatenate(Xs), np.concatenate(ys)
-        self.fit_features(X1, y, n_channels=n_channels, labels_dtype=labels.dtype,
-                          should_stop=should_stop, _stage=True)
-        classes = self.classes_
-        K = len(classes)
-        forests = [(self.forest_, None)]
         folds = _fold_ids(labels)
         n_folds = int(folds.max()) + 1
+        classes = np.unique(y)
+        first = None  # stage 1's fold models and context, when "auto" has already made them
+        if auto and 2 <= classes.size <= MAX_CLASSES:
+            scores, made = {}, {}
+            for cw in AUTO_CLASS_WEIGHTS:
+                self.class_weight_ = cw
+                fm = [[] for _ in range(n_folds)]
+                C = self._fold_context(1, X1, X1, y, folds, classes, fm, labels, planes, source,
+                                       should_stop, tick)
+                scores[cw] = self._oof_score(np.concatenate([X1, C], axis=1), y, folds, classes)
+                made[cw] = (fm, C)
+            best = max(AUTO_CLASS_WEIGHTS, key=lambda c: (scores[c], -AUTO_CLASS_WEIGHTS.index(c)))
+            self.class_weight_scores_ = {("none" if c is None else c): v for c, v in scores.items()}
+            self.class_weight_ = best
+            first = made[best]
+        self.fit_features(X1, y, n_channels=n_channels, labels_dtype=labels.dtype,
+                          should_stop=should_stop, _stage=True, _folds=folds,
+                          _chosen=first is not None)
+        forests = [(self.forest_, None)]
         fold_models: list[list] = [[] for _ in range(n_folds)]
         X = X1
         oof = []
-        small = max(10, int(self.n_estimators) // 4)  # fold forests only give training inputs
         for stage in range(1, self.n_stages):
-            for f in range(n_folds):
-                self._stop(should_stop, "Training")
-                keep = folds != f
-                present = np.unique(y[keep])
-                if present.size < 2:  # the other folds hold one class: it is all they can say
-                    fold_models[f].append((None, np.searchsorted(classes, present)))
-                    continue
-                rf = self._train_forest(X[keep], y[keep], small)
-                cols = np.searchsorted(classes, rf.classes_)
-                fold_models[f].append((Forest.from_sklearn(rf), cols))
-            C = np.empty((X1.shape[0], context_spec(fs).n_features(K)), np.float32)
-            row0 = 0
-            h = context_spec(fs).halo
-            for p in planes:
-                src = source(p)
-                mask = labels[p] > 0
-                n_p = int(mask.sum())
-                fold_plane = np.zeros(mask.shape, np.int64)
-                fold_plane[mask] = folds[row0:row0 + n_p] + 1
-                order = np.zeros(mask.shape, np.int64)
-                order[mask] = np.arange(row0, row0 + n_p)
-                for t in tile_slices(mask.shape, self._tile(fs.ndim)):
-                    m = mask[t]
-                    if not m.any():
-                        continue
-                    # image features once per tile, shared by the folds' chains
-                    feats = src.region(padded(t, mask.shape, stage * h)[0])
-                    for f in np.unique(fold_plane[t][m]) - 1:
-                        self._stop(should_stop, "Training")
-                        mf = fold_plane[t] == f + 1
-                        ctx = self._chain(src, t, fold_models[f], K, want="context", mask=mf,
-                                          feats=feats)
-                        C[order[t][mf]] = ctx[:, mf].T
-                row0 += n_p
-                done += 1
-                if on_progress:
-                    on_progress(done, total)
+            if stage == 1 and first is not None:
+                fold_models, C = first
+            else:
+                C = self._fold_context(stage, X, X1, y, folds, classes, fold_models, labels,
+                                       planes, source, should_stop, tick)
             X = np.concatenate([X1, C], axis=1)
             # the raw (unsmoothed) out-of-fold probabilities: the first K context columns per class
             per = context_spec(fs).n_features(1)
@@ -520,6 +545,80 @@ class PixelClassifier(Estimator):
         self.forests_ = [f for f, _ in forests]
         self.training_probabilities_ = oof
         return self
+
+    def _fold_context(self, stage, X, X1, y, folds, classes, fold_models, labels, planes, source,
+                      should_stop, tick):
+        """Out-of-fold context features of stage ``stage`` at the labelled pixels.
+
+        Trains one small forest per fold on the other folds' rows of ``X``
+        (appended to ``fold_models``) and runs each fold's chain of stages on
+        its own pixels (``tick()`` after each plane). Returns ``(n_labelled, context_spec(...).n_features(K))``.
+        """
+        fs = self.feature_set
+        K = len(classes)
+        n_folds = len(fold_models)
+        small = max(10, int(self.n_estimators) // 4)  # fold forests only give training inputs
+        for f in range(n_folds):
+            self._stop(should_stop, "Training")
+            keep = folds != f
+            present = np.unique(y[keep])
+            if present.size < 2:  # the other folds hold one class: it is all they can say
+                fold_models[f].append((None, np.searchsorted(classes, present)))
+                continue
+            rf = self._train_forest(X[keep], y[keep], small)
+            cols = np.searchsorted(classes, rf.classes_)
+            fold_models[f].append((Forest.from_sklearn(rf), cols))
+        C = np.empty((X1.shape[0], context_spec(fs).n_features(K)), np.float32)
+        row0 = 0
+        h = context_spec(fs).halo
+        for p in planes:
+            src = source(p)
+            mask = labels[p] > 0
+            n_p = int(mask.sum())
+            fold_plane = np.zeros(mask.shape, np.int64)
+            fold_plane[mask] = folds[row0:row0 + n_p] + 1
+            order = np.zeros(mask.shape, np.int64)
+            order[mask] = np.arange(row0, row0 + n_p)
+            for t in tile_slices(mask.shape, self._tile(fs.ndim)):
+                m = mask[t]
+                if not m.any():
+                    continue
+                # image features once per tile, shared by the folds' chains
+                feats = src.region(padded(t, mask.shape, stage * h)[0])
+                for f in np.unique(fold_plane[t][m]) - 1:
+                    self._stop(should_stop, "Training")
+                    mf = fold_plane[t] == f + 1
+                    ctx = self._chain(src, t, fold_models[f], K, want="context", mask=mf,
+                                      feats=feats)
+                    C[order[t][mf]] = ctx[:, mf].T
+            row0 += n_p
+            tick()
+        return C
+
+    def _oof_score(self, X, y, folds, classes) -> float:
+        """Out-of-fold macro Jaccard over ``classes`` of small forests on ``X`` (``class_weight_``)."""
+        pred = np.empty_like(y)
+        small = max(10, int(self.n_estimators) // 4)
+        for f in range(int(folds.max()) + 1):
+            keep = folds != f
+            present = np.unique(y[keep])
+            if present.size < 2:
+                pred[~keep] = present[0]
+                continue
+            pred[~keep] = self._train_forest(X[keep], y[keep], small).predict(X[~keep])
+        return _macro_jaccard(y, pred, classes)
+
+    def _choose_class_weight(self, X, y, folds) -> None:
+        """``class_weight="auto"`` for one stage: the candidate with the best out-of-fold score."""
+        classes = np.unique(y)
+        folds = _row_folds(y) if folds is None or len(folds) != len(y) else folds
+        scores = {}
+        for cw in AUTO_CLASS_WEIGHTS:
+            self.class_weight_ = cw
+            scores[cw] = self._oof_score(X, y, folds, classes)
+        self.class_weight_scores_ = {("none" if c is None else c): v for c, v in scores.items()}
+        self.class_weight_ = max(AUTO_CLASS_WEIGHTS,
+                                 key=lambda c: (scores[c], -AUTO_CLASS_WEIGHTS.index(c)))
 
     def _inner_trees(self) -> int:
         """Trees of an autocontext model's stages before the last."""
@@ -538,7 +637,8 @@ class PixelClassifier(Estimator):
             max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf,
             max_features=self.max_features,
-            class_weight=self.class_weight,
+            class_weight=getattr(self, "class_weight_", None) if self.class_weight == "auto"
+            else self.class_weight,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
         )
@@ -639,11 +739,14 @@ class PixelClassifier(Estimator):
         return [(f, None) for f in getattr(self, "forests_", [self.forest_])]
 
     def fit_features(self, X, y, n_channels: int = 1, labels_dtype=np.uint8,
-                     should_stop: StopCallback | None = None, _stage: bool = False) -> PixelClassifier:
+                     should_stop: StopCallback | None = None, _stage: bool = False,
+                     _folds=None, _chosen: bool = False) -> PixelClassifier:
         """Train on precomputed features ``X`` (n, n_features) and class values ``y``.
 
         Only for ``stages=1``: later autocontext stages need the features of
         the pixels around the labels (use :meth:`fit` or :meth:`fit_sources`).
+        With ``class_weight="auto"`` the folds of its choice are runs of rows
+        per class (slabs along the first axis for rows in C order of the labels).
         """
         self._check_params()
         if self.n_stages > 1 and not _stage:
@@ -669,6 +772,11 @@ class PixelClassifier(Estimator):
             raise InputError(f"X has {X.shape[1]} features, the feature set makes {fs.n_features(n_channels)}.")
         if should_stop is not None and should_stop():
             raise Cancelled("Training was cancelled.")
+        if self.class_weight != "auto":
+            self.class_weight_ = self.class_weight
+            self.__dict__.pop("class_weight_scores_", None)
+        elif not _chosen:  # (fit_sources chooses for several stages itself)
+            self._choose_class_weight(X, y, _folds)
         # in an autocontext model the stages before the last only give the next one inputs:
         # half the trees (their probabilities are smoothed anyway), half their prediction time
         rf = self._train_forest(X, y, self._inner_trees() if _stage else self.n_estimators)

@@ -184,7 +184,8 @@ def _check_file_params(path: Path, params, allowed) -> dict:
                              "a positive integer or a fraction in (0, 1)"),
         "max_features": (lambda v: v is None or v in ("sqrt", "log2") or _check_int(v, 1)
                          or (isinstance(v, float) and 0 < v <= 1), '"sqrt", "log2", null, an integer or a fraction'),
-        "class_weight": (lambda v: v in (None, "balanced", "balanced_subsample"), 'null or "balanced"'),
+        "class_weight": (lambda v: v in (None, "balanced", "balanced_subsample", "auto"),
+                         'null, "balanced" or "auto"'),
         "random_state": (lambda v: v is None or _check_int(v, 0, 2**32 - 1), "null or an integer from 0 to 2**32-1"),
         "n_jobs": (lambda v: v is None or (_check_int(v, -64, 4096) and v != 0), "null or a non-zero integer"),
         "tile_shape": (lambda v: v is None or _check_int(v, MIN_TILE, MAX_TILE),
