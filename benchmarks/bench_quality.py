@@ -20,7 +20,9 @@ Configurations (same labels, same forest size and seed):
 * ``strong``: the default features (per-slice 2-D ones for a volume whose
   spacing says its slices are thick, :func:`features.thick_slices`), two
   stages, ``class_weight="auto"`` (None or "balanced", whichever scores better
-  out of fold at the labels; no deep family);
+  out of fold at the labels) and ``context_sigmas="auto"`` (the second stage's
+  probability smoothing reaches up to the radius of the rarest class's
+  labelled regions, at most 4x the largest feature sigma); no deep family;
 * ``strongest``: default features + ``deep``, two stages.
 
 Signals: ``default`` is the signal classifier's default features at the
@@ -66,9 +68,9 @@ def _image_configs(ndim, spacing=None):
     # strong: per-slice filters for thick slices, as the Pixel dock chooses from the layer scale
     strong = FeatureSet.default(ndim=2) if ndim == 3 and spacing and thick_slices(spacing) else base
     deep = FeatureSet(families=DEFAULT_FAMILIES + ("deep",), ndim=ndim)
-    return {"default": (base, 1, None), "stages=2": (base, 2, None), "deep": (deep, 1, None),
-            "strongest": (deep, 2, None), "balanced": (strong, 2, "balanced"),
-            "strong": (strong, 2, "auto")}
+    return {"default": (base, 1, None, {}), "stages=2": (base, 2, None, {}), "deep": (deep, 1, None, {}),
+            "strongest": (deep, 2, None, {}), "balanced": (strong, 2, "balanced", {}),
+            "strong": (strong, 2, "auto", {"context_sigmas": "auto"})}
 
 
 def run_case(case, trees, n_jobs, fraction, only=None, seeds=(0,)):
@@ -104,17 +106,18 @@ def _run_case(case, trees, n_jobs, fraction, only, seed):
         return rows, labels
     from active_annotator.classifier import PixelClassifier
 
-    for name, (fs, stages, cw) in _image_configs(case["spatial_ndim"], case.get("spacing")).items():
+    for name, (fs, stages, cw, kw) in _image_configs(case["spatial_ndim"], case.get("spacing")).items():
         if only and name not in only:
             continue
         t0 = time.perf_counter()
         clf = PixelClassifier(fs, n_estimators=trees, n_jobs=n_jobs, random_state=seed, stages=stages,
-                              class_weight=cw)
+                              class_weight=cw, **kw)
         clf.fit(case["image"], labels, channel_axis=case["channel_axis"])
         pred = clf.predict(case["image"], channel_axis=case["channel_axis"])
         rows[name] = (datasets.jaccard(truth_test, np.asarray(pred), case["classes_of_interest"]),
                       time.perf_counter() - t0)
-        chosen = f", chose class_weight={clf.class_weight_!r}" if cw == "auto" else ""
+        chosen = (f", chose class_weight={clf.class_weight_!r}, context sigmas {clf.context_sigmas_}"
+                  if cw == "auto" else "")
         print(f"    {case['name']} {name} seed {seed}: {np.nanmean(list(rows[name][0].values())):.3f} "
               f"({rows[name][1]:.0f} s{chosen}) load {os.getloadavg()[0]:.1f}", flush=True)
     return rows, labels

@@ -148,16 +148,70 @@ def _macro_jaccard(y, pred, classes) -> float:
                           for c in classes]))
 
 
-def context_spec(fs: FeatureSet) -> FeatureSet:
+def context_spec(fs: FeatureSet, sigmas=None) -> FeatureSet:
     """Filters applied to one stage's probabilities for the next autocontext stage.
 
-    The probabilities themselves plus their Gaussian smoothing at the feature
-    set's scales (:data:`~active_annotator.features.DEFAULT_SIGMAS` when it has none).
+    The probabilities themselves plus their Gaussian smoothing at ``sigmas``,
+    by default the feature set's scales (:data:`~active_annotator.features.DEFAULT_SIGMAS`
+    when it has none).
     """
     from .features import DEFAULT_SIGMAS
 
-    return FeatureSet(sigmas=fs.sigmas or DEFAULT_SIGMAS, families=("original", "gaussian"),
-                      ndim=fs.ndim, truncate=fs.truncate)
+    return FeatureSet(sigmas=tuple(float(x) for x in (sigmas or fs.sigmas or DEFAULT_SIGMAS)),
+                      families=("original", "gaussian"), ndim=fs.ndim, truncate=fs.truncate)
+
+
+MAX_CONTEXT_OCTAVES = 2
+"""At most this many doublings of the largest feature sigma that ``context_sigmas="auto"`` adds
+(each doubles the context halo a prediction reads)."""
+
+
+def object_radius(labels, ndim: int) -> float:
+    """Typical radius in pixels of the labelled objects of the rarest class.
+
+    The class with the fewest labelled pixels; its connected regions in each
+    ``ndim``-D plane of ``labels`` (8-/26-connected); the size of the region
+    that the median pixel of that class lies in (pixel-weighted median); the
+    radius of a disc (ball, half a segment) of that size. Thin strokes give a
+    small radius, painted regions their own.
+    """
+    from math import gamma, pi
+
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    vals, counts = np.unique(labels[labels > 0], return_counts=True)
+    if vals.size == 0:
+        return 0.0
+    c = vals[np.argmin(counts)]
+    stack = labels.shape[:labels.ndim - ndim]
+    sizes = []
+    for p in (np.ndindex(*stack) if stack else [()]):
+        comp, n = ndimage.label(labels[p] == c, structure=np.ones((3,) * ndim, bool))
+        if n:
+            sizes.append(np.bincount(comp.ravel())[1:])
+    s = np.sort(np.concatenate(sizes))
+    cum = np.cumsum(s)
+    median = float(s[np.searchsorted(cum, cum[-1] / 2)])
+    unit = pi ** (ndim / 2) / gamma(ndim / 2 + 1)  # volume of the unit ball
+    return (median / unit) ** (1 / ndim)
+
+
+def auto_context_sigmas(labels, fs: FeatureSet) -> tuple:
+    """``context_sigmas="auto"``: the feature set's sigmas, plus doublings of the largest
+    (at most :data:`MAX_CONTEXT_OCTAVES`) that are no larger than :func:`object_radius`, so
+    the next stage sees the probabilities across the objects the labels paint."""
+    from .features import DEFAULT_SIGMAS
+
+    out = [float(x) for x in (fs.sigmas or DEFAULT_SIGMAS)]
+    r = object_radius(labels, fs.ndim)
+    top = max(out)
+    for _ in range(MAX_CONTEXT_OCTAVES):
+        if 2 * top > r:
+            break
+        top *= 2
+        out.append(top)
+    return tuple(out)
 
 
 class _ArraySource:
@@ -274,6 +328,14 @@ class PixelClassifier(Estimator):
         memorised. 1 is a single forest. Each stage adds :func:`context_spec`'s
         halo to :attr:`halo`. Stages before the last have half of
         ``n_estimators`` trees (their output is only the next stage's input).
+    context_sigmas : None, "auto" or tuple of float
+        Sigmas of the smoothed probabilities a stage passes to the next
+        (with ``stages`` >= 2). None: the feature set's sigmas. "auto": those
+        plus doublings of the largest up to the typical radius of the rarest
+        class's labelled regions (:func:`auto_context_sigmas`; at most x4), so
+        large painted objects get context across them while thin strokes and
+        small objects keep the feature scales. The sigmas used are
+        :attr:`context_sigmas_` (saved with the model).
 
     Attributes
     ----------
@@ -286,6 +348,8 @@ class PixelClassifier(Estimator):
         The first stage's forest (on the image features).
     forests_ : list of Forest
         One forest per stage; ``forests_[0] is forest_``.
+    context_sigmas_ : tuple of float
+        After an autocontext fit: the context smoothing sigmas in use.
     class_weight_ : None or "balanced"
         The weighting the forests were trained with (``class_weight``, or
         what "auto" chose; not stored in model files).
@@ -316,6 +380,7 @@ class PixelClassifier(Estimator):
         n_jobs: int = -1,
         tile_shape: int | None = None,
         stages: int = 1,
+        context_sigmas=None,
     ):
         self.features = features
         self.n_estimators = n_estimators
@@ -327,6 +392,7 @@ class PixelClassifier(Estimator):
         self.n_jobs = n_jobs
         self.tile_shape = tile_shape
         self.stages = stages
+        self.context_sigmas = context_sigmas
 
     def __repr__(self) -> str:
         return f"PixelClassifier(features={self.feature_set!r}, {self._params_repr(skip=('features',))})"
@@ -364,6 +430,12 @@ class PixelClassifier(Estimator):
         if not (self.class_weight is None or isinstance(self.class_weight, dict)
                 or self.class_weight in CLASS_WEIGHTS):
             raise InputError(f'class_weight must be None, "balanced" or "auto", got {self.class_weight!r}.')
+        cs = self.context_sigmas
+        if not (cs is None or (isinstance(cs, str) and cs == "auto") or (
+                isinstance(cs, (tuple, list)) and 1 <= len(cs) <= 16
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1024
+                        for x in cs))):
+            raise InputError(f'context_sigmas must be None, "auto" or 1 to 16 sigmas in (0, 1024], got {cs!r}.')
         _check_tile_shape(self.tile_shape)
 
     @property
@@ -379,12 +451,19 @@ class PixelClassifier(Estimator):
         whole-image prediction inside the crop.
         """
         fs = self.feature_set
-        return fs.halo + (self.n_stages - 1) * context_spec(fs).halo
+        return fs.halo + (self.n_stages - 1) * self._context_spec().halo
 
     def n_context_features(self, n_classes: int | None = None) -> int:
         """Features a stage adds for the next one: per class, the probability and its smoothings."""
         k = len(self.classes_) if n_classes is None else int(n_classes)
-        return context_spec(self.feature_set).n_features(k)
+        return self._context_spec().n_features(k)
+
+    def _context_spec(self) -> FeatureSet:
+        """:func:`context_spec` with this model's context sigmas (fitted, else the parameter)."""
+        cs = getattr(self, "context_sigmas_", None)
+        if cs is None and isinstance(self.context_sigmas, (tuple, list)):
+            cs = self.context_sigmas
+        return context_spec(self.feature_set, cs)
 
     # -- training --------------------------------------------------------------
     def training_data(self, image, labels, channel_axis: int | None = None,
@@ -504,6 +583,8 @@ class PixelClassifier(Estimator):
             ys.append(labels[p][mask])
             tick()
         X1, y = np.concatenate(Xs), np.concatenate(ys)
+        self.context_sigmas_ = (auto_context_sigmas(labels, fs) if self.context_sigmas == "auto"
+                                else context_spec(fs, self.context_sigmas or None).sigmas)
         folds = _fold_ids(labels)
         n_folds = int(folds.max()) + 1
         classes = np.unique(y)
@@ -536,7 +617,7 @@ class PixelClassifier(Estimator):
                                        planes, source, should_stop, tick)
             X = np.concatenate([X1, C], axis=1)
             # the raw (unsmoothed) out-of-fold probabilities: the first K context columns per class
-            per = context_spec(fs).n_features(1)
+            per = self._context_spec().n_features(1)
             oof.append(np.ascontiguousarray(C[:, ::per]))
             self._stop(should_stop, "Training")
             last = stage == self.n_stages - 1
@@ -568,9 +649,9 @@ class PixelClassifier(Estimator):
             rf = self._train_forest(X[keep], y[keep], small)
             cols = np.searchsorted(classes, rf.classes_)
             fold_models[f].append((Forest.from_sklearn(rf), cols))
-        C = np.empty((X1.shape[0], context_spec(fs).n_features(K)), np.float32)
+        C = np.empty((X1.shape[0], self._context_spec().n_features(K)), np.float32)
         row0 = 0
-        h = context_spec(fs).halo
+        h = self._context_spec().halo
         for p in planes:
             src = source(p)
             mask = labels[p] > 0
@@ -667,7 +748,7 @@ class PixelClassifier(Estimator):
         from scipy import ndimage
 
         shape = source.shape
-        cspec = context_spec(self.feature_set)
+        cspec = self._context_spec()
         h = cspec.halo
         extra = len(forests) - 1 + (want == "context")
         cur, _ = padded(tile, shape, extra * h)
