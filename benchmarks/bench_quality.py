@@ -1,6 +1,7 @@
 """Held-out quality of today's default classifier vs the strongest configuration.
 
-Run: ``python benchmarks/bench_quality.py [names...] [--trees 50] [--n-jobs 2] [--fraction 1.0]
+Run (from the repository root; ``PYTHONPATH=src`` so that this checkout's
+package is measured, not an installed one): ``PYTHONPATH=src python benchmarks/bench_quality.py [names...] [--trees 50] [--n-jobs 2] [--fraction 1.0]
 [--seeds 0,1,2] [--configs default,strong]``
 
 For every dataset of ``benchmarks/datasets.py`` (real images, volumes and
