@@ -1,6 +1,8 @@
 """Held-out quality of today's default classifier vs the strongest configuration.
 
-Run: ``python benchmarks/bench_quality.py [names...] [--trees 50] [--n-jobs 2] [--fraction 1.0]``
+Run (from the repository root; ``PYTHONPATH=src`` so that this checkout's
+package is measured, not an installed one): ``PYTHONPATH=src python benchmarks/bench_quality.py [names...] [--trees 50] [--n-jobs 2] [--fraction 1.0]
+[--seeds 0,1,2] [--configs default,strong]``
 
 For every dataset of ``benchmarks/datasets.py`` (real images, volumes and
 signals with dense ground truth from PyPI packages): the truth of one half
@@ -14,10 +16,14 @@ Configurations (same labels, same forest size and seed):
 * ``default``: ``FeatureSet.default(ndim)``, one stage (today's default);
 * ``stages=2``: the default features with two autocontext stages;
 * ``deep``: the default features plus the ``deep`` family, one stage;
+* ``balanced``: as ``strong`` but ``class_weight="balanced"`` always (the
+  previous ``strong``);
 * ``strong``: the default features (per-slice 2-D ones for a volume whose
   spacing says its slices are thick, :func:`features.thick_slices`), two
-  stages, ``class_weight="balanced"``
-  (the configuration the dense-label table recommends; no deep family);
+  stages, ``class_weight="auto"`` (None or "balanced", whichever scores better
+  out of fold at the labels) and ``context_sigmas="auto"`` (the second stage's
+  probability smoothing reaches up to the radius of the rarest class's
+  labelled regions, at most 4x the largest feature sigma); no deep family;
 * ``strongest``: default features + ``deep``, two stages.
 
 Signals: ``default`` is the signal classifier's default features at the
@@ -26,6 +32,9 @@ record's sampling rate, ``strong`` :func:`signals.invariant_signal_features`
 
 Goal (issue 13), checked for ``strong``: strong >= default + 0.15 wherever default < 0.7, and never
 below default - 0.01 where default >= 0.7.
+
+``--seeds``: the forests' ``random_state`` values (labels and split are fixed);
+every cell is the median over them, the per-seed values are printed as they come.
 """
 
 from __future__ import annotations
@@ -60,11 +69,25 @@ def _image_configs(ndim, spacing=None):
     # strong: per-slice filters for thick slices, as the Pixel dock chooses from the layer scale
     strong = FeatureSet.default(ndim=2) if ndim == 3 and spacing and thick_slices(spacing) else base
     deep = FeatureSet(families=DEFAULT_FAMILIES + ("deep",), ndim=ndim)
-    return {"default": (base, 1, None), "stages=2": (base, 2, None), "deep": (deep, 1, None),
-            "strongest": (deep, 2, None), "strong": (strong, 2, "balanced")}
+    return {"default": (base, 1, None, {}), "stages=2": (base, 2, None, {}), "deep": (deep, 1, None, {}),
+            "strongest": (deep, 2, None, {}), "balanced": (strong, 2, "balanced", {}),
+            "strong": (strong, 2, "auto", {"context_sigmas": "auto"})}
 
 
-def run_case(case, trees, n_jobs, fraction, only=None):
+def run_case(case, trees, n_jobs, fraction, only=None, seeds=(0,)):
+    """``{config: ({class: median Jaccard}, median seconds, [macro per seed])}`` and the labels."""
+    runs = [_run_case(case, trees, n_jobs, fraction, only, seed) for seed in seeds]
+    labels = runs[0][1]
+    rows = {}
+    for name in runs[0][0]:
+        per = [r[name] for r, _ in runs]
+        jac = {c: float(np.median([p[0][c] for p in per])) for c in per[0][0]}
+        rows[name] = (jac, float(np.median([p[1] for p in per])),
+                      [float(np.nanmean(list(p[0].values()))) for p in per])
+    return rows, labels
+
+
+def _run_case(case, trees, n_jobs, fraction, only, seed):
     labels, test = _labels(case, fraction)
     truth_test = np.where(test, case["truth"], 0)
     rows = {}
@@ -77,25 +100,27 @@ def run_case(case, trees, n_jobs, fraction, only=None):
         configs = {"default": {}, "strong": {"features": invariant_signal_features(case["sampling_rate"])}}
         for name, kw in configs.items():
             t0 = time.perf_counter()
-            clf = SignalClassifier(n_estimators=trees, n_jobs=n_jobs, random_state=0, **kw).fit(rec, labels)
+            clf = SignalClassifier(n_estimators=trees, n_jobs=n_jobs, random_state=seed, **kw).fit(rec, labels)
             pred = clf.predict(rec)
             rows[name] = (datasets.jaccard(truth_test, np.asarray(pred), case["classes_of_interest"]),
                           time.perf_counter() - t0)
         return rows, labels
     from active_annotator.classifier import PixelClassifier
 
-    for name, (fs, stages, cw) in _image_configs(case["spatial_ndim"], case.get("spacing")).items():
+    for name, (fs, stages, cw, kw) in _image_configs(case["spatial_ndim"], case.get("spacing")).items():
         if only and name not in only:
             continue
         t0 = time.perf_counter()
-        clf = PixelClassifier(fs, n_estimators=trees, n_jobs=n_jobs, random_state=0, stages=stages,
-                              class_weight=cw)
+        clf = PixelClassifier(fs, n_estimators=trees, n_jobs=n_jobs, random_state=seed, stages=stages,
+                              class_weight=cw, **kw)
         clf.fit(case["image"], labels, channel_axis=case["channel_axis"])
         pred = clf.predict(case["image"], channel_axis=case["channel_axis"])
         rows[name] = (datasets.jaccard(truth_test, np.asarray(pred), case["classes_of_interest"]),
                       time.perf_counter() - t0)
-        print(f"    {case['name']} {name}: {np.nanmean(list(rows[name][0].values())):.3f} "
-              f"({rows[name][1]:.0f} s)", flush=True)
+        chosen = (f", chose class_weight={clf.class_weight_!r}, context sigmas {clf.context_sigmas_}"
+                  if cw == "auto" else "")
+        print(f"    {case['name']} {name} seed {seed}: {np.nanmean(list(rows[name][0].values())):.3f} "
+              f"({rows[name][1]:.0f} s{chosen}) load {os.getloadavg()[0]:.1f}", flush=True)
     return rows, labels
 
 
@@ -107,7 +132,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fraction", type=float, default=1.0,
                     help="share of the labelled half's pixels used as labels (default all)")
     ap.add_argument("--configs", default="", help="comma-separated subset, e.g. default,strongest")
+    ap.add_argument("--seeds", default="0", help="comma-separated random_state values; cells are medians")
     args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
     only = [c for c in args.configs.split(",") if c] or None
     names = args.names or list(datasets.DATASETS)
     print(f"load average before: {os.getloadavg()}")
@@ -118,16 +145,18 @@ def main(argv=None) -> int:
         except datasets.DatasetError as e:
             print(f"{name}: not available ({e})")
             continue
-        rows, labels = run_case(case, args.trees, args.n_jobs, args.fraction, only)
+        rows, labels = run_case(case, args.trees, args.n_jobs, args.fraction, only, seeds)
         table.append((name, case, rows, int((labels > 0).sum())))
-    cols = [c for c in ("default", "stages=2", "deep", "strongest", "strong") if any(c in r for _, _, r, _ in table)]
+    cols = [c for c in ("default", "stages=2", "deep", "strongest", "balanced", "strong")
+            if any(c in r for _, _, r, _ in table)]
     print()
     print(f"Labels: the truth of one half ({args.fraction:g} of its pixels), scored on the other "
-          f"half; macro Jaccard over the classes of interest; {args.trees} trees.")
+          f"half; macro Jaccard over the classes of interest; {args.trees} trees; "
+          f"median over seeds {','.join(map(str, seeds))}.")
     print("| dataset | labelled px | " + " | ".join(cols) + " | strong - default | goal met |")
     print("|---|---|" + "---|" * len(cols) + "---|---|")
     for name, case, rows, n_lab in table:
-        macro = {c: float(np.nanmean(list(rows[c][0].values()))) for c in rows}
+        macro = {c: float(np.median(rows[c][2])) for c in rows}  # median over seeds of the macro
         cells = [f"{macro[c]:.3f} ({rows[c][1]:.0f} s)" if c in macro else "-" for c in cols]
         if "strong" in macro and "default" in macro:
             d = macro["strong"] - macro["default"]

@@ -251,3 +251,80 @@ def test_cli_class_weight_balanced_is_saved(tmp_path):
     assert main(["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
                  "--sigmas", "1,2", "--trees", "5", "--output", str(tmp_path / "n.aamodel")]) == 0
     assert load_model(tmp_path / "n.aamodel").class_weight is None
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_class_weight_auto_picks_the_better_out_of_fold_weighting(stages, tmp_path):
+    img, lab = _scene(n=64)
+    lab = lab.copy()
+    lab[lab == 2] = 0
+    lab[45:49, 35:45] = 2  # a rare class: weighting matters
+    clf = PixelClassifier(FAST, n_estimators=12, stages=stages, n_jobs=1, class_weight="auto").fit(img, lab)
+    scores = clf.class_weight_scores_
+    assert set(scores) == {"none", "balanced"} and all(0 <= v <= 1 for v in scores.values())
+    assert clf.class_weight_ == ("balanced" if scores["balanced"] > scores["none"] else None)
+    # the model is the one trained with the chosen weighting
+    twin = PixelClassifier(FAST, n_estimators=12, stages=stages, n_jobs=1,
+                           class_weight=clf.class_weight_).fit(img, lab)
+    assert twin.class_weight_ == clf.class_weight_ and not hasattr(twin, "class_weight_scores_")
+    assert np.array_equal(clf.predict_proba(img), twin.predict_proba(img))
+    # "auto" is a parameter: saved and loaded with the model
+    clf.save(tmp_path / "auto.aamodel")
+    back = load_model(tmp_path / "auto.aamodel")
+    assert back.class_weight == "auto"
+    assert np.array_equal(back.predict_proba(img), clf.predict_proba(img))
+
+
+def test_class_weight_auto_with_features_only_and_bad_values():
+    img, lab = _scene(n=48)
+    X = compute_at(img, FAST, lab > 0)
+    clf = PixelClassifier(FAST, n_estimators=8, n_jobs=1, class_weight="auto")
+    clf.fit_features(np.ascontiguousarray(X), lab[lab > 0])
+    assert clf.class_weight_ in (None, "balanced") and set(clf.class_weight_scores_) == {"none", "balanced"}
+    with pytest.raises(InputError, match="class_weight"):
+        PixelClassifier(FAST, class_weight="heavy").fit(img, lab)
+
+
+def test_object_radius_and_auto_context_sigmas():
+    from active_annotator.classifier import auto_context_sigmas, object_radius
+
+    lab = np.ones((200, 200), np.uint8)
+    lab[50:150, 50:150] = 2  # one painted 100 x 100 object: radius sqrt(1e4 / pi) = 56
+    assert object_radius(lab, 2) == pytest.approx(np.sqrt(1e4 / np.pi))
+    fs = FeatureSet(sigmas=(1.0, 2.0, 4.0), ndim=2)
+    assert auto_context_sigmas(lab, fs) == (1.0, 2.0, 4.0, 8.0, 16.0)  # at most two octaves more
+    small = np.zeros((200, 200), np.uint8)
+    small[10:14, 10:190] = 1  # short strokes (the rarest class's: 3 x 40 px, radius 6.2): no larger context
+    small[100:103, 10:50] = 2
+    small[150:153, 10:50] = 2
+    assert auto_context_sigmas(small, fs) == (1.0, 2.0, 4.0)
+    mid = lab.copy()
+    mid[mid == 2] = 1
+    mid[90:110, 90:110] = 2  # radius 11.3: one octave (8), not 16
+    assert auto_context_sigmas(mid, fs) == (1.0, 2.0, 4.0, 8.0)
+    # per plane of a stack: the radius of 2-D regions
+    assert object_radius(np.stack([lab, lab]), 2) == pytest.approx(np.sqrt(1e4 / np.pi))
+
+
+def test_context_sigmas_auto_fits_saves_and_reloads(tmp_path):
+    img, lab = _scene(n=96)
+    lab = np.ones_like(lab)
+    lab[30:70, 30:70] = 2  # dense labels, the square the rarer class: radius 22.6 -> context up to 16
+    clf = PixelClassifier(FAST, n_estimators=8, stages=2, n_jobs=1, context_sigmas="auto").fit(img, lab)
+    assert clf.context_sigmas_ == (1.0, 2.0, 4.0, 8.0, 16.0)
+    assert clf.halo == FAST.halo + context_spec(FAST, clf.context_sigmas_).halo
+    assert clf.forests_[1].n_features == clf.n_features_in_ + context_spec(FAST, clf.context_sigmas_).n_features(2)
+    p = clf.predict_proba(img)
+    clf.tile_shape = 32  # tiles smaller than the context halo: still exact
+    assert np.allclose(clf.predict_proba(img), p, atol=1e-6)
+    clf.tile_shape = None
+    clf.save(tmp_path / "ctx.aamodel")
+    back = load_model(tmp_path / "ctx.aamodel")
+    assert back.context_sigmas == "auto" and back.context_sigmas_ == clf.context_sigmas_
+    assert np.array_equal(back.predict_proba(img), p)
+    fixed = PixelClassifier(FAST, n_estimators=8, stages=2, n_jobs=1, context_sigmas=(2.0, 8.0)).fit(img, lab)
+    assert fixed.context_sigmas_ == (2.0, 8.0)
+    fixed.save(tmp_path / "fixed.aamodel")
+    assert np.array_equal(load_model(tmp_path / "fixed.aamodel").predict_proba(img), fixed.predict_proba(img))
+    with pytest.raises(InputError, match="context_sigmas"):
+        PixelClassifier(FAST, stages=2, context_sigmas=(0.0,)).fit(img, lab)

@@ -10,12 +10,18 @@ integer is a class, kept as given.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ._estimator import Estimator
-from .errors import Cancelled, InputError, LabelError, ModelMismatchError, NotFittedError
+from .errors import (
+    Cancelled,
+    InputError,
+    LabelError,
+    ModelMismatchError,
+    NotFittedError,
+)
 from .features import FeatureSet, compute, compute_at, padded, tile_slices
 from .forest import Forest
 
@@ -178,18 +184,91 @@ def labelled_rows(rows_at, labels: np.ndarray, planes, *,
 MAX_STAGES = 5
 N_FOLDS = 3
 """Folds of the out-of-fold stage probabilities that later autocontext stages train on."""
+CLASS_WEIGHTS = (None, "balanced", "auto")
+AUTO_CLASS_WEIGHTS = (None, "balanced")
+"""The weightings ``class_weight="auto"`` chooses from, by out-of-fold score (ties: the first)."""
 
 
-def context_spec(fs: FeatureSet) -> FeatureSet:
+def _row_folds(y: np.ndarray, n_folds: int = N_FOLDS) -> np.ndarray:
+    """Folds of training rows without their pixel positions: within each class,
+    contiguous runs of rows (slabs along the first axis for rows in C order)."""
+    folds = np.empty(y.size, np.int64)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        folds[idx] = np.arange(idx.size) * n_folds // max(idx.size, 1)
+    return folds
+
+
+def _macro_jaccard(y, pred, classes) -> float:
+    """Mean over ``classes`` of |pred == c and y == c| / |pred == c or y == c|."""
+    return float(np.mean([((pred == c) & (y == c)).sum() / max(1, ((pred == c) | (y == c)).sum())
+                          for c in classes]))
+
+
+def context_spec(fs: FeatureSet, sigmas=None) -> FeatureSet:
     """Filters applied to one stage's probabilities for the next autocontext stage.
 
-    The probabilities themselves plus their Gaussian smoothing at the feature
-    set's scales (:data:`~active_annotator.features.DEFAULT_SIGMAS` when it has none).
+    The probabilities themselves plus their Gaussian smoothing at ``sigmas``,
+    by default the feature set's scales (:data:`~active_annotator.features.DEFAULT_SIGMAS`
+    when it has none).
     """
     from .features import DEFAULT_SIGMAS
 
-    return FeatureSet(sigmas=fs.sigmas or DEFAULT_SIGMAS, families=("original", "gaussian"),
-                      ndim=fs.ndim, truncate=fs.truncate)
+    return FeatureSet(sigmas=tuple(float(x) for x in (sigmas or fs.sigmas or DEFAULT_SIGMAS)),
+                      families=("original", "gaussian"), ndim=fs.ndim, truncate=fs.truncate)
+
+
+MAX_CONTEXT_OCTAVES = 2
+"""At most this many doublings of the largest feature sigma that ``context_sigmas="auto"`` adds
+(each doubles the context halo a prediction reads)."""
+
+
+def object_radius(labels, ndim: int) -> float:
+    """Typical radius in pixels of the labelled objects of the rarest class.
+
+    The class with the fewest labelled pixels; its connected regions in each
+    ``ndim``-D plane of ``labels`` (8-/26-connected); the size of the region
+    that the median pixel of that class lies in (pixel-weighted median); the
+    radius of a disc (ball, half a segment) of that size. Thin strokes give a
+    small radius, painted regions their own.
+    """
+    from math import gamma, pi
+
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    vals, counts = np.unique(labels[labels > 0], return_counts=True)
+    if vals.size == 0:
+        return 0.0
+    c = vals[np.argmin(counts)]
+    stack = labels.shape[:labels.ndim - ndim]
+    sizes = []
+    for p in (np.ndindex(*stack) if stack else [()]):
+        comp, n = ndimage.label(labels[p] == c, structure=np.ones((3,) * ndim, bool))
+        if n:
+            sizes.append(np.bincount(comp.ravel())[1:])
+    s = np.sort(np.concatenate(sizes))
+    cum = np.cumsum(s)
+    median = float(s[np.searchsorted(cum, cum[-1] / 2)])
+    unit = pi ** (ndim / 2) / gamma(ndim / 2 + 1)  # volume of the unit ball
+    return (median / unit) ** (1 / ndim)
+
+
+def auto_context_sigmas(labels, fs: FeatureSet) -> tuple:
+    """``context_sigmas="auto"``: the feature set's sigmas, plus doublings of the largest
+    (at most :data:`MAX_CONTEXT_OCTAVES`) that are no larger than :func:`object_radius`, so
+    the next stage sees the probabilities across the objects the labels paint."""
+    from .features import DEFAULT_SIGMAS
+
+    out = [float(x) for x in (fs.sigmas or DEFAULT_SIGMAS)]
+    r = object_radius(labels, fs.ndim)
+    top = max(out)
+    for _ in range(MAX_CONTEXT_OCTAVES):
+        if 2 * top > r:
+            break
+        top *= 2
+        out.append(top)
+    return tuple(out)
 
 
 class _ArraySource:
@@ -279,8 +358,17 @@ class PixelClassifier(Estimator):
         Minimum labelled pixels per leaf.
     max_features : {"sqrt", "log2"}, int, float or None
         Features considered per split, as in scikit-learn.
-    class_weight : {"balanced", None}
+    class_weight : {None, "balanced", "auto"}
         "balanced" weights classes inversely to their labelled pixel counts.
+        "auto" chooses between None and "balanced" from the labels: the one
+        whose out-of-fold macro Jaccard at the labelled pixels (folds of whole
+        strokes, as for autocontext) is higher, ties to None. With ``stages``
+        >= 2 the score is that of a second-stage forest on the out-of-fold
+        context, so the choice sees what autocontext makes of each weighting;
+        it costs the first stage's fold forests once more. Balanced weights
+        help a rare class that is a region and can lose a rare class of tiny
+        objects; no fixed choice does both. The choice is
+        :attr:`class_weight_`.
     random_state : int or None
         Seed for repeatable forests.
     n_jobs : int
@@ -297,6 +385,14 @@ class PixelClassifier(Estimator):
         memorised. 1 is a single forest. Each stage adds :func:`context_spec`'s
         halo to :attr:`halo`. Stages before the last have half of
         ``n_estimators`` trees (their output is only the next stage's input).
+    context_sigmas : None, "auto" or tuple of float
+        Sigmas of the smoothed probabilities a stage passes to the next
+        (with ``stages`` >= 2). None: the feature set's sigmas. "auto": those
+        plus doublings of the largest up to the typical radius of the rarest
+        class's labelled regions (:func:`auto_context_sigmas`; at most x4), so
+        large painted objects get context across them while thin strokes and
+        small objects keep the feature scales. The sigmas used are
+        :attr:`context_sigmas_` (saved with the model).
 
     Attributes
     ----------
@@ -309,6 +405,14 @@ class PixelClassifier(Estimator):
         The first stage's forest (on the image features).
     forests_ : list of Forest
         One forest per stage; ``forests_[0] is forest_``.
+    context_sigmas_ : tuple of float
+        After an autocontext fit: the context smoothing sigmas in use.
+    class_weight_ : None or "balanced"
+        The weighting the forests were trained with (``class_weight``, or
+        what "auto" chose; not stored in model files).
+    class_weight_scores_ : dict
+        After a ``class_weight="auto"`` fit: out-of-fold macro Jaccard per
+        candidate weighting (None is the key ``"none"``).
     training_probabilities_ : list of ndarray (n_training_pixels, n_classes)
         After an autocontext fit (not stored in model files): the out-of-fold
         probabilities of stage k at the labelled pixels that stage k+1 trained on.
@@ -333,6 +437,7 @@ class PixelClassifier(Estimator):
         n_jobs: int = -1,
         tile_shape: int | None = None,
         stages: int = 1,
+        context_sigmas=None,
     ):
         self.features = features
         self.n_estimators = n_estimators
@@ -344,6 +449,7 @@ class PixelClassifier(Estimator):
         self.n_jobs = n_jobs
         self.tile_shape = tile_shape
         self.stages = stages
+        self.context_sigmas = context_sigmas
 
     def __repr__(self) -> str:
         return f"PixelClassifier(features={self.feature_set!r}, {self._params_repr(skip=('features',))})"
@@ -378,6 +484,15 @@ class PixelClassifier(Estimator):
         if not (isinstance(self.stages, (int, np.integer)) and not isinstance(self.stages, bool)
                 and 1 <= self.stages <= MAX_STAGES):
             raise InputError(f"stages must be an integer from 1 to {MAX_STAGES}, got {self.stages!r}.")
+        if not (self.class_weight is None or isinstance(self.class_weight, dict)
+                or self.class_weight in CLASS_WEIGHTS):
+            raise InputError(f'class_weight must be None, "balanced" or "auto", got {self.class_weight!r}.')
+        cs = self.context_sigmas
+        if not (cs is None or (isinstance(cs, str) and cs == "auto") or (
+                isinstance(cs, (tuple, list)) and 1 <= len(cs) <= 16
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1024
+                        for x in cs))):
+            raise InputError(f'context_sigmas must be None, "auto" or 1 to 16 sigmas in (0, 1024], got {cs!r}.')
         _check_tile_shape(self.tile_shape)
 
     @property
@@ -393,12 +508,19 @@ class PixelClassifier(Estimator):
         whole-image prediction inside the crop.
         """
         fs = self.feature_set
-        return fs.halo + (self.n_stages - 1) * context_spec(fs).halo
+        return fs.halo + (self.n_stages - 1) * self._context_spec().halo
 
     def n_context_features(self, n_classes: int | None = None) -> int:
         """Features a stage adds for the next one: per class, the probability and its smoothings."""
         k = len(self.classes_) if n_classes is None else int(n_classes)
-        return context_spec(self.feature_set).n_features(k)
+        return self._context_spec().n_features(k)
+
+    def _context_spec(self) -> FeatureSet:
+        """:func:`context_spec` with this model's context sigmas (fitted, else the parameter)."""
+        cs = getattr(self, "context_sigmas_", None)
+        if cs is None and isinstance(self.context_sigmas, (tuple, list)):
+            cs = self.context_sigmas
+        return context_spec(self.feature_set, cs)
 
     # -- training --------------------------------------------------------------
     def training_data(self, image, labels, channel_axis: int | None = None,
@@ -455,8 +577,9 @@ class PixelClassifier(Estimator):
             return self.fit_sources(labels, lambda p: _ArraySource(img[p], fs, threads), n_ch,
                                     on_progress=on_progress, should_stop=should_stop)
         X, y, n_ch = self.training_data(image, labels, channel_axis, on_progress, should_stop)
+        folds = _fold_ids(check_labels(labels, np.shape(labels))) if self.class_weight == "auto" else None
         return self.fit_features(X, y, n_channels=n_ch, labels_dtype=np.asarray(labels).dtype,
-                                 should_stop=should_stop)
+                                 should_stop=should_stop, _folds=folds)
 
     def fit_sources(self, labels, source, n_channels: int,
                     on_progress: ProgressCallback | None = None,
@@ -481,67 +604,53 @@ class PixelClassifier(Estimator):
         fs = self.feature_set
         require_labels(labels)
         planes = labelled_planes(labels, fs.ndim)
-        total = len(planes) * self.n_stages
+        auto = self.class_weight == "auto" and self.n_stages > 1
+        total = len(planes) * (self.n_stages + (len(AUTO_CLASS_WEIGHTS) - 1 if auto else 0))
+        done = 0
 
-        def first_stage_progress(done, _planes):
+        def tick():
+            nonlocal done
+            done += 1
             if on_progress:
                 on_progress(done, total)
 
         X1, y = labelled_rows(lambda p, mask: source(p).at(mask), labels, planes,
-                              should_stop=should_stop, on_progress=first_stage_progress)
-        done = len(planes)
-        self.fit_features(X1, y, n_channels=n_channels, labels_dtype=labels.dtype,
-                          should_stop=should_stop, _stage=True)
-        classes = self.classes_
-        K = len(classes)
-        forests = [(self.forest_, None)]
+                              should_stop=should_stop, on_progress=lambda _d, _n: tick())
+        self.context_sigmas_ = (auto_context_sigmas(labels, fs) if self.context_sigmas == "auto"
+                                else context_spec(fs, self.context_sigmas or None).sigmas)
         folds = _fold_ids(labels)
         n_folds = int(folds.max()) + 1
+        classes = np.unique(y)
+        first = None  # stage 1's fold models and context, when "auto" has already made them
+        if auto and 2 <= classes.size <= MAX_CLASSES:
+            scores, made = {}, {}
+            for cw in AUTO_CLASS_WEIGHTS:
+                self.class_weight_ = cw
+                fm = [[] for _ in range(n_folds)]
+                C = self._fold_context(1, X1, X1, y, folds, classes, fm, labels, planes, source,
+                                       should_stop, tick)
+                scores[cw] = self._oof_score(np.concatenate([X1, C], axis=1), y, folds, classes)
+                made[cw] = (fm, C)
+            best = max(AUTO_CLASS_WEIGHTS, key=lambda c: (scores[c], -AUTO_CLASS_WEIGHTS.index(c)))
+            self.class_weight_scores_ = {("none" if c is None else c): v for c, v in scores.items()}
+            self.class_weight_ = best
+            first = made[best]
+        self.fit_features(X1, y, n_channels=n_channels, labels_dtype=labels.dtype,
+                          should_stop=should_stop, _stage=True, _folds=folds,
+                          _chosen=first is not None)
+        forests = [(self.forest_, None)]
         fold_models: list[list] = [[] for _ in range(n_folds)]
         X = X1
         oof = []
-        small = max(10, int(self.n_estimators) // 4)  # fold forests only give training inputs
         for stage in range(1, self.n_stages):
-            for f in range(n_folds):
-                self._stop(should_stop, "Training")
-                keep = folds != f
-                present = np.unique(y[keep])
-                if present.size < 2:  # the other folds hold one class: it is all they can say
-                    fold_models[f].append((None, np.searchsorted(classes, present)))
-                    continue
-                rf = self._train_forest(X[keep], y[keep], small)
-                cols = np.searchsorted(classes, rf.classes_)
-                fold_models[f].append((Forest.from_sklearn(rf), cols))
-            C = np.empty((X1.shape[0], context_spec(fs).n_features(K)), np.float32)
-            row0 = 0
-            h = context_spec(fs).halo
-            for p in planes:
-                src = source(p)
-                mask = labels[p] > 0
-                n_p = int(mask.sum())
-                fold_plane = np.zeros(mask.shape, np.int64)
-                fold_plane[mask] = folds[row0:row0 + n_p] + 1
-                order = np.zeros(mask.shape, np.int64)
-                order[mask] = np.arange(row0, row0 + n_p)
-                for t in tile_slices(mask.shape, self._tile(fs.ndim)):
-                    m = mask[t]
-                    if not m.any():
-                        continue
-                    # image features once per tile, shared by the folds' chains
-                    feats = src.region(padded(t, mask.shape, stage * h)[0])
-                    for f in np.unique(fold_plane[t][m]) - 1:
-                        self._stop(should_stop, "Training")
-                        mf = fold_plane[t] == f + 1
-                        ctx = self._chain(src, t, fold_models[f], K, want="context", mask=mf,
-                                          feats=feats)
-                        C[order[t][mf]] = ctx[:, mf].T
-                row0 += n_p
-                done += 1
-                if on_progress:
-                    on_progress(done, total)
+            if stage == 1 and first is not None:
+                fold_models, C = first
+            else:
+                C = self._fold_context(stage, X, X1, y, folds, classes, fold_models, labels,
+                                       planes, source, should_stop, tick)
             X = np.concatenate([X1, C], axis=1)
             # the raw (unsmoothed) out-of-fold probabilities: the first K context columns per class
-            per = context_spec(fs).n_features(1)
+            per = self._context_spec().n_features(1)
             oof.append(np.ascontiguousarray(C[:, ::per]))
             self._stop(should_stop, "Training")
             last = stage == self.n_stages - 1
@@ -550,6 +659,80 @@ class PixelClassifier(Estimator):
         self.forests_ = [f for f, _ in forests]
         self.training_probabilities_ = oof
         return self
+
+    def _fold_context(self, stage, X, X1, y, folds, classes, fold_models, labels, planes, source,
+                      should_stop, tick):
+        """Out-of-fold context features of stage ``stage`` at the labelled pixels.
+
+        Trains one small forest per fold on the other folds' rows of ``X``
+        (appended to ``fold_models``) and runs each fold's chain of stages on
+        its own pixels (``tick()`` after each plane). Returns ``(n_labelled, context_spec(...).n_features(K))``.
+        """
+        fs = self.feature_set
+        K = len(classes)
+        n_folds = len(fold_models)
+        small = max(10, int(self.n_estimators) // 4)  # fold forests only give training inputs
+        for f in range(n_folds):
+            self._stop(should_stop, "Training")
+            keep = folds != f
+            present = np.unique(y[keep])
+            if present.size < 2:  # the other folds hold one class: it is all they can say
+                fold_models[f].append((None, np.searchsorted(classes, present)))
+                continue
+            rf = self._train_forest(X[keep], y[keep], small)
+            cols = np.searchsorted(classes, rf.classes_)
+            fold_models[f].append((Forest.from_sklearn(rf), cols))
+        C = np.empty((X1.shape[0], self._context_spec().n_features(K)), np.float32)
+        row0 = 0
+        h = self._context_spec().halo
+        for p in planes:
+            src = source(p)
+            mask = labels[p] > 0
+            n_p = int(mask.sum())
+            fold_plane = np.zeros(mask.shape, np.int64)
+            fold_plane[mask] = folds[row0:row0 + n_p] + 1
+            order = np.zeros(mask.shape, np.int64)
+            order[mask] = np.arange(row0, row0 + n_p)
+            for t in tile_slices(mask.shape, self._tile(fs.ndim)):
+                m = mask[t]
+                if not m.any():
+                    continue
+                # image features once per tile, shared by the folds' chains
+                feats = src.region(padded(t, mask.shape, stage * h)[0])
+                for f in np.unique(fold_plane[t][m]) - 1:
+                    self._stop(should_stop, "Training")
+                    mf = fold_plane[t] == f + 1
+                    ctx = self._chain(src, t, fold_models[f], K, want="context", mask=mf,
+                                      feats=feats)
+                    C[order[t][mf]] = ctx[:, mf].T
+            row0 += n_p
+            tick()
+        return C
+
+    def _oof_score(self, X, y, folds, classes) -> float:
+        """Out-of-fold macro Jaccard over ``classes`` of small forests on ``X`` (``class_weight_``)."""
+        pred = np.empty_like(y)
+        small = max(10, int(self.n_estimators) // 4)
+        for f in range(int(folds.max()) + 1):
+            keep = folds != f
+            present = np.unique(y[keep])
+            if present.size < 2:
+                pred[~keep] = present[0]
+                continue
+            pred[~keep] = self._train_forest(X[keep], y[keep], small).predict(X[~keep])
+        return _macro_jaccard(y, pred, classes)
+
+    def _choose_class_weight(self, X, y, folds) -> None:
+        """``class_weight="auto"`` for one stage: the candidate with the best out-of-fold score."""
+        classes = np.unique(y)
+        folds = _row_folds(y) if folds is None or len(folds) != len(y) else folds
+        scores = {}
+        for cw in AUTO_CLASS_WEIGHTS:
+            self.class_weight_ = cw
+            scores[cw] = self._oof_score(X, y, folds, classes)
+        self.class_weight_scores_ = {("none" if c is None else c): v for c, v in scores.items()}
+        self.class_weight_ = max(AUTO_CLASS_WEIGHTS,
+                                 key=lambda c: (scores[c], -AUTO_CLASS_WEIGHTS.index(c)))
 
     def _inner_trees(self) -> int:
         """Trees of an autocontext model's stages before the last."""
@@ -568,7 +751,8 @@ class PixelClassifier(Estimator):
             max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf,
             max_features=self.max_features,
-            class_weight=self.class_weight,
+            class_weight=getattr(self, "class_weight_", None) if self.class_weight == "auto"
+            else self.class_weight,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
         )
@@ -597,7 +781,7 @@ class PixelClassifier(Estimator):
         from scipy import ndimage
 
         shape = source.shape
-        cspec = context_spec(self.feature_set)
+        cspec = self._context_spec()
         h = cspec.halo
         extra = len(forests) - 1 + (want == "context")
         cur, _ = padded(tile, shape, extra * h)
@@ -669,11 +853,14 @@ class PixelClassifier(Estimator):
         return [(f, None) for f in getattr(self, "forests_", [self.forest_])]
 
     def fit_features(self, X, y, n_channels: int = 1, labels_dtype=np.uint8,
-                     should_stop: StopCallback | None = None, _stage: bool = False) -> PixelClassifier:
+                     should_stop: StopCallback | None = None, _stage: bool = False,
+                     _folds=None, _chosen: bool = False) -> PixelClassifier:
         """Train on precomputed features ``X`` (n, n_features) and class values ``y``.
 
         Only for ``stages=1``: later autocontext stages need the features of
         the pixels around the labels (use :meth:`fit` or :meth:`fit_sources`).
+        With ``class_weight="auto"`` the folds of its choice are runs of rows
+        per class (slabs along the first axis for rows in C order of the labels).
         """
         self._check_params()
         if self.n_stages > 1 and not _stage:
@@ -699,6 +886,11 @@ class PixelClassifier(Estimator):
             raise InputError(f"X has {X.shape[1]} features, the feature set makes {fs.n_features(n_channels)}.")
         if should_stop is not None and should_stop():
             raise Cancelled("Training was cancelled.")
+        if self.class_weight != "auto":
+            self.class_weight_ = self.class_weight
+            self.__dict__.pop("class_weight_scores_", None)
+        elif not _chosen:  # (fit_sources chooses for several stages itself)
+            self._choose_class_weight(X, y, _folds)
         # in an autocontext model the stages before the last only give the next one inputs:
         # half the trees (their probabilities are smoothed anyway), half their prediction time
         rf = self._train_forest(X, y, self._inner_trees() if _stage else self.n_estimators)
@@ -869,4 +1061,4 @@ class PixelClassifier(Estimator):
         return {self.feature_names_in_[i]: float(self.feature_importances_[i]) for i in order}
 
 
-__all__ = ["PixelClassifier", "split_axes", "check_labels", "check_size", "context_spec"]
+__all__ = ["PixelClassifier", "check_labels", "check_size", "context_spec", "split_axes"]

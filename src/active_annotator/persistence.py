@@ -76,6 +76,8 @@ def save_model(clf, path) -> Path:
         "n_training_pixels": getattr(clf, "n_training_pixels_", None),
         "params": params,
     }
+    if n_stages > 1 and getattr(clf, "context_sigmas_", None) is not None:
+        meta["context_sigmas"] = [float(x) for x in clf.context_sigmas_]
     arrays = clf.forest_.arrays()
     arrays["importances"] = np.asarray(clf.feature_importances_, np.float64)
     for k, forest in enumerate(clf.forests_[1:], start=2):
@@ -172,6 +174,12 @@ def _check_int(v, lo, hi=None) -> bool:
     return (not isinstance(v, bool) and isinstance(v, int) and v >= lo and (hi is None or v <= hi))
 
 
+def _sigma_list(v) -> bool:
+    """1 to 16 positive numbers (no larger than 1024): context sigmas in a model file."""
+    return (isinstance(v, list) and 1 <= len(v) <= 16
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1024 for x in v))
+
+
 def _check_file_params(path: Path, params, allowed) -> dict:
     """Training parameters read from a file, checked as a constructor would check them.
 
@@ -189,13 +197,15 @@ def _check_file_params(path: Path, params, allowed) -> dict:
                              "a positive integer or a fraction in (0, 1)"),
         "max_features": (lambda v: v is None or v in ("sqrt", "log2") or _check_int(v, 1)
                          or (isinstance(v, float) and 0 < v <= 1), '"sqrt", "log2", null, an integer or a fraction'),
-        "class_weight": (lambda v: v in (None, "balanced", "balanced_subsample"), 'null or "balanced"'),
+        "class_weight": (lambda v: v in (None, "balanced", "balanced_subsample", "auto"),
+                         'null, "balanced" or "auto"'),
         "random_state": (lambda v: v is None or _check_int(v, 0, 2**32 - 1), "null or an integer from 0 to 2**32-1"),
         "n_jobs": (lambda v: v is None or (_check_int(v, -64, 4096) and v != 0), "null or a non-zero integer"),
         "tile_shape": (lambda v: v is None or _check_int(v, MIN_TILE, MAX_TILE),
                        f"null or an integer from {MIN_TILE} to {MAX_TILE}"),
         "tile": (lambda v: _check_int(v, 1024, 1 << 30), "an integer from 1024 to 2**30"),
         "stages": (lambda v: _check_int(v, 1, MAX_STAGES), f"an integer from 1 to {MAX_STAGES}"),
+        "context_sigmas": (lambda v: v is None or v == "auto" or _sigma_list(v), 'null, "auto" or a list of sigmas'),
     }
     out = {}
     for key, value in params.items():
@@ -272,8 +282,14 @@ def load_model(path):
     if imp.dtype != np.float64 or imp.shape != (n_feat,):
         raise ModelFileError(f"{str(path)!r}: feature importances have the wrong shape.")
     allowed = set(PixelClassifier.param_names()) - {"features"}
-    forests = [forest] + _read_stage_forests(path, params, version, n_feat, classes.size, fs)
+    ctx = meta.get("context_sigmas")
+    if ctx is not None and not _sigma_list(ctx):
+        raise ModelFileError(f"{str(path)!r}: metadata field 'context_sigmas' = {ctx!r} is invalid; it "
+                             "must be a list of 1 to 16 sigmas. Retrain and save the model again.")
+    forests = [forest] + _read_stage_forests(path, params, version, n_feat, classes.size, fs, ctx)
     clf = PixelClassifier(features=fs, **_check_file_params(path, params, allowed))
+    if ctx is not None:
+        clf.context_sigmas_ = tuple(float(x) for x in ctx)
     clf.classes_ = classes.astype(labels_dtype)
     clf.n_channels_in_ = n_ch
     clf.n_features_in_ = n_feat
@@ -287,7 +303,7 @@ def load_model(path):
 
 
 def _read_stage_forests(path: Path, params: dict, version, n_feat: int, n_classes: int,
-                        fs: FeatureSet) -> list:
+                        fs: FeatureSet, context_sigmas=None) -> list:
     """Forests of autocontext stages 2..N, validated (empty for a one-stage model)."""
     from .classifier import MAX_STAGES, context_spec
 
@@ -303,7 +319,7 @@ def _read_stage_forests(path: Path, params: dict, version, n_feat: int, n_classe
     if not names:
         return []
     a = _read_npz(path, names, "pixel-classifier")
-    n_stage = n_feat + context_spec(fs).n_features(n_classes)
+    n_stage = n_feat + context_spec(fs, context_sigmas).n_features(n_classes)
     out = []
     for k in range(2, stages + 1):
         g = {n: a[f"stage{k}_{n}"] for n in ("feature", "threshold", "left", "right", "value", "roots")}
