@@ -328,3 +328,15 @@ def test_context_sigmas_auto_fits_saves_and_reloads(tmp_path):
     assert np.array_equal(load_model(tmp_path / "fixed.aamodel").predict_proba(img), fixed.predict_proba(img))
     with pytest.raises(InputError, match="context_sigmas"):
         PixelClassifier(FAST, stages=2, context_sigmas=(0.0,)).fit(img, lab)
+
+
+def test_cli_strong_trains_the_benchmarks_strongest_configuration(tmp_path):
+    img, lab = _scene(n=64)
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "lab.npy", lab)
+    assert main(["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
+                 "--sigmas", "1,2", "--trees", "5", "--strong", "--output", str(tmp_path / "s.aamodel")]) == 0
+    clf = load_model(tmp_path / "s.aamodel")
+    assert clf.stages == 2 and clf.class_weight == "auto" and clf.context_sigmas == "auto"
+    assert len(clf.context_sigmas_) >= 2  # the sigmas chosen at training are in the file
+    np.testing.assert_array_equal(clf.predict(img), load_model(tmp_path / "s.aamodel").predict(img))

@@ -46,10 +46,17 @@ def add_parser(subparsers) -> None:
     t.add_argument("--stages", type=int, default=1,
                    help="autocontext stages: each later forest also sees the previous one's "
                         "smoothed probabilities (default 1)")
-    t.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+    t.add_argument("--class-weight", choices=("none", "balanced", "auto"), default="none",
                    help="'balanced' weights each class by the inverse of its labelled pixel count "
-                        "(helps a rare class painted densely, e.g. a lesion; see "
-                        "docs/classifier_strength.md; default none)")
+                        "(helps a rare class painted densely, e.g. a lesion); 'auto' picks none or "
+                        "balanced by the out-of-fold score on the labels (needs --stages 2 or more "
+                        "to score the second stage); see docs/classifier_strength.md; default none")
+    t.add_argument("--context", choices=("features", "auto"), default="features",
+                   help="autocontext smoothing scales: the feature sigmas, or 'auto' (up to two "
+                        "doublings more, within the size of the rarest class's labelled regions)")
+    t.add_argument("--strong", action="store_true",
+                   help="the benchmark's strongest configuration: --stages 2 --class-weight auto "
+                        "--context auto (slower; best on dense labels, see docs/classifier_strength.md)")
     t.add_argument("--output", required=True, type=Path, help="model file (.aamodel)")
     t.set_defaults(func=run_train)
 
@@ -91,8 +98,11 @@ def run_train(args) -> int:
               f"{spacing[0] / max(spacing[1:]):.1f}x thicker than pixels: 2-D features per slice "
               "(--ndim 3 for 3-D filters)")
     fs = FeatureSet(ndim=ndim) if args.sigmas is None else FeatureSet(sigmas=args.sigmas, ndim=ndim)
+    if args.strong:
+        args.stages, args.class_weight, args.context = max(2, args.stages), "auto", "auto"
     clf = PixelClassifier(fs, n_estimators=args.trees, max_depth=args.max_depth, stages=args.stages,
-                          class_weight=None if args.class_weight == "none" else args.class_weight)
+                          class_weight=None if args.class_weight == "none" else args.class_weight,
+                          context_sigmas="auto" if args.context == "auto" else None)
     clf.fit(image, labels, channel_axis=args.channel_axis)
     clf.save(args.output)
     print(f"trained on {clf.n_training_pixels_} labelled pixels, classes "
