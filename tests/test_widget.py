@@ -545,3 +545,23 @@ def test_uncertainty_checkbox_and_layer_eye_are_one_switch_kept_across_rounds(vi
     uncertainty.visible = False  # the layer list's eye
     assert not widget.uncertainty_check.isChecked()
     assert viewer.layers["nuclei"].visible
+
+
+def test_class_weights_auto_is_chosen_from_the_labels_and_kept_in_settings(viewer, qtbot):
+    from active_annotator_napari._pixel_controls import WEIGHT_CHOICES
+
+    d = crop_sample()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["labels"], name="annotations")
+    widget = dock(viewer)
+    widget.trees_spin.setValue(8)
+    widget.controls.weight_combo.setCurrentIndex([v for _, v in WEIGHT_CHOICES].index("auto"))
+    run(qtbot, widget, widget.train_button.click)
+    clf = widget.classifier
+    assert clf.class_weight == "auto" and clf.context_sigmas == "auto"
+    assert clf.class_weight_ in (None, "balanced") and set(clf.class_weight_scores_) == {"none", "balanced"}
+    settings = widget.settings()
+    assert settings["class_weight"] == "auto"
+    other = dock(viewer)
+    other.apply_settings(settings)
+    assert other.controls.classifier(2).class_weight == "auto"

@@ -22,6 +22,8 @@ from active_annotator import FAMILIES, FeatureSet, PixelClassifier
 from active_annotator.classifier import MAX_STAGES
 from active_annotator.errors import AnnotatorError, InputError
 
+from ._dock import choice_combo, choice_value, set_choice
+
 FAMILY_TEXT = {
     "original": ("Original intensity", "The pixel value itself (per channel)."),
     "gaussian": ("Gaussian smoothing", "Local mean brightness at each scale."),
@@ -33,6 +35,9 @@ FAMILY_TEXT = {
                                        "Needs: pip install \"napari-active-annotator[deep]\".")),
 }
 DEFAULT_SIGMAS = "1, 2, 4, 8"
+# (text shown, class_weight); "auto" also sets context_sigmas="auto" (docs/classifier_strength.md)
+WEIGHT_CHOICES = (("none", None), ("balanced (rare classes count more)", "balanced"),
+                  ("auto (chosen from the labels)", "auto"))
 DEFAULT_TREES = 100
 LIVE_TREES = 32  # Live mode: a fast preview forest; nuclei2d starter strokes: Jaccard 0.738 vs 0.734 with 100
 
@@ -85,6 +90,12 @@ class ModelControls(QWidget):
             1, MAX_STAGES, 1, "Autocontext: each further stage is a forest that also sees the previous stage's "
             "smoothed probabilities (slower; often better on textured or low-contrast images).")
         form.addRow("Stages", self.stages_spin)
+        self.weight_combo = choice_combo(
+            WEIGHT_CHOICES, "How much each class counts in training.\nNone: every labelled pixel the same. "
+            "Balanced: a rare class counts as much as a common one (a small lesion painted densely).\n"
+            "Auto: picks one of the two by an out-of-fold score on your labels (slower; with Stages 2 or\n"
+            "more it also widens the context to the size of your rarest class's regions).")
+        form.addRow("Class weights", self.weight_combo)
         self.live_trees_spin = _spin(
             1, 2000, LIVE_TREES, "Live mode retrains after every stroke with at most this many trees: a fast "
             "preview. Train (the button) always uses 'Number of trees'.")
@@ -108,8 +119,10 @@ class ModelControls(QWidget):
         trees = self.trees_spin.value()
         if live:
             trees = min(trees, self.live_trees_spin.value())
+        weight = choice_value(self.weight_combo, WEIGHT_CHOICES)
         return PixelClassifier(features=self.feature_set(ndim), n_estimators=trees,
-                               max_depth=self.depth_spin.value() or None, stages=self.stages_spin.value())
+                               max_depth=self.depth_spin.value() or None, stages=self.stages_spin.value(),
+                               class_weight=weight, context_sigmas="auto" if weight == "auto" else None)
 
     def show_features(self, fs: FeatureSet) -> None:
         for fam, box in self.family_checks.items():
@@ -122,11 +135,14 @@ class ModelControls(QWidget):
         self.trees_spin.setValue(int(clf.n_estimators))
         self.depth_spin.setValue(int(clf.max_depth or 0))
         self.stages_spin.setValue(int(clf.n_stages))
+        weight = clf.class_weight if clf.class_weight in ("balanced", "auto") else None
+        set_choice(self.weight_combo, WEIGHT_CHOICES, weight)
 
     def settings(self, ndim: int) -> dict:
         """The controls as a project's settings (invalid sigmas typed: left out)."""
         settings = {"n_estimators": self.trees_spin.value(), "max_depth": self.depth_spin.value(),
-                    "live_trees": self.live_trees_spin.value()}
+                    "live_trees": self.live_trees_spin.value(), "stages": self.stages_spin.value(),
+                    "class_weight": choice_value(self.weight_combo, WEIGHT_CHOICES)}
         try:
             settings["features"] = self.feature_set(ndim).to_dict()
         except AnnotatorError:
@@ -141,5 +157,7 @@ class ModelControls(QWidget):
             except AnnotatorError:
                 pass  # a hand-edited project: keep the current features
         for key, spin in (("n_estimators", self.trees_spin), ("max_depth", self.depth_spin),
-                          ("live_trees", self.live_trees_spin)):
+                          ("live_trees", self.live_trees_spin), ("stages", self.stages_spin)):
             spin.setValue(int(settings.get(key, spin.value())))
+        if settings.get("class_weight") in [v for _, v in WEIGHT_CHOICES]:
+            set_choice(self.weight_combo, WEIGHT_CHOICES, settings["class_weight"])
