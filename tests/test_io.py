@@ -266,3 +266,16 @@ def test_cli_train_filters_thick_slices_per_slice_from_the_file_metadata(tmp_pat
     code = main([*args, str(tmp_path / "m3.aamodel"), "--ndim", "3", "--sigmas", "1,2"])
     assert code == 0, capsys.readouterr().err  # the user's choice wins
     assert load_model(tmp_path / "m3.aamodel").feature_set.ndim == 3
+
+
+def test_pixel_spacing_of_a_broken_ome_header_is_unknown_not_an_error(tmp_path):
+    import tifffile
+
+    from active_annotator.io.arrays import pixel_spacing
+
+    broken = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/'
+              '2016-06"><Image ID="Image:0"><Pixels PhysicalSizeX="1" <<broken</OME>')
+    tifffile.imwrite(tmp_path / "bad.ome.tif", np.zeros((2, 8, 8), np.uint8), description=broken, metadata=None)
+    with tifffile.TiffFile(tmp_path / "bad.ome.tif") as tif:
+        assert tif.is_ome  # the XML reaches the parser
+    assert pixel_spacing(tmp_path / "bad.ome.tif") is None

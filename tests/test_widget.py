@@ -73,6 +73,16 @@ def dock(viewer):
     return widget
 
 
+def crop_dock(viewer, trees):
+    """The crop sample as "nuclei" and "annotations" layers and a Pixel dock with ``trees`` trees."""
+    d = crop_sample()
+    viewer.add_image(d["image"], name="nuclei")
+    viewer.add_labels(d["labels"], name="annotations")
+    widget = dock(viewer)
+    widget.trees_spin.setValue(trees)
+    return widget
+
+
 def crop_sample():
     """Top-right quarter of nuclei2d: both classes have starter strokes there."""
     d = data.nuclei2d()
@@ -249,11 +259,7 @@ def test_axis_choice_that_does_not_fit_the_image_is_explained(viewer, qtbot):
 
 # -- jobs: cancel, replace, live --------------------------------------------------------
 def test_cancel_discards_the_running_job_and_keeps_layers(viewer, qtbot):
-    d = crop_sample()
-    viewer.add_image(d["image"], name="nuclei")
-    viewer.add_labels(d["labels"], name="annotations")
-    widget = dock(viewer)
-    widget.trees_spin.setValue(10)
+    widget = crop_dock(viewer, trees=10)
     run(qtbot, widget, widget.train_button.click)
     before = viewer.layers["prediction"].data.copy()
     trained = []
@@ -550,11 +556,7 @@ def test_uncertainty_checkbox_and_layer_eye_are_one_switch_kept_across_rounds(vi
 def test_class_weights_auto_is_chosen_from_the_labels_and_kept_in_settings(viewer, qtbot):
     from active_annotator_napari._pixel_controls import WEIGHT_CHOICES
 
-    d = crop_sample()
-    viewer.add_image(d["image"], name="nuclei")
-    viewer.add_labels(d["labels"], name="annotations")
-    widget = dock(viewer)
-    widget.trees_spin.setValue(8)
+    widget = crop_dock(viewer, trees=8)
     widget.controls.weight_combo.setCurrentIndex([v for _, v in WEIGHT_CHOICES].index("auto"))
     run(qtbot, widget, widget.train_button.click)
     clf = widget.classifier

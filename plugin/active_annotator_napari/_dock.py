@@ -182,6 +182,7 @@ class LayerPicker:
         self.native = self.combo.native
         self.native.setToolTip(tooltip)
         self._listeners = []
+        self._notified = None  # the layer the listeners last heard of
         self._chosen = False  # magicgui fills in its first choice: not one a person made
         self.refresh()
         self._chosen = True
@@ -205,10 +206,18 @@ class LayerPicker:
         return fallback[0] if fallback else None
 
     def on_change(self, callback) -> None:
-        """Call ``callback()`` when the chosen layer changes: by the person, or because the
-        layer list changed (magicgui refills the combo without a text signal)."""
+        """Call ``callback()`` once each time the chosen layer changes: by the person, or
+        because the layer list changed (magicgui refills the combo without a text signal)."""
+        if not self._listeners:
+            self.native.currentTextChanged.connect(self._notify)
         self._listeners.append(callback)
-        self.native.currentTextChanged.connect(lambda *_: callback())
+
+    def _notify(self, *_):
+        if self.value is self._notified:
+            return  # the same layer (a refill, a rename): nothing changed for the listeners
+        self._notified = self.value
+        for callback in self._listeners:
+            callback()
 
     def refresh(self, *_):
         """Re-read the layer list; keep the current layer when it is still there."""
@@ -226,9 +235,7 @@ class LayerPicker:
                 self.native.setCurrentIndex(-1)  # nothing fits: no preselection
             else:
                 self.combo.value = default
-        if self.value is not current:
-            for callback in self._listeners:
-                callback()
+        self._notify()
 
     @property
     def value(self):

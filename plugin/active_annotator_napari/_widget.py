@@ -148,7 +148,6 @@ class PixelClassifierWidget(Dock):
         self.session = None  # the AnnotationSession of the image last used (see _session_for)
         self.timings = {}  # seconds of the last visible-region update: worker, layer writes
         self._job = None
-        self._image_seen = None  # the image layer whose axes were guessed last
         start_warm_up()  # on a fresh install the kernels compile while the person paints
         self._build()
         self._live_timer = QTimer(self)
@@ -244,10 +243,7 @@ class PixelClassifierWidget(Dock):
 
     # -- layers and axes -------------------------------------------------------------
     def _on_image_changed(self, *_):
-        layer = self.image_layer
-        if layer is self._image_seen:
-            return  # the same layer (a refill of the list): keep the axes the person chose
-        self._image_seen = layer
+        layer = self.image_layer  # called once per chosen layer: the axes a person set are kept
         self.watch("image", layer, "data", self._on_image_data)
         if layer is not None:
             self.set_axes(*guess_axes(layer))

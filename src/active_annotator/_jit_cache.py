@@ -14,6 +14,7 @@ function is decorated, so other libraries' kernels keep numba's own rules.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 import threading
@@ -29,6 +30,7 @@ def user_cache_dir() -> Path:
     return Path(_user_cache_dir(APP, appauthor=False))
 
 
+@functools.cache  # probed once per process: every kernel decorator asks (see njit)
 def numba_cache_dir() -> Path:
     """The folder for compiled kernels: writable, outside the installed package."""
     user = getattr(os, "getuid", lambda: "user")()

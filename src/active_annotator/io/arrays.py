@@ -118,8 +118,10 @@ def pixel_spacing(path) -> tuple | None:
             img = read_image(path)
             scale = [float(v) for i, v in enumerate(img.scales[0]) if i != img.channel_axis]
             return tuple(scale[-3:]) if all(v > 0 for v in scale) else None
-    except (OSError, ValueError, KeyError, TypeError, IndexError, ZeroDivisionError):
-        return None  # metadata we cannot read: the caller's default (isotropic) applies
+    except (OSError, ValueError, KeyError, TypeError, IndexError, ZeroDivisionError, SyntaxError):
+        # metadata we cannot read (SyntaxError: ElementTree's ParseError of broken OME-XML):
+        # the caller's default (isotropic) applies
+        return None
     return None
 
 
