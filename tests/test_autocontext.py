@@ -58,6 +58,39 @@ def test_stage_two_trains_on_out_of_fold_probabilities():
     assert in_sample.mean() - oof.mean() > 0.25
 
 
+def test_training_image_prediction_agrees_with_dense_labels(tmp_path):
+    # dense labels on the top half: the full first-stage forest has memorised them, so the
+    # second stage (trained on out-of-fold inputs) sees unfamiliar inputs there and
+    # contradicts some labels; training_image=True gives it the out-of-fold inputs
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(80, 80)).astype(np.float32)
+    img[20:60, 20:60] += 0.6
+    truth = np.ones((80, 80), np.uint8)
+    truth[20:60, 20:60] = 2
+    lab = truth.copy()
+    lab[40:] = 0
+    clf = PixelClassifier(FAST, n_estimators=20, stages=2, n_jobs=1).fit(img, lab)
+    plain, own = clf.predict(img), clf.predict(img, training_image=True)
+    m = lab > 0
+    assert (own[m] == lab[m]).mean() > 0.99
+    assert (own[m] == lab[m]).mean() > (plain[m] == lab[m]).mean() + 0.01
+    # every pixel that was not a training pixel is predicted exactly as without it
+    p_plain, p_own = clf.predict_proba(img), clf.predict_proba(img, training_image=True)
+    assert np.array_equal(p_plain[:, ~m], p_own[:, ~m])
+    # tiles and regions give the same answer
+    tiled = PixelClassifier(FAST, n_estimators=20, stages=2, n_jobs=1, tile_shape=24).fit(img, lab)
+    np.testing.assert_allclose(tiled.predict_proba(img, training_image=True), p_own, atol=1e-5)
+    np.testing.assert_allclose(clf.predict_proba(img, region=(slice(10, 50), slice(5, 70)),
+                                                 training_image=True),
+                               p_own[:, 10:50, 5:70], atol=1e-5)
+    # a loaded model has no fold forests: it predicts the image as a new one
+    back = load_model(clf.save(tmp_path / "m"))
+    assert np.array_equal(back.predict_proba(img, training_image=True), p_plain)
+    # an image of another shape is a new image
+    other = rng.normal(size=(64, 70)).astype(np.float32)
+    assert np.array_equal(clf.predict_proba(other, training_image=True), clf.predict_proba(other))
+
+
 def test_folds_keep_strokes_together_and_are_stratified_by_class():
     _, lab = _scene()
     folds = _fold_ids(lab)

@@ -84,8 +84,11 @@ def test_autocontext_stages_predict_the_same_as_a_direct_fit(two_class_image):
     s = AnnotationSession(image)
     s.train(strokes, _clf(stages=2))
     got = s.predict_all()
-    direct = _clf(stages=2).fit(image, strokes).predict_proba(image)
+    # the session predicts its own training image: out-of-fold stage inputs at the strokes
+    direct = _clf(stages=2).fit(image, strokes).predict_proba(image, training_image=True)
     np.testing.assert_allclose(got, direct, atol=1e-5)
+    s.train(strokes, _clf(stages=2))  # a new fit of another classifier object: its own folds
+    np.testing.assert_allclose(s.predict_all(), direct, atol=1e-5)
     assert s.validate() is None  # no twin for multi-stage models (documented)
 
 

@@ -416,6 +416,12 @@ class PixelClassifier(Estimator):
     training_probabilities_ : list of ndarray (n_training_pixels, n_classes)
         After an autocontext fit (not stored in model files): the out-of-fold
         probabilities of stage k at the labelled pixels that stage k+1 trained on.
+    fold_models_ : list (per fold) of lists (per stage before the last) of (Forest or None, columns)
+        After an autocontext fit (not stored in model files): the small forests
+        that made those out-of-fold probabilities.
+    training_folds_ : uint8 array, the labels' shape
+        After an autocontext fit (not stored): fold + 1 of every training
+        pixel, 0 elsewhere (``predict_proba(..., training_image=True)``).
     feature_importances_ : ndarray (n_features_in_,)
 
     Examples
@@ -658,6 +664,10 @@ class PixelClassifier(Estimator):
             forests.append((Forest.from_sklearn(self._train_forest(X, y, trees)), None))
         self.forests_ = [f for f, _ in forests]
         self.training_probabilities_ = oof
+        self.fold_models_ = fold_models
+        fmap = np.zeros(labels.shape, np.uint8)
+        fmap[labels != 0] = folds + 1
+        self.training_folds_ = fmap
         return self
 
     def _fold_context(self, stage, X, X1, y, folds, classes, fold_models, labels, planes, source,
@@ -668,7 +678,6 @@ class PixelClassifier(Estimator):
         (appended to ``fold_models``) and runs each fold's chain of stages on
         its own pixels (``tick()`` after each plane). Returns ``(n_labelled, context_spec(...).n_features(K))``.
         """
-        fs = self.feature_set
         K = len(classes)
         n_folds = len(fold_models)
         small = max(10, int(self.n_estimators) // 4)  # fold forests only give training inputs
@@ -682,7 +691,15 @@ class PixelClassifier(Estimator):
             rf = self._train_forest(X[keep], y[keep], small)
             cols = np.searchsorted(classes, rf.classes_)
             fold_models[f].append((Forest.from_sklearn(rf), cols))
-        C = np.empty((X1.shape[0], self._context_spec().n_features(K)), np.float32)
+        return self._context_at_labels(stage, X1.shape[0], folds, lambda f: fold_models[f], K,
+                                       labels, planes, source, should_stop, tick)
+
+    def _context_at_labels(self, stage, n_rows, folds, chain_of, K, labels, planes, source,
+                           should_stop, tick):
+        """Context features ``(n_rows, n_context)`` at the labelled pixels: the rows of fold
+        ``f`` (``folds``) from the chain of stages ``chain_of(f)``, run on each tile once."""
+        fs = self.feature_set
+        C = np.empty((n_rows, self._context_spec().n_features(K)), np.float32)
         row0 = 0
         h = self._context_spec().halo
         for p in planes:
@@ -702,7 +719,7 @@ class PixelClassifier(Estimator):
                 for f in np.unique(fold_plane[t][m]) - 1:
                     self._stop(should_stop, "Training")
                     mf = fold_plane[t] == f + 1
-                    ctx = self._chain(src, t, fold_models[f], K, want="context", mask=mf,
+                    ctx = self._chain(src, t, chain_of(f), K, want="context", mask=mf,
                                       feats=feats)
                     C[order[t][mf]] = ctx[:, mf].T
             row0 += n_p
@@ -759,7 +776,7 @@ class PixelClassifier(Estimator):
         return rf.fit(X, y)
 
     def _chain(self, source, tile, forests, n_classes, want="proba", threads=None, mask=None,
-               feats=None):
+               feats=None, training_folds=None):
         """Run stages ``forests`` on one tile of a plane; exact whatever the tile.
 
         ``source`` gives the plane's image features of any region; ``tile`` is
@@ -777,6 +794,13 @@ class PixelClassifier(Estimator):
         mask dilated by the context still to come); the others stay 0 and are
         never read. ``feats``: the image features of the enlarged region, if
         the caller has them already.
+
+        ``training_folds`` (uint8, the plane's shape; this model's own stages
+        only): the fold + 1 of each pixel this model was trained on, 0
+        elsewhere (:attr:`training_folds_` of the plane). There every stage
+        before the last gives the next one its fold forest's (out-of-fold)
+        probabilities, as in training, instead of the full forest's memorised
+        ones (see :meth:`predict_proba`, ``training_image``).
         """
         from scipy import ndimage
 
@@ -827,12 +851,43 @@ class PixelClassifier(Estimator):
                     vals = np.zeros((n_classes, prob.shape[0]), np.float32)
                     vals[cols] = prob.T
                     P[:, reach] = vals
+            if training_folds is not None and j < len(forests) - 1:
+                self._cross_fit(P, X, j, training_folds[cur], reach, n_classes, threads)
         if want == "context":
             inner = tuple(slice(a.start - c.start, a.stop - c.start) for a, c in zip(tile, cur))
             return compute(P, cspec, channel_axis=0, threads=threads)[(slice(None),) + inner]
         return P
 
-    def predict_proba_source(self, source, region=None, threads=None) -> np.ndarray:
+    def _cross_fit(self, P, X, stage, folds, reach, n_classes, threads):
+        """Stage ``stage``'s probabilities ``P`` at the training pixels (``folds`` > 0) from
+        the fold forests that did not see them: the inputs the next stage was trained on."""
+        for f in np.unique(folds[folds > 0]) - 1:
+            m = folds == f + 1
+            if reach is not None:
+                m &= reach
+            if not m.any():
+                continue
+            forest, cols = self.fold_models_[f][stage]
+            vals = np.zeros((n_classes, int(m.sum())), np.float32)
+            if forest is None:  # that fold's complement held one class
+                vals[cols] = 1
+            else:
+                vals[cols] = forest.predict_proba(np.ascontiguousarray(X[:, m]), threads=threads).T
+            P[:, m] = vals
+
+    def plane_training_folds(self, plane, shape):
+        """The fold map of one plane of the training image (``None`` when it cannot be used:
+        one stage, a loaded model, or an image of another shape)."""
+        fmap = getattr(self, "training_folds_", None)
+        plane, nst = tuple(plane), len(plane)
+        if (self.n_stages == 1 or fmap is None or fmap.ndim != nst + len(shape)
+                or fmap.shape[nst:] != tuple(shape)
+                or any(i >= n for i, n in zip(plane, fmap.shape))):
+            return None
+        return fmap[plane]
+
+    def predict_proba_source(self, source, region=None, threads=None,
+                             training_folds=None) -> np.ndarray:
         """Probabilities ``(K, *region)`` float32 of one plane's region from a feature source.
 
         ``source`` is as in :meth:`fit_sources` (e.g. a :class:`FeatureCache` of
@@ -846,8 +901,15 @@ class PixelClassifier(Estimator):
         region = tuple(slice(*s.indices(n)[:2]) for s, n in zip(region, source.shape))
         if self.n_stages == 1:
             return self.predict_proba_features(source.region(region))
-        return self._chain(source, region, self._stage_forests(), len(self.classes_),
-                           threads=threads)
+        forests, K = self._stage_forests(), len(self.classes_)
+        P = self._chain(source, region, forests, K, threads=threads)
+        own = None if training_folds is None else training_folds[region] > 0
+        if own is not None and own.any():
+            # the training pixels: the chain with out-of-fold stage inputs, as in training
+            cross = self._chain(source, region, forests, K, threads=threads, mask=own,
+                                training_folds=training_folds)
+            P[:, own] = cross[:, own]
+        return P
 
     def _stage_forests(self):
         return [(f, None) for f in getattr(self, "forests_", [self.forest_])]
@@ -886,6 +948,9 @@ class PixelClassifier(Estimator):
             raise InputError(f"X has {X.shape[1]} features, the feature set makes {fs.n_features(n_channels)}.")
         if should_stop is not None and should_stop():
             raise Cancelled("Training was cancelled.")
+        if not _stage:  # a one-stage fit: no fold forests (predict_proba, training_image)
+            for name in ("fold_models_", "training_folds_", "training_probabilities_"):
+                self.__dict__.pop(name, None)
         if self.class_weight != "auto":
             self.class_weight_ = self.class_weight
             self.__dict__.pop("class_weight_scores_", None)
@@ -950,7 +1015,8 @@ class PixelClassifier(Estimator):
     def predict_proba(self, image, channel_axis: int | None = None,
                       on_progress: ProgressCallback | None = None,
                       should_stop: StopCallback | None = None,
-                      region: tuple[slice, ...] | None = None) -> np.ndarray:
+                      region: tuple[slice, ...] | None = None,
+                      training_image: bool = False) -> np.ndarray:
         """Class probabilities for every pixel.
 
         Parameters
@@ -961,21 +1027,40 @@ class PixelClassifier(Estimator):
         region : tuple of slices over ``(*stack, *spatial)``, optional
             Predict only this region (e.g. what is on screen); the result then
             has the region's shape. Context outside it is still used.
+        training_image : bool
+            ``image`` is the image this model was just fitted on (autocontext
+            only; ignored otherwise). The second stage was trained on
+            out-of-fold first-stage probabilities at the labelled pixels; the
+            full first-stage forest has memorised those pixels, and its
+            near-certain probabilities there are inputs the second stage never
+            saw (with dense labels it then contradicts the labels where they
+            were painted). With ``training_image=True`` the output at each
+            training pixel comes from the chain whose stage inputs at the
+            training pixels are the fold forests' (out-of-fold), as in
+            training; every other pixel is predicted as without it. Needs the
+            fold forests of :meth:`fit` (``fold_models_``); a model loaded from
+            a file predicts every image as a new one. The annotation session
+            does this for the image it trains on.
 
         Returns
         -------
         proba : float32 ``(n_classes, *stack, *spatial)``, rows in ``classes_`` order.
         """
-        return self._predict(image, channel_axis, on_progress, should_stop, region, proba=True)
+        return self._predict(image, channel_axis, on_progress, should_stop, region, proba=True,
+                             training_image=training_image)
 
     def predict(self, image, channel_axis: int | None = None,
                 on_progress: ProgressCallback | None = None,
                 should_stop: StopCallback | None = None,
-                region: tuple[slice, ...] | None = None) -> np.ndarray:
-        """Class value of every pixel, ``(*stack, *spatial)``, in the labels' dtype."""
-        return self._predict(image, channel_axis, on_progress, should_stop, region, proba=False)
+                region: tuple[slice, ...] | None = None,
+                training_image: bool = False) -> np.ndarray:
+        """Class value of every pixel, ``(*stack, *spatial)``, in the labels' dtype
+        (``training_image``: see :meth:`predict_proba`)."""
+        return self._predict(image, channel_axis, on_progress, should_stop, region, proba=False,
+                             training_image=training_image)
 
-    def _predict(self, image, channel_axis, on_progress, should_stop, region, proba):
+    def _predict(self, image, channel_axis, on_progress, should_stop, region, proba,
+                 training_image=False):
         image = np.asarray(image) if not hasattr(image, "__array_function__") else image
         stack, spatial = self.check_image(image.shape, channel_axis)
         fs = self.feature_set
@@ -1009,7 +1094,9 @@ class PixelClassifier(Estimator):
                     raise Cancelled("Prediction was cancelled.")
                 if self.n_stages > 1:
                     o = tuple(slice(s.start - r.start, s.stop - r.start) for s, r in zip(t, sp_region))
-                    prob = self.predict_proba_source(_ArraySource(plane, fs), t)
+                    folds = self.plane_training_folds(p_img, spatial) if training_image else None
+                    prob = self.predict_proba_source(_ArraySource(plane, fs), t,
+                                                     training_folds=folds)
                     if proba:
                         out[(slice(None),) + p + o] = prob
                     else:

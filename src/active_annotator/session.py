@@ -242,6 +242,7 @@ class AnnotationSession:
         self.probabilities: np.ndarray | None = None
         self._features: ImageFeatures | None = None
         self._last_fit = None  # (classifier, X, y, labels, n_channels) for validate()
+        self._fit_folds = None  # the fold map of the last autocontext fit (see _predict_into)
         self._split = None  # the last round's LabelSplit (validate keeps its held-out strokes)
         self._lock = threading.Lock()
 
@@ -320,6 +321,8 @@ class AnnotationSession:
             fit = (clf, X, y, labels, n_ch)
         _check(stop)
         self._last_fit = fit
+        # the fold map of this fit: predictions of this image use it (see _predict_into)
+        self._fit_folds = getattr(clf, "training_folds_", None) if clf.n_stages > 1 else None
         self.classifier = clf
         self.probabilities = None  # they belonged to the previous model
         return clf
@@ -435,7 +438,12 @@ class AnnotationSession:
             if step > 1:
                 sub = (slice(None),) + (slice(None, None, step),) * len(t)
             if clf.n_stages > 1:  # later stages read context around the tile from the cache
-                proba = clf.predict_proba_source(feats.plane(p), t)
+                # the session predicts the image it trained on: stage inputs at the
+                # training pixels as in training (PixelClassifier.predict_proba, training_image)
+                src = feats.plane(p)
+                own = self._fit_folds is not None and getattr(clf, "training_folds_", None) is self._fit_folds
+                proba = clf.predict_proba_source(
+                    src, t, training_folds=clf.plane_training_folds(p, src.shape) if own else None)
                 if step > 1:
                     proba = _upsample(proba[sub], step, t)
             elif step > 1:
