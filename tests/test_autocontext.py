@@ -373,3 +373,18 @@ def test_cli_strong_trains_the_benchmarks_strongest_configuration(tmp_path):
     assert clf.stages == 2 and clf.class_weight == "auto" and clf.context_sigmas == "auto"
     assert len(clf.context_sigmas_) >= 2  # the sigmas chosen at training are in the file
     np.testing.assert_array_equal(clf.predict(img), load_model(tmp_path / "s.aamodel").predict(img))
+
+
+def test_cli_max_samples_is_saved_and_checked(tmp_path, capsys):
+    img, lab = _scene(n=48)
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "lab.npy", lab)
+    base = ["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
+            "--sigmas", "1,2", "--trees", "3"]
+    assert main(base + ["--max-samples", "200", "--output", str(tmp_path / "m.aamodel")]) == 0
+    assert load_model(tmp_path / "m.aamodel").max_samples == 200
+    assert main(base + ["--max-samples", "all", "--output", str(tmp_path / "a.aamodel")]) == 0
+    assert load_model(tmp_path / "a.aamodel").max_samples is None
+    with pytest.raises(SystemExit):
+        main(base + ["--max-samples", "12", "--output", str(tmp_path / "b.aamodel")])
+    assert "'12' is not 'all' or a number of pixels >= 100" in capsys.readouterr().err

@@ -237,3 +237,58 @@ def test_labelled_rows_walks_labelled_planes_in_order_and_keeps_the_labels_dtype
         labelled_rows(lambda p, mask: None, labels, planes, should_stop=lambda: True)
     with pytest.raises(LabelError, match="no labels yet"):
         labelled_rows(lambda p, mask: None, labels, [])
+
+
+def _dense_case(n=4000, rare=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.full(n, 1), np.full(n // 2, 2), np.full(rare, 3)].astype(np.uint8)
+    shift = np.zeros(20)
+    shift[:2] = (1.0, 0.5)
+    X = (rng.normal(size=(y.size, 20)) + y[:, None] * shift).astype(np.float32)
+    return X, y
+
+
+def test_subsampled_trees_keep_rare_classes_and_class_proportions():
+    from active_annotator.classifier import _SubsampledForest, class_sample_sizes
+
+    X, y = _dense_case()
+    counts = np.bincount(y)[1:]
+    sizes = class_sample_sizes(counts, 1000)
+    assert sizes[2] == 60  # the rare class whole
+    assert sizes[0] / sizes[1] == pytest.approx(2, rel=0.01) and 900 < sizes.sum() < 1200
+    clf = PixelClassifier(n_estimators=8, max_samples=1000, n_jobs=1).fit_features(X, y)
+    rf = clf._train_forest(X, y, 8)
+    assert isinstance(rf, _SubsampledForest)
+    for tree in rf.estimators_:
+        t = tree.tree_
+        assert t.n_node_samples[0] == sizes.sum()
+        # weights n_c / m_c: the root holds the full labels' class proportions
+        np.testing.assert_allclose(t.weighted_n_node_samples[0], y.size, rtol=1e-9)
+        np.testing.assert_allclose(t.value[0, 0] / t.value[0, 0].sum(), counts / counts.sum(), rtol=1e-9)
+    # repeatable, and the same forest whatever the thread count
+    a = PixelClassifier(n_estimators=8, max_samples=1000, n_jobs=1).fit_features(X, y)
+    b = PixelClassifier(n_estimators=8, max_samples=1000, n_jobs=2).fit_features(X, y)
+    np.testing.assert_array_equal(a.predict_proba_features(X.T), b.predict_proba_features(X.T))
+    np.testing.assert_array_equal(a.predict_proba_features(X.T), clf.predict_proba_features(X.T))
+    assert abs(a.feature_importances_.sum() - 1) < 1e-9 and np.argmax(a.feature_importances_) == 0
+    # a weighting still applies: balanced makes the rare class as heavy as the others
+    rb = PixelClassifier(n_estimators=2, max_samples=1000, class_weight="balanced",
+                         n_jobs=1)._train_forest(X, y, 2)
+    v = rb.estimators_[0].tree_.value[0, 0]
+    np.testing.assert_allclose(v / v.sum(), np.full(3, 1 / 3), rtol=1e-9)
+
+
+def test_below_the_cap_the_forest_is_scikit_learns(tmp_path):
+    from active_annotator.persistence import load_model
+
+    X, y = _dense_case(n=400, rare=20)
+    a = PixelClassifier(n_estimators=10, n_jobs=1).fit_features(X, y)  # 620 rows < default
+    b = PixelClassifier(n_estimators=10, n_jobs=1, max_samples=None).fit_features(X, y)
+    np.testing.assert_array_equal(a.predict_proba_features(X.T), b.predict_proba_features(X.T))
+    capped = PixelClassifier(n_estimators=10, n_jobs=1, max_samples=200).fit_features(X, y)
+    back = load_model(capped.save(tmp_path / "capped"))
+    assert back.max_samples == 200
+    np.testing.assert_array_equal(back.predict_proba_features(X.T), capped.predict_proba_features(X.T))
+    for bad in (5, 2.5, True, "20000"):
+        with pytest.raises(InputError, match="max_samples"):
+            PixelClassifier(max_samples=bad).fit_features(X, y)

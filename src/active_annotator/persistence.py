@@ -206,6 +206,7 @@ def _check_file_params(path: Path, params, allowed) -> dict:
         "tile": (lambda v: _check_int(v, 1024, 1 << 30), "an integer from 1024 to 2**30"),
         "stages": (lambda v: _check_int(v, 1, MAX_STAGES), f"an integer from 1 to {MAX_STAGES}"),
         "context_sigmas": (lambda v: v is None or v == "auto" or _sigma_list(v), 'null, "auto" or a list of sigmas'),
+        "max_samples": (lambda v: v is None or _check_int(v, 100), "null or an integer >= 100"),
     }
     out = {}
     for key, value in params.items():

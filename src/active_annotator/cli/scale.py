@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classifier import PixelClassifier
+from ..classifier import DEFAULT_MAX_SAMPLES, PixelClassifier
 from ..features import FeatureSet, thick_slices
 from ..io.arrays import is_signal_file, open_array, pixel_spacing
 from ..scale import predict_file
@@ -20,6 +20,18 @@ from ._args import add_channel_axis, add_trees, resolve_channel_axis
 from .batch import add_batch_arguments, is_batch, run_batch
 
 # -- command line -------------------------------------------------------------------
+
+
+def _max_samples(text: str):
+    if text.strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'all' or a number of pixels >= 100")
+    return n
 
 
 def _sigmas(text: str) -> tuple[float, ...]:
@@ -43,6 +55,10 @@ def add_parser(subparsers) -> None:
     add_trees(t, 100)
     t.add_argument("--max-depth", type=int, default=None,
                    help="maximum depth of each tree (default: unlimited)")
+    t.add_argument("--max-samples", type=_max_samples, default=DEFAULT_MAX_SAMPLES,
+                   help="with more labelled pixels than this, each tree trains on a class-aware "
+                        f"sample of about this many (default {DEFAULT_MAX_SAMPLES}; 'all' = every "
+                        "labelled pixel, slower on dense labels)")
     t.add_argument("--stages", type=int, default=1,
                    help="autocontext stages: each later forest also sees the previous one's "
                         "smoothed probabilities (default 1)")
@@ -102,7 +118,8 @@ def run_train(args) -> int:
         args.stages, args.class_weight, args.context = max(2, args.stages), "auto", "auto"
     clf = PixelClassifier(fs, n_estimators=args.trees, max_depth=args.max_depth, stages=args.stages,
                           class_weight=None if args.class_weight == "none" else args.class_weight,
-                          context_sigmas="auto" if args.context == "auto" else None)
+                          context_sigmas="auto" if args.context == "auto" else None,
+                          max_samples=args.max_samples)
     clf.fit(image, labels, channel_axis=args.channel_axis)
     clf.save(args.output)
     print(f"trained on {clf.n_training_pixels_} labelled pixels, classes "
