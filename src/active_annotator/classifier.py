@@ -396,20 +396,19 @@ class _SubsampledForest:
             cw = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])
         seeds = np.random.SeedSequence(self.random_state).spawn(self.n_estimators)
         sizes = class_sample_sizes([g.size for g in groups], self.max_samples)
+        # each drawn row stands for n_c / m_c rows of its class (times the class weight)
+        per_row = cw * np.array([g.size for g in groups], float) / sizes
 
         def one(seed):
             rng = np.random.default_rng(seed)
-            idx, w = [], []
-            for k, g in enumerate(groups):
-                m = int(sizes[k])
-                idx.append(g[rng.integers(0, g.size, m)])
-                w.append(np.full(m, cw[k] * g.size / m))
-            idx = np.concatenate(idx)
+            idx = np.concatenate([g[rng.integers(0, g.size, int(m))] for g, m in zip(groups, sizes)])
+            # a bootstrap's repeats as weights, as scikit-learn's forest does (each row once)
+            rows, times = np.unique(idx, return_counts=True)
             tree = DecisionTreeClassifier(max_depth=self.max_depth,
                                           min_samples_leaf=self.min_samples_leaf,
                                           max_features=self.max_features,
                                           random_state=int(rng.integers(2**31 - 1)))
-            return tree.fit(X[idx], yi[idx], sample_weight=np.concatenate(w))
+            return tree.fit(X[rows], yi[rows], sample_weight=times * per_row[yi[rows]])
 
         n_jobs = None if self.n_jobs in (None, -1) else int(self.n_jobs)
         self.estimators_ = Parallel(n_jobs=n_jobs or -1, prefer="threads")(
