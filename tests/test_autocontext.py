@@ -197,6 +197,30 @@ def test_dask_prediction_equals_in_memory(two_stage, tmp_path):
     assert np.array_equal(got, clf.predict(img))
 
 
+def test_dask_prediction_with_auto_context_and_a_large_halo_equals_in_memory(tmp_path):
+    """context_sigmas="auto": the halo (80 px) is 5x the features' (16); chunks barely larger."""
+    da = pytest.importorskip("dask.array")
+    from active_annotator.scale import predict_dask
+
+    rng = np.random.default_rng(0)
+    img = rng.normal(0, 1, (192, 192)).astype(np.float32)
+    lab = np.ones((192, 192), np.uint8)
+    for y, x, s in ((10, 100, 50), (110, 20, 70), (70, 60, 45), (140, 130, 40)):  # dense labels
+        img[y:y + s, x:x + s] += 0.8
+        lab[y:y + s, x:x + s] = 2
+    clf = PixelClassifier(FAST, n_estimators=6, stages=2, n_jobs=1, context_sigmas="auto").fit(img, lab)
+    assert clf.context_sigmas_ == (1.0, 2.0, 4.0, 8.0, 16.0)
+    assert clf.halo == FAST.halo + context_spec(FAST, clf.context_sigmas_).halo == 80
+    whole = clf.predict_proba(img)
+    # chunks of the halo's size (80, 80, 32 -> 80, 112); 2x2 of 96; smaller than the halo (merged)
+    for chunks in ((80, 80), (96, 96), (30, 30)):
+        got = predict_dask(clf, da.from_array(img, chunks=chunks), proba=True).compute(scheduler="sync")
+        assert np.array_equal(got, whole), chunks
+    path = clf.save(tmp_path / "auto.aamodel")
+    got = predict_dask(path, img, chunks=80).compute(scheduler="sync")
+    assert np.array_equal(got, clf.classes_[np.argmax(whole, axis=0)])
+
+
 def test_feature_cache_source_equals_image_fit_and_predict(two_stage):
     from active_annotator.features import FeatureCache
 
